@@ -1,0 +1,160 @@
+"""The ``dw2v`` command: parse arguments, build the configs, call the stage, report.
+
+Exit codes: 0 success, 1 bad data (the message names the file), 2 bad usage or settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Sequence
+
+from dw2v.config import ClusterConfig, IngestConfig, TokenizerConfig, VocabConfig
+from dw2v.errors import Dw2vError
+
+logger = logging.getLogger("dw2v")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def _add_input_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("input")
+    group.add_argument("inputs", nargs="+", metavar="INPUT",
+                       help="Parquet files, directories (every *.parquet below), globs or "
+                            "fsspec URLs (file://, memory://, s3:// with s3fs)")
+    group.add_argument("--text-column", default="text", help="column holding the text")
+    group.add_argument("--no-lowercase", dest="lowercase", action="store_false",
+                       help="keep the case of the text")
+    group.add_argument("--token-pattern", default=None,
+                       help="RE2 regex a token must match (default: letters and digits, "
+                            "apostrophes inside words)")
+    group.add_argument("--batch-size", type=_positive_int, default=65_536,
+                       help="rows read at a time (bounds memory per task)")
+    group.add_argument("--storage-option", type=_key_value, action="append", default=[],
+                       metavar="KEY=VALUE", help="fsspec storage option (repeatable)")
+
+
+def _add_vocab_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("vocabulary")
+    group.add_argument("--min-count", type=int, default=5,
+                       help="drop words seen fewer times (default 5)")
+    group.add_argument("--max-vocab-size", type=int, default=None,
+                       help="budget of distinct words while counting; the rarest are cut "
+                            "when it is exceeded (bounds memory)")
+    group.add_argument("--max-final-vocab", type=int, default=None,
+                       help="raise min-count until at most this many words are left")
+    group.add_argument("--sample", type=float, default=1e-3,
+                       help="subsampling threshold for frequent words (0: off)")
+    group.add_argument("--ns-exponent", type=float, default=0.75,
+                       help="exponent of the unigram noise distribution")
+
+
+def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("cluster (default: an embedded LocalCluster)")
+    where = group.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDR", help="address of a running scheduler")
+    where.add_argument("--scheduler-file", metavar="FILE", help="a scheduler's JSON file")
+    group.add_argument("--workers", type=int, default=None,
+                       help="LocalCluster worker processes (default: one per core)")
+    group.add_argument("--threads-per-worker", type=int, default=None,
+                       help="LocalCluster threads per worker (default 1)")
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", required=True, metavar="OUT_DIR",
+                        help="output directory (must not exist or be empty)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a non-empty output directory (only once the run succeeds)")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bars (default: when stderr is a terminal)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more logging (-vv: Dask's too)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dw2v", description="Distributed word2vec on Dask, from Parquet text shards.")
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    vocab = commands.add_parser(
+        "vocab", help="build the vocabulary and encode the corpus to token ids",
+        description="Count tokens on the cluster, prune, and write vocab.parquet, "
+                    "vocab_report.json and work/ (token-id shards) to OUT_DIR.")
+    _add_input_options(vocab)
+    _add_vocab_options(vocab)
+    _add_cluster_options(vocab)
+    _add_run_options(vocab)
+    return parser
+
+
+def _version() -> str:
+    from dw2v import __version__
+    return __version__
+
+
+def _configs(args: argparse.Namespace) -> tuple[IngestConfig, VocabConfig, ClusterConfig]:
+    tokenizer = TokenizerConfig(lowercase=args.lowercase,
+                                **({"pattern": args.token_pattern} if args.token_pattern else {}))
+    ingest = IngestConfig(text_column=args.text_column, batch_size=args.batch_size,
+                          storage_options=dict(args.storage_option), tokenizer=tokenizer)
+    vocab = VocabConfig(min_count=args.min_count, max_vocab_size=args.max_vocab_size,
+                        max_final_vocab=args.max_final_vocab, sample=args.sample,
+                        ns_exponent=args.ns_exponent)
+    cluster = ClusterConfig(scheduler=args.scheduler, scheduler_file=args.scheduler_file,
+                            n_workers=args.workers, threads_per_worker=args.threads_per_worker)
+    return ingest, vocab, cluster
+
+
+def _setup_logging(verbose: int) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="dw2v: %(levelname)s: %(name)s: %(message)s", stream=sys.stderr)
+    # Task errors reach the user as dw2v's own message; the workers' copies are noise unless -v.
+    dask_level = ("critical", "warning", "info")[min(verbose, 2)]
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", dask_level)  # inherited by workers
+    logging.getLogger("distributed").setLevel(dask_level.upper())
+
+
+def _run_vocab(args: argparse.Namespace) -> int:
+    from dw2v.prepare import build_vocab
+    from dw2v.vocab import load
+
+    ingest, vocab, cluster = _configs(args)
+    report = build_vocab(args.inputs, args.output, ingest=ingest, vocab=vocab, cluster=cluster,
+                         overwrite=args.overwrite, progress=args.progress)
+    print(report.summary())
+    top = load(args.output).tokens.slice(0, 12).to_pylist()
+    print("most frequent: " + ", ".join(top))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return _run_vocab(args)
+    except Dw2vError as exc:
+        print(f"dw2v: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("dw2v: interrupted; no output written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

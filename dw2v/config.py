@@ -1,0 +1,115 @@
+"""Frozen, validated settings for every stage; built once and passed everywhere.
+
+Field names follow gensim's ``Word2Vec`` where one exists (``min_count``, ``max_vocab_size``,
+``max_final_vocab``, ``sample``, ``ns_exponent``) so that users can carry their settings over.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+from dw2v.errors import ConfigError
+
+#: Letters and digits of any script; an apostrophe joins two such runs ("don't", "rock'n'roll").
+DEFAULT_TOKEN_PATTERN = r"[\p{L}\p{N}]+(?:'[\p{L}\p{N}]+)*"
+
+#: word2vec C's MAX_SENTENCE_LENGTH and gensim's MAX_WORDS_IN_BATCH.
+MAX_SENTENCE_LENGTH = 10_000
+
+
+def _require(ok: bool, name: str, value: Any, rule: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name}={value!r}: {rule}")
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """How raw text becomes tokens: lowercasing and a word regex (RE2 syntax, findall semantics)."""
+
+    lowercase: bool = True
+    pattern: str = DEFAULT_TOKEN_PATTERN
+    max_sentence_length: int = MAX_SENTENCE_LENGTH
+
+    def __post_init__(self) -> None:
+        _require(bool(self.pattern), "pattern", self.pattern, "must not be empty")
+        try:
+            # Python's re lacks \p{..}; check the rest of the syntax with the classes swapped out.
+            re.compile(re.sub(r"\\[pP]\{\w+\}", "a", self.pattern))
+        except re.error as exc:
+            raise ConfigError(f"pattern={self.pattern!r}: not a valid regex ({exc})") from None
+        _require(self.max_sentence_length >= 2, "max_sentence_length", self.max_sentence_length,
+                 "must be at least 2")
+
+    @property
+    def is_default_pattern(self) -> bool:
+        return self.pattern == DEFAULT_TOKEN_PATTERN
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Where the text is and how it is read: column name, batch size, fsspec options."""
+
+    text_column: str = "text"
+    batch_size: int = 65_536
+    storage_options: Mapping[str, str] = field(default_factory=dict)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+
+    def __post_init__(self) -> None:
+        _require(bool(self.text_column), "text_column", self.text_column, "must not be empty")
+        _require(self.batch_size >= 1, "batch_size", self.batch_size, "must be at least 1")
+
+
+@dataclass(frozen=True)
+class VocabConfig:
+    """Pruning and the two distributions derived from counts (noise and subsampling)."""
+
+    min_count: int = 5
+    max_vocab_size: int | None = None
+    max_final_vocab: int | None = None
+    sample: float = 1e-3
+    ns_exponent: float = 0.75
+    #: How many partial counts one reduction task merges (the tree's fan-in).
+    split_every: int = 8
+
+    def __post_init__(self) -> None:
+        _require(self.min_count >= 1, "min_count", self.min_count, "must be at least 1")
+        for name in ("max_vocab_size", "max_final_vocab"):
+            value = getattr(self, name)
+            _require(value is None or value >= 1, name, value, "must be at least 1 (or unset)")
+        _require(0.0 <= self.sample < 1.0, "sample", self.sample,
+                 "must be in [0, 1); 0 turns subsampling off, 1e-3 to 1e-5 are usual")
+        _require(-10.0 <= self.ns_exponent <= 10.0, "ns_exponent", self.ns_exponent,
+                 "must be in [-10, 10]; 0.75 is word2vec's")
+        _require(self.split_every >= 2, "split_every", self.split_every, "must be at least 2")
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Which Dask cluster to use; with no address, an embedded LocalCluster of processes."""
+
+    scheduler: str | None = None
+    scheduler_file: str | None = None
+    n_workers: int | None = None
+    threads_per_worker: int | None = None
+    dashboard_address: str | None = ":8787"
+
+    def __post_init__(self) -> None:
+        _require(not (self.scheduler and self.scheduler_file), "scheduler", self.scheduler,
+                 "give a scheduler address or a scheduler file, not both")
+        for name in ("n_workers", "threads_per_worker"):
+            value = getattr(self, name)
+            _require(value is None or value >= 1, name, value, "must be at least 1")
+        if self.scheduler or self.scheduler_file:
+            _require(self.n_workers is None and self.threads_per_worker is None, "n_workers",
+                     self.n_workers, "--workers/--threads-per-worker apply only to the "
+                     "embedded LocalCluster, not to an existing scheduler")
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-ready copy of a config dataclass (for metadata and reports)."""
+    out = asdict(config)
+    if "storage_options" in out:  # may hold credentials: record only the keys
+        out["storage_options"] = sorted(out["storage_options"])
+    return out

@@ -1,0 +1,194 @@
+"""Finding Parquet shards, checking them, streaming their text column, and encoding to ids.
+
+Inputs are local paths, directories (every ``*.parquet`` below them), globs or any fsspec URL.
+Shards are named by full URLs so that any worker can open them. Only the text column is read,
+in record batches, so memory is bounded by the batch size rather than by the file size.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from dw2v.config import IngestConfig
+from dw2v.errors import InputError, NoInputError
+from dw2v.token_shards import TokenShardWriter
+from dw2v.tokenize import sentence_offsets, tokenize
+
+logger = logging.getLogger(__name__)
+
+_GLOB_CHARS = set("*?[")
+
+
+def _is_text_type(dtype: pa.DataType) -> bool:
+    if pa.types.is_dictionary(dtype):
+        dtype = dtype.value_type
+    return pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or (
+        pa.types.is_string_view(dtype))
+
+
+def find_shards(inputs: Sequence[str], config: IngestConfig) -> list[str]:
+    """Expand inputs into a sorted, de-duplicated list of Parquet file URLs.
+
+    Raises :class:`NoInputError` when an input matches nothing or no file matches at all.
+    """
+    urls: list[str] = []
+    for spec in inputs:
+        fs, path = fsspec.core.url_to_fs(str(spec), **config.storage_options)
+        if any(ch in _GLOB_CHARS for ch in path):
+            found = sorted(p for p in fs.glob(path) if fs.isfile(p))
+        elif fs.isdir(path):
+            found = sorted(p for p in fs.find(path) if p.endswith(".parquet"))
+        elif fs.exists(path):
+            found = [path]
+        else:
+            raise NoInputError(f"{spec}: no such file or directory")
+        if not found:
+            raise NoInputError(f"{spec}: no Parquet file matches")
+        urls.extend(fs.unstrip_protocol(p) for p in found)
+    unique = list(dict.fromkeys(urls))
+    if not unique:
+        raise NoInputError("no input given")
+    return unique
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """What a shard's footer says: rows, size, and whether it can be skipped as empty."""
+
+    url: str
+    index: int
+    rows: int
+    size_bytes: int
+    text_type: str
+
+    @property
+    def empty(self) -> bool:
+        return self.rows == 0
+
+
+@contextmanager
+def _open_parquet(url: str, config: IngestConfig) -> Iterator[pq.ParquetFile]:
+    with fsspec.open(url, "rb", **config.storage_options) as handle:
+        try:
+            parquet = pq.ParquetFile(handle)
+        except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+            raise InputError(url, f"not a Parquet file, or truncated ({exc})") from None
+        yield parquet
+
+
+def check_shard(url: str, index: int, config: IngestConfig) -> ShardInfo:
+    """Read one footer and check the text column; raise :class:`InputError` naming the file."""
+    fs, path = fsspec.core.url_to_fs(url, **config.storage_options)
+    size = int(fs.size(path))
+    if size == 0:
+        return ShardInfo(url=url, index=index, rows=0, size_bytes=0, text_type="")
+    column = config.text_column
+    with _open_parquet(url, config) as parquet:
+        schema = parquet.schema_arrow
+        if column not in schema.names:
+            present = ", ".join(repr(n) for n in schema.names) or "none"
+            raise InputError(url, f"no column {column!r} (columns present: {present}); "
+                                  "choose one with --text-column")
+        dtype = schema.field(column).type
+        if not _is_text_type(dtype):
+            raise InputError(url, f"column {column!r} is {dtype}, expected a string column")
+        rows = parquet.metadata.num_rows
+        _check_not_all_null(url, parquet, column, rows)
+    return ShardInfo(url=url, index=index, rows=rows, size_bytes=size, text_type=str(dtype))
+
+
+def _check_not_all_null(url: str, parquet: pq.ParquetFile, column: str, rows: int) -> None:
+    """Use the footer's null counts, when written, to refuse an all-null text column early."""
+    if rows == 0:
+        return
+    meta = parquet.metadata
+    position = parquet.schema_arrow.get_field_index(column)
+    nulls = 0
+    for group in range(meta.num_row_groups):
+        stats = meta.row_group(group).column(position).statistics
+        if stats is None or not stats.has_null_count:
+            return
+        nulls += stats.null_count
+    if nulls == rows:
+        raise _all_null(url, column, rows)
+
+
+def _all_null(url: str, column: str, rows: int) -> InputError:
+    return InputError(url, f"column {column!r} is entirely null ({rows} rows): no text to read")
+
+
+def iter_text(shard: ShardInfo, config: IngestConfig) -> Iterator[pa.Array]:
+    """Yield the text column of a shard in record batches, checked for valid UTF-8."""
+    if shard.empty:
+        return
+    column = config.text_column
+    start = 0
+    with _open_parquet(shard.url, config) as parquet:
+        batches = parquet.iter_batches(batch_size=config.batch_size, columns=[column],
+                                       use_threads=False)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except (pa.ArrowException, OSError) as exc:
+                raise InputError(shard.url, f"corrupt data after row {start} ({exc})") from None
+            text = batch.column(0)
+            if pa.types.is_dictionary(text.type):
+                text = text.dictionary_decode()
+            try:
+                text.validate(full=True)
+            except pa.ArrowInvalid as exc:
+                raise InputError(shard.url, f"invalid UTF-8 in column {column!r} in rows "
+                                            f"{start}..{start + len(text) - 1} ({exc})") from None
+            yield text
+            start += len(text)
+
+
+@dataclass(frozen=True)
+class EncodedShard:
+    """Where one input shard's token ids went, and how much they hold."""
+
+    source: str
+    index: int
+    path: str
+    tokens: int
+    sentences: int
+
+
+def shard_dir_name(index: int) -> str:
+    return f"shard-{index:05d}"
+
+
+def encode_shard(shard: ShardInfo, vocab_tokens: pa.Array, work_dir: str,
+                 config: IngestConfig) -> EncodedShard:
+    """Write the token ids of one shard (out-of-vocabulary tokens dropped) under ``work_dir``.
+
+    ``vocab_tokens[i]`` is the token with id ``i``. Sentences are rows, cut at
+    ``max_sentence_length`` ids after out-of-vocabulary tokens are dropped.
+    """
+    target = Path(work_dir) / shard_dir_name(shard.index)
+    max_length = config.tokenizer.max_sentence_length
+    with TokenShardWriter(target, meta={"source": shard.url, "rows": shard.rows}) as writer:
+        for text in iter_text(shard, config):
+            batch = tokenize(text, config.tokenizer)
+            encoded = pc.dictionary_encode(batch.tokens)
+            unique_ids = pc.index_in(encoded.dictionary, value_set=vocab_tokens)
+            ids = unique_ids.take(encoded.indices)
+            known = ids.is_valid().to_numpy(zero_copy_only=False)
+            kept_ids = ids.filter(pa.array(known)).to_numpy().astype(np.int32, copy=False)
+            lengths = np.bincount(batch.rows[known], minlength=batch.n_rows)
+            writer.append(kept_ids, sentence_offsets(lengths, max_length))
+    meta = writer.meta
+    return EncodedShard(source=shard.url, index=shard.index, path=target.name,
+                        tokens=meta["tokens"], sentences=meta["sentences"])

@@ -1,0 +1,164 @@
+"""The vocabulary stage as one job: find shards, check, count, reduce, finalize, encode, write.
+
+Everything heavy runs as Dask tasks: footers are checked, shards counted and encoded on the
+workers; counts are tree-reduced there; the client only receives the small final vocabulary,
+which it writes. The output directory appears only when every step succeeded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import operator
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from distributed import Client
+
+from dw2v import __version__
+from dw2v.atomic import check_output_dir, staged_dir
+from dw2v.config import ClusterConfig, IngestConfig, VocabConfig, to_dict
+from dw2v.dask_cluster import client_for, run_id, show_progress, tree_reduce, \
+    wait_with_progress
+from dw2v.errors import NoInputError
+from dw2v.ingest import ShardInfo, check_shard, encode_shard, find_shards
+from dw2v.vocab import Vocabulary, count_shard, finalize, merge_counts, save
+
+logger = logging.getLogger(__name__)
+
+WORK_DIR = "work"
+MANIFEST = "manifest.json"
+REPORT = "vocab_report.json"
+
+
+@dataclass(frozen=True)
+class VocabReport:
+    """What the vocabulary job saw, kept and took; written as ``vocab_report.json``."""
+
+    output: str
+    files: int
+    skipped_files: list[str]
+    documents: int
+    null_documents: int
+    empty_documents: int
+    tokens: int
+    distinct: int
+    budget_pruned_distinct: int
+    budget_pruned_tokens: int
+    kept: int
+    kept_tokens: int
+    min_count: int
+    sentences: int
+    expected_after_subsampling: int
+    workers: int
+    seconds_vocab: float
+    seconds_encode: float
+    seconds_total: float
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Corpus tokens per second of the vocabulary step (reading, tokenizing, counting)."""
+        return self.tokens / self.seconds_vocab if self.seconds_vocab else 0.0
+
+    def to_json(self) -> str:
+        return json.dumps(dict(asdict(self), tokens_per_second=self.tokens_per_second), indent=1)
+
+    def summary(self) -> str:
+        pruned = (f", {self.budget_pruned_distinct:,} cut by --max-vocab-size "
+                  f"({self.budget_pruned_tokens:,} tokens)" if self.budget_pruned_distinct else "")
+        skipped = f" ({len(self.skipped_files)} empty, skipped)" if self.skipped_files else ""
+        return "\n".join([
+            f"files       {self.files:,}{skipped}",
+            f"documents   {self.documents:,} ({self.null_documents:,} null, "
+            f"{self.empty_documents:,} empty: skipped)",
+            f"tokens      {self.tokens:,}",
+            f"distinct    {self.distinct:,}{pruned}",
+            f"kept        {self.kept:,} words with count >= {self.min_count} "
+            f"({self.kept_tokens:,} tokens, {self.kept_tokens / max(self.tokens, 1):.1%})",
+            f"sentences   {self.sentences:,} encoded in {self.output}/{WORK_DIR}",
+            f"time        {self.seconds_total:.1f} s on {self.workers} workers; vocabulary "
+            f"{self.tokens_per_second:,.0f} tokens/s, encoding {self.seconds_encode:.1f} s",
+        ])
+
+
+def _check_all(client: Client, urls: Sequence[str], ingest: IngestConfig,
+               rid: str) -> list[ShardInfo]:
+    futures = client.map(check_shard, urls, range(len(urls)), config=ingest,
+                         key=[f"dw2v-check-{rid}-{i}" for i in range(len(urls))])
+    infos: list[ShardInfo] = client.gather(futures)
+    for info in infos:
+        if info.empty:
+            logger.warning("%s: empty file, skipped", info.url)
+    if all(info.empty for info in infos):
+        raise NoInputError(f"every input file is empty ({len(infos)} files)")
+    return infos
+
+
+def build_vocab(inputs: Sequence[str], output: str | Path, *,
+                ingest: IngestConfig = IngestConfig(), vocab: VocabConfig = VocabConfig(),
+                cluster: ClusterConfig = ClusterConfig(), client: Client | None = None,
+                overwrite: bool = False, progress: bool | None = None) -> VocabReport:
+    """Build the vocabulary of ``inputs`` and encode them; write everything to ``output``.
+
+    ``output`` gets ``vocab.parquet``, ``vocab_report.json`` and ``work/`` (one token-id
+    shard per non-empty input file, plus ``manifest.json``).
+    """
+    out = Path(output).absolute()
+    check_output_dir(out, overwrite)
+    urls = find_shards(inputs, ingest)
+    bars = show_progress(progress)
+    started = time.perf_counter()
+    with client_for(cluster, client) as c, staged_dir(out, overwrite=overwrite) as stage:
+        rid = run_id()
+        workers = len(c.scheduler_info()["workers"])
+        infos = _check_all(c, urls, ingest, rid)
+        logger.info("%d files, %d rows, on %d workers", len(infos),
+                    sum(i.rows for i in infos), workers)
+        counts = [c.submit(count_shard, info, ingest, vocab.max_vocab_size,
+                           key=f"dw2v-count-{rid}-{info.index}") for info in infos]
+        wait_with_progress(counts, desc="counting", unit="rows",
+                           weights=[i.rows for i in infos], enabled=bars)
+        total = tree_reduce(c, counts, merge_counts, split_every=vocab.split_every,
+                            name=f"dw2v-merge-counts-{rid}", budget=vocab.max_vocab_size)
+        final = c.submit(finalize, total, vocab, key=f"dw2v-finalize-{rid}")
+        words: Vocabulary = final.result()
+        vocab_done = time.perf_counter()
+        del counts, total
+        tokens = c.submit(operator.attrgetter("tokens"), final, key=f"dw2v-tokens-{rid}")
+        work = stage / WORK_DIR
+        work.mkdir()
+        live = [i for i in infos if not i.empty]
+        encoded = [c.submit(encode_shard, info, tokens, str(work), ingest,
+                            key=f"dw2v-encode-{rid}-{info.index}") for info in live]
+        wait_with_progress(encoded, desc="encoding", unit="rows",
+                           weights=[i.rows for i in live], enabled=bars)
+        shards = c.gather(encoded)
+        encode_done = time.perf_counter()
+        settings = {"ingest": to_dict(ingest), "vocab": to_dict(vocab)}
+        words = replace(words, extra={"ingest": settings["ingest"], "dw2v_version": __version__})
+        save(words, stage / "vocab.parquet")
+        (work / MANIFEST).write_text(json.dumps({
+            "vocab_size": len(words),
+            "tokens": sum(s.tokens for s in shards),
+            "sentences": sum(s.sentences for s in shards),
+            "shards": [asdict(s) for s in shards],
+        }, indent=1))
+        stats = words.stats
+        report = VocabReport(
+            output=str(out), files=stats.files + len(stats.skipped_files),
+            skipped_files=list(stats.skipped_files), documents=stats.documents,
+            null_documents=stats.null_rows, empty_documents=stats.empty_rows,
+            tokens=stats.tokens, distinct=words.distinct_seen,
+            budget_pruned_distinct=stats.budget_pruned_distinct,
+            budget_pruned_tokens=stats.budget_pruned_tokens, kept=len(words),
+            kept_tokens=words.retained_tokens, min_count=words.min_count,
+            sentences=sum(s.sentences for s in shards),
+            expected_after_subsampling=words.expected_after_subsampling(), workers=workers,
+            seconds_vocab=vocab_done - started, seconds_encode=encode_done - vocab_done,
+            seconds_total=time.perf_counter() - started, settings=settings)
+        (stage / REPORT).write_text(report.to_json())
+    logger.info("vocabulary of %d words written to %s", len(words), out)
+    return report

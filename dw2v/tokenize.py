@@ -1,0 +1,136 @@
+"""Text to tokens with ``pyarrow.compute``: lowercasing, a word regex, sentence cutting.
+
+Tokens are every non-overlapping match of the word pattern (``re.findall`` semantics), found
+without a Python loop per token. RE2 is slow at extracting submatches, so the default pattern
+takes a fast path: ASCII bytes that can never be part of a word become spaces through a lookup
+table, the text is split on ASCII whitespace, and only the few tokens that hold an apostrophe or
+a non-ASCII byte go through the exact regex.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dw2v.config import TokenizerConfig
+
+_SEP = "\x00"  # a separator no reasonable word pattern matches
+
+
+@dataclass(frozen=True)
+class TokenBatch:
+    """Tokens of one batch of rows, flattened, with the row each token came from.
+
+    ``tokens``: string array of length T, no nulls, no empty strings.
+    ``rows``: int64 array of length T, non-decreasing row indices into the batch.
+    ``n_rows``: rows in the batch, nulls and empty rows included.
+    """
+
+    tokens: pa.StringArray
+    rows: np.ndarray
+    n_rows: int
+
+    def row_lengths(self) -> np.ndarray:
+        """Tokens per row (int64, length ``n_rows``)."""
+        return np.bincount(self.rows, minlength=self.n_rows).astype(np.int64)
+
+
+def _ascii_keep_table(lowercase: bool) -> np.ndarray:
+    """Byte map: ASCII bytes outside [A-Za-z0-9'] become a space; other bytes stay."""
+    table = np.arange(256, dtype=np.uint8)
+    keep = set(b"abcdefghijklmnopqrstuvwxyz0123456789'")
+    if not lowercase:
+        keep |= set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    for byte in range(128):
+        if byte not in keep:
+            table[byte] = ord(" ")
+    return table
+
+
+_KEEP_TABLES = {flag: _ascii_keep_table(flag) for flag in (True, False)}
+
+
+def _map_bytes(arr: pa.StringArray, table: np.ndarray) -> pa.StringArray:
+    """Apply a byte-to-byte table to the data buffer of a string array (offsets unchanged)."""
+    validity, offsets, data = arr.buffers()
+    if data is None or data.size == 0:
+        return arr
+    mapped = table[np.frombuffer(data, dtype=np.uint8)]
+    return pa.StringArray.from_buffers(
+        len(arr), offsets, pa.py_buffer(mapped), validity, arr.null_count, arr.offset
+    )
+
+
+def _findall(arr: pa.Array, pattern: str) -> pa.ListArray:
+    """Every non-overlapping match of ``pattern`` in each string, as a list array.
+
+    Each match (and the gap before it) is rewritten to the match plus a separator, the tail
+    after the last match to nothing; splitting on the separator then yields the matches.
+    """
+    rewritten = pc.replace_substring_regex(
+        arr, pattern=f"(?s:.*?)({pattern}|$)", replacement="\\1" + _SEP
+    )
+    return pc.split_pattern(rewritten, pattern=_SEP)
+
+
+def _splice(
+    tokens: pa.StringArray, rows: np.ndarray, special: np.ndarray, pieces: pa.ListArray
+) -> tuple[pa.StringArray, np.ndarray]:
+    """Replace ``tokens[special[j]]`` by the list ``pieces[j]``, keeping order and row indices."""
+    n = len(tokens)
+    piece_offsets = np.asarray(pieces.offsets, dtype=np.int64)
+    piece_counts = np.diff(piece_offsets)
+    reps = np.ones(n, dtype=np.int64)
+    reps[special] = piece_counts
+    owner = np.repeat(np.arange(n, dtype=np.int64), reps)  # output position -> input token
+    starts = np.cumsum(reps) - reps
+    n_pieces = int(piece_offsets[-1] - piece_offsets[0])
+    index = owner.copy()
+    piece_pos = np.repeat(starts[special] - (piece_offsets[:-1] - piece_offsets[0]), piece_counts)
+    index[piece_pos + np.arange(n_pieces)] = n + np.arange(n_pieces)
+    values = pa.concat_arrays([tokens, pieces.flatten()]).take(pa.array(index))
+    return values, rows[owner]
+
+
+def tokenize(text: pa.Array, config: TokenizerConfig) -> TokenBatch:
+    """Tokenize a string array (nulls allowed) into a :class:`TokenBatch`."""
+    if not pa.types.is_string(text.type):
+        text = text.cast(pa.string())
+    if config.lowercase:
+        text = pc.utf8_lower(text)
+    if config.is_default_pattern:
+        lists = pc.ascii_split_whitespace(_map_bytes(text, _KEEP_TABLES[config.lowercase]))
+    else:
+        lists = _findall(text, config.pattern)
+    tokens = lists.flatten()
+    rows = np.asarray(pc.list_parent_indices(lists), dtype=np.int64)
+    if config.is_default_pattern and len(tokens):
+        odd = pc.or_(pc.invert(pc.string_is_ascii(tokens)), pc.match_substring(tokens, "'"))
+        special = np.flatnonzero(odd.to_numpy(zero_copy_only=False))
+        if len(special):
+            pieces = _findall(tokens.take(pa.array(special)), config.pattern)
+            tokens, rows = _splice(tokens, rows, special, pieces)
+    nonempty = pc.greater(pc.binary_length(tokens), 0).to_numpy(zero_copy_only=False)
+    if not nonempty.all():
+        tokens = tokens.filter(pa.array(nonempty))
+        rows = rows[nonempty]
+    return TokenBatch(tokens=tokens, rows=rows, n_rows=len(text))
+
+
+def sentence_offsets(row_lengths: np.ndarray, max_length: int) -> np.ndarray:
+    """Offsets of sentences over the concatenated tokens of the rows (int64, length S + 1).
+
+    A sentence never crosses a row (document) boundary; rows longer than ``max_length`` are cut
+    into pieces of at most ``max_length``; rows without tokens yield no sentence.
+    """
+    lengths = np.asarray(row_lengths, dtype=np.int64)
+    row_starts = np.cumsum(lengths) - lengths
+    per_row = -(-lengths // max_length)  # ceil division; 0 for empty rows
+    row_of = np.repeat(np.arange(len(lengths)), per_row)
+    piece = np.arange(len(row_of), dtype=np.int64) - np.repeat(np.cumsum(per_row) - per_row,
+                                                               per_row)
+    starts = row_starts[row_of] + piece * max_length
+    return np.append(starts, lengths.sum()).astype(np.int64)

@@ -1,0 +1,279 @@
+"""The global vocabulary: per-shard counts, their tree merge, pruning, and the derived tables.
+
+Counting is ``count_shard`` per shard (Arrow ``value_counts``), ``merge_counts`` as a tree on
+the workers, and ``finalize`` once. A budget on distinct words (``max_vocab_size``, as in
+gensim) is enforced at every step, so memory stays bounded however many distinct tokens the
+corpus holds; what the budget cut is counted and reported.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from dw2v.config import IngestConfig, VocabConfig, to_dict
+from dw2v.errors import EmptyVocabularyError, InputError
+from dw2v.ingest import ShardInfo, _all_null, iter_text
+from dw2v.tokenize import tokenize
+
+logger = logging.getLogger(__name__)
+
+COUNT_SCHEMA = pa.schema([("token", pa.string()), ("count", pa.int64())])
+METADATA_KEY = b"dw2v.vocab"
+FORMAT_VERSION = 1
+#: Partial counts are merged once this many (token, count) rows are buffered.
+_FLUSH_ROWS = 2_000_000
+
+
+@dataclass(frozen=True)
+class CountStats:
+    """What was seen while counting some shards; adds up across shards."""
+
+    files: int = 0
+    skipped_files: tuple[str, ...] = ()
+    rows: int = 0
+    null_rows: int = 0
+    empty_rows: int = 0
+    tokens: int = 0
+    budget_pruned_distinct: int = 0
+    budget_pruned_tokens: int = 0
+
+    @property
+    def documents(self) -> int:
+        """Rows that held at least one token."""
+        return self.rows - self.null_rows - self.empty_rows
+
+    def __add__(self, other: "CountStats") -> "CountStats":
+        values = {f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)}
+        return CountStats(**values)
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Token counts of some shards (``token``: string, ``count``: int64) and their stats."""
+
+    table: pa.Table
+    stats: CountStats
+
+
+def prune(table: pa.Table, budget: int | None) -> tuple[pa.Table, int, int]:
+    """Keep the ``budget`` most frequent tokens (ties by token); return what was cut too."""
+    if budget is None or table.num_rows <= budget:
+        return table, 0, 0
+    ordered = table.sort_by([("count", "descending"), ("token", "ascending")])
+    kept, cut = ordered.slice(0, budget), ordered.slice(budget)
+    return kept, cut.num_rows, int(pc.sum(cut["count"]).as_py())
+
+
+def _sum_counts(tables: Sequence[pa.Table]) -> pa.Table:
+    """Add up count tables by token (dictionary-encode the tokens, then ``bincount``)."""
+    if len(tables) == 1:
+        return tables[0]
+    combined = pa.concat_tables(tables)
+    encoded = pc.dictionary_encode(combined["token"].combine_chunks())
+    sums = np.bincount(encoded.indices.to_numpy(), weights=combined["count"].to_numpy(),
+                       minlength=len(encoded.dictionary))  # float64: exact below 2**53
+    return pa.table([encoded.dictionary, pa.array(sums.astype(np.int64))], schema=COUNT_SCHEMA)
+
+
+class _Accumulator:
+    """Buffers partial count tables and merges them when the buffer grows, under a budget."""
+
+    def __init__(self, budget: int | None) -> None:
+        self.budget = budget
+        self.tables: list[pa.Table] = []
+        self.buffered = 0
+        self.pruned_distinct = 0
+        self.pruned_tokens = 0
+
+    def add(self, table: pa.Table) -> None:
+        self.tables.append(table)
+        self.buffered += table.num_rows
+        if self.buffered > max(_FLUSH_ROWS, 2 * (self.budget or 0)):
+            self.flush()
+
+    def flush(self) -> pa.Table:
+        merged = _sum_counts(self.tables) if self.tables else COUNT_SCHEMA.empty_table()
+        merged, distinct, tokens = prune(merged, self.budget)
+        self.pruned_distinct += distinct
+        self.pruned_tokens += tokens
+        self.tables, self.buffered = [merged], merged.num_rows
+        return merged
+
+
+def count_shard(shard: ShardInfo, config: IngestConfig, budget: int | None = None) -> Counts:
+    """Count the tokens of one shard (a Dask task)."""
+    if shard.empty:
+        return Counts(COUNT_SCHEMA.empty_table(), CountStats(skipped_files=(shard.url,)))
+    acc = _Accumulator(budget)
+    rows = nulls = empty = tokens = 0
+    for text in iter_text(shard, config):
+        batch = tokenize(text, config.tokenizer)
+        lengths = batch.row_lengths()
+        rows += len(text)
+        nulls += text.null_count
+        empty += int((lengths == 0).sum()) - text.null_count
+        tokens += len(batch.tokens)
+        counted = pc.value_counts(batch.tokens).flatten()
+        acc.add(pa.table([counted[0], counted[1]], schema=COUNT_SCHEMA))
+    if rows and nulls == rows:
+        raise _all_null(shard.url, config.text_column, rows)
+    table = acc.flush()
+    stats = CountStats(files=1, rows=rows, null_rows=nulls, empty_rows=empty, tokens=tokens,
+                       budget_pruned_distinct=acc.pruned_distinct,
+                       budget_pruned_tokens=acc.pruned_tokens)
+    return Counts(table, stats)
+
+
+def merge_counts(parts: Sequence[Counts], budget: int | None = None) -> Counts:
+    """Add partial counts (a Dask reduction task), pruning to the budget."""
+    stats = sum((p.stats for p in parts), CountStats())
+    table, distinct, tokens = prune(_sum_counts([p.table for p in parts]), budget)
+    stats = replace(stats, budget_pruned_distinct=stats.budget_pruned_distinct + distinct,
+                    budget_pruned_tokens=stats.budget_pruned_tokens + tokens)
+    return Counts(table, stats)
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The final vocabulary: token ``i`` has id ``i``; ids by count descending, ties by token.
+
+    ``stats`` describes the corpus counted; ``distinct_seen`` is the number of distinct tokens
+    before ``min_count`` (after any budget pruning); ``min_count`` is the threshold applied,
+    which ``max_final_vocab`` may raise above the configured one, as in gensim.
+    """
+
+    tokens: pa.StringArray
+    counts: np.ndarray
+    config: VocabConfig
+    stats: CountStats
+    distinct_seen: int
+    min_count: int
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    @property
+    def retained_tokens(self) -> int:
+        return int(self.counts.sum())
+
+    @cached_property
+    def index(self) -> dict[str, int]:
+        """Token to id (built on first use; for lookups, not for bulk encoding)."""
+        return {token: i for i, token in enumerate(self.tokens.to_pylist())}
+
+    @cached_property
+    def noise_distribution(self) -> np.ndarray:
+        """P(noise word = i) proportional to count_i ** ns_exponent (float64, sums to 1)."""
+        weights = self.counts.astype(np.float64) ** self.config.ns_exponent
+        return weights / weights.sum()
+
+    @cached_property
+    def keep_probabilities(self) -> np.ndarray:
+        """word2vec's subsampling: keep word i with min(1, (sqrt(f/s) + 1) * s / f)."""
+        if self.config.sample == 0:
+            return np.ones(len(self), dtype=np.float32)
+        threshold = self.config.sample * self.retained_tokens
+        counts = self.counts.astype(np.float64)
+        keep = (np.sqrt(counts / threshold) + 1.0) * threshold / counts
+        return np.minimum(keep, 1.0).astype(np.float32)
+
+    def expected_after_subsampling(self) -> int:
+        """Tokens one epoch is expected to keep after subsampling."""
+        return int(round(float(np.dot(self.counts, self.keep_probabilities))))
+
+
+def finalize(counts: Counts, config: VocabConfig) -> Vocabulary:
+    """Apply ``min_count`` and ``max_final_vocab`` and order ids (runs once, on a worker)."""
+    table = counts.table.sort_by([("count", "descending"), ("token", "ascending")])
+    count_array = table["count"].to_numpy()
+    min_count = config.min_count
+    if config.max_final_vocab is not None and config.max_final_vocab < len(count_array):
+        # gensim's rule: raise min_count until at most max_final_vocab words are left
+        min_count = max(min_count, int(count_array[config.max_final_vocab]) + 1)
+    keep = int(np.searchsorted(-count_array, -min_count, side="right"))
+    if keep == 0:
+        most = int(count_array[0]) if len(count_array) else 0
+        raise EmptyVocabularyError(
+            f"empty vocabulary: no token occurs at least min_count={min_count} times "
+            f"({len(count_array)} distinct tokens, the most frequent {most} times in "
+            f"{counts.stats.tokens} tokens); lower --min-count or add text")
+    tokens = table["token"].slice(0, keep).combine_chunks()
+    return Vocabulary(tokens=tokens, counts=count_array[:keep].copy(), config=config,
+                      stats=counts.stats, distinct_seen=len(count_array), min_count=min_count)
+
+
+def _metadata(vocab: Vocabulary) -> dict[str, Any]:
+    stats = {f.name: getattr(vocab.stats, f.name) for f in fields(vocab.stats)}
+    stats["skipped_files"] = list(stats["skipped_files"])
+    return {
+        "format_version": FORMAT_VERSION,
+        "size": len(vocab),
+        "total_tokens": vocab.stats.tokens,
+        "retained_tokens": vocab.retained_tokens,
+        "documents": vocab.stats.documents,
+        "distinct_seen": vocab.distinct_seen,
+        "min_count": vocab.min_count,
+        "settings": to_dict(vocab.config),
+        "stats": stats,
+        **vocab.extra,
+    }
+
+
+def save(vocab: Vocabulary, path: str | Path) -> None:
+    """Write ``vocab.parquet`` (token, count, id) with metadata; atomic (write, then rename)."""
+    path = Path(path)
+    table = pa.table({
+        "token": vocab.tokens,
+        "count": pa.array(vocab.counts, pa.int64()),
+        "id": pa.array(np.arange(len(vocab), dtype=np.int32)),
+    })
+    table = table.replace_schema_metadata({METADATA_KEY: json.dumps(_metadata(vocab))})
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:12]}")
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load(path: str | Path) -> Vocabulary:
+    """Read a vocabulary written by :func:`save` (a file, or a directory holding one)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "vocab.parquet"
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(str(path), f"cannot read vocabulary ({exc})") from None
+    raw = (table.schema.metadata or {}).get(METADATA_KEY)
+    if raw is None or table.column_names[:3] != ["token", "count", "id"]:
+        raise InputError(str(path), "not a dw2v vocabulary (no dw2v metadata or wrong columns)")
+    meta = json.loads(raw)
+    ids = table["id"].to_numpy()
+    if not np.array_equal(ids, np.arange(len(ids))):
+        raise InputError(str(path), "vocabulary ids are not 0..n-1 in order")
+    stats = dict(meta["stats"], skipped_files=tuple(meta["stats"]["skipped_files"]))
+    known = {"format_version", "size", "total_tokens", "retained_tokens", "documents",
+             "distinct_seen", "min_count", "settings", "stats"}
+    return Vocabulary(
+        tokens=table["token"].combine_chunks(),
+        counts=table["count"].to_numpy().copy(),
+        config=VocabConfig(**meta["settings"]),
+        stats=CountStats(**stats),
+        distinct_seen=meta["distinct_seen"],
+        min_count=meta["min_count"],
+        extra={k: v for k, v in meta.items() if k not in known},
+    )
