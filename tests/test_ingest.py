@@ -1,0 +1,159 @@
+"""Finding shards, checking them, streaming text and encoding to ids; bad files named clearly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from dw2v.config import IngestConfig, TokenizerConfig
+from dw2v.errors import InputError, NoInputError
+from dw2v.ingest import check_shard, encode_shard, find_shards, iter_text
+from dw2v.testing import reference_tokens, write_parquet
+from dw2v.token_shards import read_token_shard
+
+CONFIG = IngestConfig()
+
+
+def write_invalid_utf8(path: Path) -> Path:
+    """A string column holding bytes that are not UTF-8 (Arrow writes it unchecked)."""
+    offsets = pa.array([0, 4, 9], pa.int32()).buffers()[1]
+    text = pa.Array.from_buffers(pa.string(), 2, [None, offsets, pa.py_buffer(b"good\xff\xfebad")])
+    pq.write_table(pa.table({"text": text}), path)
+    return path
+
+
+def test_find_shards_directory_glob_files_and_dedupe(tmp_path: Path) -> None:
+    for name in ["a/1.parquet", "a/b/2.parquet", "a/notes.txt", "c.parquet"]:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    found = find_shards([str(tmp_path / "a"), str(tmp_path / "*.parquet"),
+                         str(tmp_path / "c.parquet")], CONFIG)
+    assert found == [f"file://{tmp_path}/a/1.parquet", f"file://{tmp_path}/a/b/2.parquet",
+                     f"file://{tmp_path}/c.parquet"]
+
+
+def test_relative_paths_become_absolute_urls(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    write_parquet(tmp_path / "x.parquet", ["a"])
+    monkeypatch.chdir(tmp_path)
+    assert find_shards(["x.parquet"], CONFIG) == [f"file://{tmp_path}/x.parquet"]
+
+
+@pytest.mark.parametrize("spec", ["missing-dir", "*.nothing", "empty-dir"])
+def test_no_match_is_an_error_naming_the_input(tmp_path: Path, spec: str) -> None:
+    (tmp_path / "empty-dir").mkdir()
+    with pytest.raises(NoInputError, match=spec.replace("*", r"\*")):
+        find_shards([str(tmp_path / spec)], CONFIG)
+
+
+def test_memory_urls(tmp_path: Path) -> None:
+    fs = fsspec.filesystem("memory")
+    with fs.open("/ingest-test/part-0.parquet", "wb") as handle:
+        pq.write_table(pa.table({"text": ["Memory text"]}), handle)
+    urls = find_shards(["memory://ingest-test"], CONFIG)
+    assert urls == ["memory:///ingest-test/part-0.parquet"]
+    info = check_shard(urls[0], 0, CONFIG)
+    assert info.rows == 1
+    assert [t.to_pylist() for t in iter_text(info, CONFIG)] == [["Memory text"]]
+    fs.rm("/ingest-test", recursive=True)
+
+
+def test_missing_column_lists_the_columns_present(tmp_path: Path) -> None:
+    path = write_parquet(tmp_path / "p.parquet", ["x"], column="body")
+    with pytest.raises(InputError, match=r"p\.parquet: no column 'text' \(columns present: "
+                                         r"'doc_id', 'body'\)"):
+        check_shard(str(path), 0, CONFIG)
+
+
+def test_non_string_column(tmp_path: Path) -> None:
+    path = tmp_path / "n.parquet"
+    pq.write_table(pa.table({"text": pa.array([1, 2], pa.int64())}), path)
+    with pytest.raises(InputError, match=r"n\.parquet: column 'text' is int64, expected a string"):
+        check_shard(str(path), 0, CONFIG)
+
+
+def test_binary_column_is_not_text(tmp_path: Path) -> None:
+    path = tmp_path / "b.parquet"
+    pq.write_table(pa.table({"text": pa.array([b"ab"], pa.binary())}), path)
+    with pytest.raises(InputError, match="is binary, expected a string"):
+        check_shard(str(path), 0, CONFIG)
+
+
+def test_not_parquet_and_truncated(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.parquet"
+    junk.write_bytes(b"this is not parquet at all" * 10)
+    with pytest.raises(InputError, match=r"junk\.parquet: not a Parquet file, or truncated"):
+        check_shard(str(junk), 0, CONFIG)
+    good = write_parquet(tmp_path / "good.parquet", ["some text"] * 100)
+    cut = tmp_path / "cut.parquet"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(InputError, match=r"cut\.parquet: not a Parquet file, or truncated"):
+        check_shard(str(cut), 0, CONFIG)
+
+
+def test_empty_files_are_marked_empty(tmp_path: Path) -> None:
+    zero = tmp_path / "zero.parquet"
+    zero.write_bytes(b"")
+    no_rows = write_parquet(tmp_path / "none.parquet", [])
+    assert check_shard(str(zero), 0, CONFIG).empty
+    assert check_shard(str(no_rows), 1, CONFIG).empty
+    assert list(iter_text(check_shard(str(no_rows), 1, CONFIG), CONFIG)) == []
+
+
+def test_all_null_column_is_refused_from_footer_statistics(tmp_path: Path) -> None:
+    path = write_parquet(tmp_path / "nulls.parquet", [None, None, None])
+    with pytest.raises(InputError, match=r"nulls\.parquet: column 'text' is entirely null"):
+        check_shard(str(path), 0, CONFIG)
+
+
+def test_invalid_utf8_names_file_and_rows(tmp_path: Path) -> None:
+    path = write_invalid_utf8(tmp_path / "latin1.parquet")
+    info = check_shard(str(path), 0, CONFIG)
+    with pytest.raises(InputError, match=r"latin1\.parquet: invalid UTF-8 .* rows 0\.\.1"):
+        list(iter_text(info, CONFIG))
+
+
+def test_only_the_text_column_is_read_in_batches(tmp_path: Path) -> None:
+    texts = [f"doc {i}" for i in range(10)]
+    path = write_parquet(tmp_path / "t.parquet", texts, extra={"big": [b"x" * 1000] * 10})
+    config = IngestConfig(batch_size=4)
+    batches = list(iter_text(check_shard(str(path), 0, config), config))
+    assert [len(b) for b in batches] == [4, 4, 2]
+    assert sum((b.to_pylist() for b in batches), []) == texts
+
+
+def test_dictionary_encoded_text_column(tmp_path: Path) -> None:
+    path = tmp_path / "d.parquet"
+    text = pa.array(["a b", "a"]).dictionary_encode()
+    pq.write_table(pa.table({"text": text}), path)
+    info = check_shard(str(path), 0, CONFIG)
+    assert [t.to_pylist() for t in iter_text(info, CONFIG)] == [["a b", "a"]]
+
+
+def test_encode_shard_maps_tokens_to_ids_and_drops_unknown(tmp_path: Path) -> None:
+    texts = ["The cat sat on the mat", None, "", "a dog, a cat", "the " * 12]
+    path = write_parquet(tmp_path / "e.parquet", texts)
+    vocab = pa.array(["the", "cat", "a", "mat"])
+    config = IngestConfig(batch_size=2, tokenizer=TokenizerConfig(max_sentence_length=5))
+    info = check_shard(str(path), 3, config)
+    result = encode_shard(info, vocab, str(tmp_path / "work"), config)
+    shard = read_token_shard(tmp_path / "work" / "shard-00003")
+    words = vocab.to_pylist()
+    decoded = [[words[i] for i in shard.ids[a:b]] for a, b in
+               zip(shard.offsets[:-1], shard.offsets[1:])]
+    known = set(words)
+    expected_docs = [[t for t in reference_tokens(x) if t in known] for x in texts]
+    expected = []
+    for doc in expected_docs:  # cut into sentences of at most 5
+        expected += [doc[i:i + 5] for i in range(0, len(doc), 5)]
+    assert decoded == expected
+    assert result.tokens == len(shard.ids) == 4 + 3 + 12
+    assert result.sentences == shard.n_sentences
+    assert shard.ids.dtype == np.int32
+    assert shard.meta["source"] == str(path)
