@@ -1,0 +1,189 @@
+"""The ``dw2v vocab`` command: its summary, exit codes, and every bad input of the issue.
+
+Each bad input must give a message naming the file and the problem, a non-zero exit code, and
+no output directory (nor a staging directory) left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from distributed import Client
+
+from dw2v.cli import main
+from dw2v.testing import write_parquet
+from dw2v.vocab import load
+from tests.test_ingest import write_invalid_utf8
+
+
+def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture()
+def scheduler(client2: Client) -> list[str]:
+    """Run the command against the session's two-worker cluster (quicker than starting one)."""
+    return ["--scheduler", client2.scheduler.address]
+
+
+def _assert_nothing_written(parent: Path, keep: set[str]) -> None:
+    assert {p.name for p in parent.iterdir()} == keep
+
+
+def test_vocab_command_on_the_sample(sample_dir: Path, tmp_path: Path, scheduler: list[str],
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(["vocab", str(sample_dir), "-o", str(tmp_path / "v"), *scheduler],
+                          capsys)
+    assert code == 0, err
+    assert "documents   31,102" in out and "most frequent: the, and, of" in out
+    assert {p.name for p in (tmp_path / "v").iterdir()} == {"vocab.parquet",
+                                                            "vocab_report.json", "work"}
+    assert len(load(tmp_path / "v")) > 5000
+
+
+def test_options_reach_the_vocabulary(tmp_path: Path, scheduler: list[str],
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    write_parquet(tmp_path / "in" / "a.parquet", ["Apple apple APPLE pear Pear plum"] * 2,
+                  column="body")
+    code, _, err = _run(["vocab", str(tmp_path / "in"), "-o", str(tmp_path / "v"),
+                         "--text-column", "body", "--no-lowercase", "--min-count", "2",
+                         "--max-final-vocab", "10", "--sample", "0", *scheduler], capsys)
+    assert code == 0, err
+    vocab = load(tmp_path / "v")
+    assert sorted(vocab.tokens.to_pylist()) == ["APPLE", "Apple", "Pear", "apple", "pear",
+                                                "plum"]
+    assert vocab.config.sample == 0 and vocab.config.max_final_vocab == 10
+
+
+def test_embedded_local_cluster_and_real_exit_code(sample_dir: Path, tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    done = subprocess.run([sys.executable, "-m", "dw2v.cli", "vocab",
+                           str(sample_dir / "kjv-000.parquet"), "-o", str(tmp_path / "v"),
+                           "--workers", "2", "--progress"], capture_output=True, text=True,
+                          env=env, timeout=240)
+    assert done.returncode == 0, done.stderr
+    assert "Dask dashboard at http" in done.stderr
+    assert "counting" in done.stderr and "encoding" in done.stderr  # the progress bars
+    assert "on 2 workers" in done.stdout
+    bad = subprocess.run([sys.executable, "-m", "dw2v.cli", "vocab", str(tmp_path / "nope"),
+                          "-o", str(tmp_path / "w")], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert bad.returncode == 1 and "nope: no such file or directory" in bad.stderr
+
+
+def _bad(tmp_path: Path, kind: str) -> tuple[list[str], str]:
+    """Build one bad input; return the input arguments and the expected message."""
+    d = tmp_path / "in"
+    d.mkdir()
+    write_parquet(d / "good.parquet", ["a perfectly good document"] * 10)
+    if kind == "no-match":
+        return [str(tmp_path / "in" / "*.csv")], r"\*\.csv: no Parquet file matches"
+    if kind == "not-parquet":
+        (d / "fake.parquet").write_text("id,text\n1,hello\n")
+        return [str(d)], r"fake\.parquet: not a Parquet file, or truncated"
+    if kind == "truncated":
+        data = (d / "good.parquet").read_bytes()
+        (d / "cut.parquet").write_bytes(data[: len(data) - 20])
+        return [str(d)], r"cut\.parquet: not a Parquet file, or truncated"
+    if kind == "missing-column":
+        write_parquet(d / "other.parquet", ["x"], column="body")
+        return [str(d)], r"other\.parquet: no column 'text' \(columns present: 'doc_id', 'body'\)"
+    if kind == "non-string":
+        pq.write_table(pa.table({"text": pa.array([1.5, 2.5])}), d / "num.parquet")
+        return [str(d)], r"num\.parquet: column 'text' is double, expected a string column"
+    if kind == "all-null":
+        write_parquet(d / "null.parquet", [None] * 5, write_statistics=False)
+        return [str(d)], r"null\.parquet: column 'text' is entirely null \(5 rows\)"
+    if kind == "invalid-utf8":
+        write_invalid_utf8(d / "bytes.parquet")
+        return [str(d)], r"bytes\.parquet: invalid UTF-8"
+    if kind == "empty-vocab":
+        return [str(d), "--min-count", "1000"], r"empty vocabulary: .*min_count=1000"
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["no-match", "not-parquet", "truncated", "missing-column",
+                                  "non-string", "all-null", "invalid-utf8", "empty-vocab"])
+def test_bad_input_is_named_and_leaves_nothing(kind: str, tmp_path: Path, scheduler: list[str],
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    inputs, message = _bad(tmp_path, kind)
+    code, out, err = _run(["vocab", *inputs, "-o", str(tmp_path / "out"), *scheduler], capsys)
+    assert code == 1
+    assert err.startswith("dw2v: error: ")
+    assert re.search(message, err), err
+    _assert_nothing_written(tmp_path, {"in"})
+
+
+def test_empty_files_are_skipped_with_a_warning(tmp_path: Path, scheduler: list[str],
+                                                capsys: pytest.CaptureFixture[str],
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    d = tmp_path / "in"
+    write_parquet(d / "a.parquet", ["word word word word word"])
+    write_parquet(d / "b.parquet", [])
+    (d / "c.parquet").write_bytes(b"")
+    code, out, err = _run(["vocab", str(d), "-o", str(tmp_path / "out"), *scheduler], capsys)
+    assert code == 0, err
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("b.parquet: empty file, skipped" in w for w in warnings)
+    assert any("c.parquet: empty file, skipped" in w for w in warnings)
+    assert "(2 empty, skipped)" in out
+    assert [p.name for p in (tmp_path / "out" / "work").glob("shard-*")] == ["shard-00000"]
+
+
+def test_only_empty_files_is_an_error(tmp_path: Path, scheduler: list[str],
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    write_parquet(tmp_path / "in" / "b.parquet", [])
+    code, _, err = _run(["vocab", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+                         *scheduler], capsys)
+    assert code == 1 and "every input file is empty" in err
+    _assert_nothing_written(tmp_path, {"in"})
+
+
+def test_existing_output_is_refused_unless_overwrite(sample_dir: Path, tmp_path: Path,
+                                                     scheduler: list[str],
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    args = ["vocab", str(sample_dir / "kjv-002.parquet"), "-o", str(out), *scheduler]
+    code, _, err = _run(args, capsys)
+    assert code == 2 and "exists and is not empty; pass --overwrite" in err
+    assert (out / "precious.txt").read_text() == "keep me"
+    # a failing run with --overwrite keeps the old output too
+    code, _, err = _run(["vocab", str(sample_dir / "kjv-002.parquet"), "-o", str(out),
+                         "--min-count", "100000", "--overwrite", *scheduler], capsys)
+    assert code == 1 and (out / "precious.txt").exists()
+    code, _, err = _run([*args, "--overwrite"], capsys)
+    assert code == 0, err
+    assert not (out / "precious.txt").exists() and (out / "vocab.parquet").exists()
+    _assert_nothing_written(tmp_path, {"out"})
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--min-count", "0"], "min_count=0"),
+    (["--sample", "2"], "sample=2.0"),
+    (["--workers", "3", "--scheduler", "tcp://127.0.0.1:1"], "LocalCluster"),
+])
+def test_invalid_options_exit_2(args: list[str], message: str, tmp_path: Path,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    write_parquet(tmp_path / "in" / "a.parquet", ["x"])
+    code, _, err = _run(["vocab", str(tmp_path / "in"), "-o", str(tmp_path / "o"), *args],
+                        capsys)
+    assert code == 2 and message in err
+    _assert_nothing_written(tmp_path, {"in"})
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["vocab", "x"])  # no -o
+    assert exit_info.value.code == 2
+    assert "-o/--output" in capsys.readouterr().err
