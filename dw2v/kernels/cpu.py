@@ -1,0 +1,270 @@
+"""Numba kernels for negative-sampling skip-gram and CBOW with word2vec's semantics.
+
+One call trains over a range of sentences (token ids plus offsets) with a learning rate that
+decays linearly across the words it reads. Frequent words are subsampled with a fresh draw each
+call (each epoch), the window is shrunk at random per centre word, and negatives come from an
+alias table (O(1) per draw, V entries). Several Python threads may run these ``nogil`` kernels
+on disjoint sentence ranges over shared matrices (Hogwild); one thread is deterministic for a
+seed. An optional trace records every example so tests can replay it through the reference.
+
+Arrays: ``W_in``, ``W_out``: float32 (V, dim), C order, updated in place. ``ids``: int32.
+``offsets``: int64 (S + 1). ``keep_prob``: float32 (V). ``alias_prob``: float32 (V),
+``alias_idx``: int32 (V). ``counters`` (float64, 5): words read, words kept, examples, loss sum,
+loss terms (added to, so callers can accumulate).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# Every fast-math flag except "no NaN / no inf": the dot products vectorize, and an overflow
+# still behaves as IEEE says.
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+MAX_SCORE = 30.0  # sigmoid(30) == 1 to float32 precision; clipping keeps exp() finite
+
+WORDS_READ, WORDS_KEPT, EXAMPLES, LOSS_SUM, LOSS_TERMS = range(5)
+
+
+@njit(cache=True)
+def build_alias(probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vose's alias table for a distribution (float64, sums to 1): (prob float32, idx int32)."""
+    n = len(probabilities)
+    scaled = probabilities * n
+    prob = np.ones(n, dtype=np.float32)
+    alias = np.arange(n).astype(np.int32)
+    small = np.empty(n, dtype=np.int64)
+    large = np.empty(n, dtype=np.int64)
+    n_small = n_large = 0
+    for i in range(n):
+        if scaled[i] < 1.0:
+            small[n_small] = i
+            n_small += 1
+        else:
+            large[n_large] = i
+            n_large += 1
+    while n_small > 0 and n_large > 0:
+        n_small -= 1
+        s = small[n_small]
+        n_large -= 1
+        g = large[n_large]
+        prob[s] = scaled[s]
+        alias[s] = g
+        scaled[g] = (scaled[g] + scaled[s]) - 1.0
+        if scaled[g] < 1.0:
+            small[n_small] = g
+            n_small += 1
+        else:
+            large[n_large] = g
+            n_large += 1
+    return prob, alias
+
+
+@njit(inline="always")
+def _next(state: np.uint64) -> tuple[np.uint64, np.uint64]:
+    """xorshift64*: (new state, 64 random bits)."""
+    state ^= state >> np.uint64(12)
+    state ^= state << np.uint64(25)
+    state ^= state >> np.uint64(27)
+    return state, state * np.uint64(0x2545F4914F6CDD1D)
+
+
+@njit(inline="always")
+def _uniform(bits: np.uint64) -> float:
+    return float(bits >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@njit(inline="always")
+def _draw(state: np.uint64, alias_prob: np.ndarray, alias_idx: np.ndarray
+          ) -> tuple[np.uint64, np.int64]:
+    """One noise word from the alias table (one 64-bit draw: 32 bits column, 32 bits coin)."""
+    state, bits = _next(state)
+    column = np.int64(((bits >> np.uint64(32)) * np.uint64(len(alias_prob))) >> np.uint64(32))
+    coin = float(bits & np.uint64(0xFFFFFFFF)) * (1.0 / 4294967296.0)
+    if coin < alias_prob[column]:
+        return state, column
+    return state, np.int64(alias_idx[column])
+
+
+@njit(inline="always")
+def _softplus(x: float) -> float:
+    """log(1 + exp(x)), stable for any x."""
+    if x > 0:
+        return x + np.log1p(np.exp(-x))
+    return np.log1p(np.exp(x))
+
+
+@njit(inline="always")
+def _score_update(h: np.ndarray, out_row: np.ndarray, neu1e: np.ndarray, label: float,
+                  lr: float, compute_loss: bool) -> float:
+    """One target: g = (label - sigmoid(h.out)) * lr; neu1e += g*out; out += g*h. Returns loss."""
+    f = np.float32(0.0)
+    for d in range(h.shape[0]):
+        f += h[d] * out_row[d]
+    f = min(max(f, -MAX_SCORE), MAX_SCORE)
+    sig = 1.0 / (1.0 + np.exp(-f))
+    g = np.float32((label - sig) * lr)
+    for d in range(h.shape[0]):
+        neu1e[d] += g * out_row[d]
+        out_row[d] += g * h[d]
+    if compute_loss:
+        return _softplus(-f) if label > 0 else _softplus(f)
+    return 0.0
+
+
+@njit(inline="always")
+def _subsample(ids: np.ndarray, lo: np.int64, hi: np.int64, keep_prob: np.ndarray,
+               sentence: np.ndarray, state: np.uint64) -> tuple[np.uint64, np.int64]:
+    n = 0
+    for p in range(lo, hi):
+        word = ids[p]
+        state, bits = _next(state)
+        if keep_prob[word] >= 1.0 or _uniform(bits) < keep_prob[word]:
+            sentence[n] = word
+            n += 1
+    return state, n
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def train_sg(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in: np.ndarray,
+             W_out: np.ndarray, keep_prob: np.ndarray, alias_prob: np.ndarray,
+             alias_idx: np.ndarray, window: int, negative: int, lr_start: float, lr_end: float,
+             seed: np.uint64, compute_loss: bool, counters: np.ndarray,
+             trace_words: np.ndarray, trace_targets: np.ndarray, trace_lr: np.ndarray) -> None:
+    """Skip-gram over sentences ``[s_lo, s_hi)``: each context word's input vector predicts the
+    centre word against ``negative`` noise words. Trace arrays of length 0 turn tracing off."""
+    dim = W_in.shape[1]
+    state = np.uint64(seed) | np.uint64(1)
+    total_words = max(offsets[s_hi] - offsets[s_lo], 1)
+    longest = 1
+    for s in range(s_lo, s_hi):
+        longest = max(longest, offsets[s + 1] - offsets[s])
+    sentence = np.empty(longest, dtype=np.int64)
+    neu1e = np.empty(dim, dtype=np.float32)
+    targets = np.empty(negative + 1, dtype=np.int64)
+    tracing = trace_lr.shape[0] > 0
+    n_trace = 0
+    read = 0
+    for s in range(s_lo, s_hi):
+        lr = lr_start + (lr_end - lr_start) * (read / total_words)
+        lo, hi = offsets[s], offsets[s + 1]
+        read += hi - lo
+        counters[WORDS_READ] += hi - lo
+        state, n = _subsample(ids, lo, hi, keep_prob, sentence, state)
+        counters[WORDS_KEPT] += n
+        for i in range(n):
+            state, bits = _next(state)
+            b = np.int64(bits % np.uint64(window))
+            centre = sentence[i]
+            for j in range(max(0, i - window + b), min(n, i + window + 1 - b)):
+                if j == i:
+                    continue
+                word = sentence[j]
+                targets[0] = centre
+                for k in range(1, negative + 1):
+                    state, targets[k] = _draw(state, alias_prob, alias_idx)
+                for d in range(dim):
+                    neu1e[d] = 0.0
+                h = W_in[word]
+                for k in range(negative + 1):
+                    if k > 0 and targets[k] == centre:
+                        continue
+                    loss = _score_update(h, W_out[targets[k]], neu1e, 1.0 if k == 0 else 0.0,
+                                         lr, compute_loss)
+                    counters[LOSS_SUM] += loss
+                    counters[LOSS_TERMS] += 1
+                for d in range(dim):
+                    h[d] += neu1e[d]
+                counters[EXAMPLES] += 1
+                if tracing and n_trace < trace_lr.shape[0]:
+                    trace_words[n_trace, 0] = word
+                    trace_targets[n_trace, :] = targets
+                    trace_lr[n_trace] = lr
+                    n_trace += 1
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def train_cbow(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in: np.ndarray,
+               W_out: np.ndarray, keep_prob: np.ndarray, alias_prob: np.ndarray,
+               alias_idx: np.ndarray, window: int, negative: int, lr_start: float,
+               lr_end: float, seed: np.uint64, compute_loss: bool, counters: np.ndarray,
+               trace_words: np.ndarray, trace_targets: np.ndarray, trace_lr: np.ndarray) -> None:
+    """CBOW over sentences ``[s_lo, s_hi)``: the mean of the context vectors predicts the centre
+    word; every context row then receives the whole gradient (word2vec's ``-cbow 1``). The trace
+    records each example's context words in ``trace_words`` (padded with -1)."""
+    dim = W_in.shape[1]
+    state = np.uint64(seed) | np.uint64(1)
+    total_words = max(offsets[s_hi] - offsets[s_lo], 1)
+    longest = 1
+    for s in range(s_lo, s_hi):
+        longest = max(longest, offsets[s + 1] - offsets[s])
+    sentence = np.empty(longest, dtype=np.int64)
+    neu1e = np.empty(dim, dtype=np.float32)
+    h = np.empty(dim, dtype=np.float32)
+    targets = np.empty(negative + 1, dtype=np.int64)
+    tracing = trace_lr.shape[0] > 0
+    n_trace = 0
+    read = 0
+    for s in range(s_lo, s_hi):
+        lr = lr_start + (lr_end - lr_start) * (read / total_words)
+        lo, hi = offsets[s], offsets[s + 1]
+        read += hi - lo
+        counters[WORDS_READ] += hi - lo
+        state, n = _subsample(ids, lo, hi, keep_prob, sentence, state)
+        counters[WORDS_KEPT] += n
+        for i in range(n):
+            state, bits = _next(state)
+            b = np.int64(bits % np.uint64(window))
+            j_lo, j_hi = max(0, i - window + b), min(n, i + window + 1 - b)
+            if j_hi - j_lo <= 1:
+                continue
+            for d in range(dim):
+                h[d] = 0.0
+                neu1e[d] = 0.0
+            for j in range(j_lo, j_hi):
+                if j != i:
+                    row = W_in[sentence[j]]
+                    for d in range(dim):
+                        h[d] += row[d]
+            inv = np.float32(1.0 / (j_hi - j_lo - 1))
+            for d in range(dim):
+                h[d] *= inv
+            centre = sentence[i]
+            targets[0] = centre
+            for k in range(1, negative + 1):
+                state, targets[k] = _draw(state, alias_prob, alias_idx)
+            for k in range(negative + 1):
+                if k > 0 and targets[k] == centre:
+                    continue
+                loss = _score_update(h, W_out[targets[k]], neu1e, 1.0 if k == 0 else 0.0,
+                                     lr, compute_loss)
+                counters[LOSS_SUM] += loss
+                counters[LOSS_TERMS] += 1
+            for j in range(j_lo, j_hi):
+                if j != i:
+                    row = W_in[sentence[j]]
+                    for d in range(dim):
+                        row[d] += neu1e[d]
+            counters[EXAMPLES] += 1
+            if tracing and n_trace < trace_lr.shape[0]:
+                c = 0
+                for j in range(j_lo, j_hi):
+                    if j != i:
+                        trace_words[n_trace, c] = sentence[j]
+                        c += 1
+                for c2 in range(c, trace_words.shape[1]):
+                    trace_words[n_trace, c2] = -1
+                trace_targets[n_trace, :] = targets
+                trace_lr[n_trace] = lr
+                n_trace += 1
+
+
+@njit(nogil=True, cache=True)
+def sample_noise(alias_prob: np.ndarray, alias_idx: np.ndarray, n: int,
+                 seed: np.uint64) -> np.ndarray:
+    """``n`` draws from an alias table with the kernels' generator (for tests and checks)."""
+    state = np.uint64(seed) | np.uint64(1)
+    out = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        state, out[i] = _draw(state, alias_prob, alias_idx)
+    return out
