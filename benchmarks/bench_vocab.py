@@ -19,6 +19,10 @@ tokens/s uses each tool's own token count: the tokenizers differ (gensim drops o
 over-15-letter tokens and digits; dw2v keeps them), so the counts differ a little on real text
 and agree on the synthetic corpus of ``make_corpus.py``.
 
+Timings are only as good as the machine is quiet: before each run the script waits (up to
+``--idle-wait`` seconds) for other processes to go idle, and every row shows ``other load``, the
+CPU cores other processes used during the run.
+
     python benchmarks/bench_vocab.py [--corpus DIR ...] [--json PATH]
 """
 
@@ -64,6 +68,8 @@ class Run:
     wall_seconds: float
     peak_rss: int
     idle_rss: int
+    #: CPU other processes used during the run, in cores (noise; 0 on an idle machine)
+    other_cores: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -72,10 +78,13 @@ class Run:
 
 
 class RssSampler:
-    """Samples the RSS of a process and all its descendants in a background thread.
+    """Samples the RSS and CPU time of a process and all its descendants in a background thread.
 
     ``peak_total`` is the peak of the summed RSS (shared pages count once per process);
     ``peak_by_pid`` the peak of each process. Short spikes between samples can be missed.
+    ``other_cores`` is the CPU that processes outside the tree used meanwhile, in cores
+    (system busy time minus the tree's CPU time, over the wall time): other load on the
+    machine, which makes the timings noisy.
     """
 
     def __init__(self, root_pid: int, interval: float = 0.1) -> None:
@@ -83,6 +92,9 @@ class RssSampler:
         self.interval = interval
         self.peak_total = 0
         self.peak_by_pid: dict[int, int] = {}
+        self.other_cores = 0.0
+        self._cpu_by_pid: dict[int, float] = {}
+        self._cpu_start: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
 
@@ -95,13 +107,19 @@ class RssSampler:
             return 0
         for proc in procs:
             try:
-                rss = proc.memory_info().rss
+                with proc.oneshot():
+                    rss = proc.memory_info().rss
+                    cpu = proc.cpu_times()
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
             total += rss
             self.peak_by_pid[proc.pid] = max(self.peak_by_pid.get(proc.pid, 0), rss)
+            self._cpu_by_pid[proc.pid] = cpu.user + cpu.system
         self.peak_total = max(self.peak_total, total)
         return total
+
+    def _tree_cpu(self) -> float:
+        return sum(v - self._cpu_start.get(pid, 0.0) for pid, v in self._cpu_by_pid.items())
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
@@ -109,6 +127,9 @@ class RssSampler:
 
     def __enter__(self) -> "RssSampler":
         self.sample()
+        self._cpu_start = dict(self._cpu_by_pid)
+        self._system_start = _busy_cpu_seconds()
+        self._wall_start = time.perf_counter()
         self._thread.start()
         return self
 
@@ -116,6 +137,29 @@ class RssSampler:
         self._stop.set()
         self._thread.join()
         self.sample()
+        wall = time.perf_counter() - self._wall_start
+        other = _busy_cpu_seconds() - self._system_start - self._tree_cpu()
+        self.other_cores = max(other, 0.0) / wall if wall > 0 else 0.0
+
+
+def _busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all cores) since boot."""
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+
+def wait_for_idle(limit: float, threshold: float = 0.3) -> float:
+    """Wait up to ``limit`` seconds for the machine to use under ``threshold`` cores over 2 s
+    (our idle cluster included); return the load seen last, in cores."""
+    if limit <= 0:
+        return 0.0
+    deadline = time.perf_counter() + limit
+    while True:
+        start, t0 = _busy_cpu_seconds(), time.perf_counter()
+        time.sleep(2.0)
+        load = (_busy_cpu_seconds() - start) / (time.perf_counter() - t0)
+        if load < threshold or time.perf_counter() >= deadline:
+            return load
 
 
 def tree_rss(pid: int) -> int:
@@ -227,17 +271,27 @@ def gensim_vocab(corpus: Path) -> dict[str, Any]:
     }
 
 
+def run_process(command: Sequence[str]) -> tuple[subprocess.CompletedProcess[str], float,
+                                                 RssSampler]:
+    """Run a command, sampling its process tree; return the result, wall seconds, sampler."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with RssSampler(proc.pid) as rss:
+        stdout, stderr = proc.communicate()
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({proc.returncode}):\n{stderr}")
+    return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr), wall, rss
+
+
 def run_gensim(corpus: Path) -> Run:
     """Run :func:`gensim_vocab` in a fresh interpreter so that its memory is measured alone."""
     command = [sys.executable, str(Path(__file__).resolve()), "--_gensim", str(corpus)]
-    start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        raise RuntimeError(f"gensim run failed ({done.returncode}):\n{done.stderr}")
+    done, wall, rss = run_process(command)
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     return Run(name="gensim", workers=1, tokens=figures["tokens"], seconds=figures["seconds"],
                wall_seconds=wall, peak_rss=figures["peak_rss"], idle_rss=figures["idle_rss"],
+               other_cores=rss.other_cores,
                extra={k: v for k, v in figures.items()
                       if k not in ("tokens", "seconds", "peak_rss", "idle_rss")})
 
@@ -252,7 +306,8 @@ def _warm(client: Any) -> dict[str, int]:
     return client.run(os.getpid)
 
 
-def run_dw2v_api(corpus: Path, workers: int, repeats: int, tmp_root: Path) -> list[Run]:
+def run_dw2v_api(corpus: Path, workers: int, repeats: int, tmp_root: Path,
+                 idle_wait: float) -> list[Run]:
     """``build_vocab`` on a warmed LocalCluster of ``workers`` processes, ``repeats`` times."""
     from distributed import Client, LocalCluster
 
@@ -265,6 +320,7 @@ def run_dw2v_api(corpus: Path, workers: int, repeats: int, tmp_root: Path) -> li
         for _ in range(repeats):
             scratch = Path(tempfile.mkdtemp(prefix="bench-vocab-", dir=tmp_root))
             try:
+                wait_for_idle(idle_wait)
                 idle = tree_rss(os.getpid())
                 with RssSampler(os.getpid()) as rss:
                     start = time.perf_counter()
@@ -277,7 +333,7 @@ def run_dw2v_api(corpus: Path, workers: int, repeats: int, tmp_root: Path) -> li
             runs.append(Run(
                 name="dw2v", workers=workers, tokens=report.tokens,
                 seconds=report.seconds_vocab, wall_seconds=wall, peak_rss=rss.peak_total,
-                idle_rss=idle,
+                idle_rss=idle, other_cores=rss.other_cores,
                 extra={"documents": report.documents, "distinct": report.distinct,
                        "kept": report.kept, "seconds_encode": report.seconds_encode,
                        "seconds_total": report.seconds_total,
@@ -299,23 +355,16 @@ def run_dw2v_cli(corpus: Path, workers: int, tmp_root: Path) -> Run:
     command = [*dw2v_command(), "vocab", str(corpus), "-o", str(out), "--overwrite",
                "--workers", str(workers)]
     try:
-        start = time.perf_counter()
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
-        with RssSampler(proc.pid) as rss:
-            stdout, stderr = proc.communicate()
-        wall = time.perf_counter() - start
-        if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} failed ({proc.returncode}):\n{stderr}")
+        done, wall, rss = run_process(command)
         report = json.loads((out / "vocab_report.json").read_text())
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return Run(name="dw2v CLI (cold)", workers=workers, tokens=report["tokens"],
                seconds=report["seconds_vocab"], wall_seconds=wall, peak_rss=rss.peak_total,
-               idle_rss=0,
+               idle_rss=0, other_cores=rss.other_cores,
                extra={"command": " ".join(command), "seconds_encode": report["seconds_encode"],
                       "seconds_total": report["seconds_total"],
-                      "stderr": stderr.strip()[-2000:]})
+                      "stderr": done.stderr.strip()[-2000:]})
 
 
 # --------------------------------------------------------------------------- reporting
@@ -338,7 +387,7 @@ def ratios(chosen: dict[str, Run]) -> dict[str, float]:
 
 
 ROW_HEAD = ("run", "workers", "tokens", "vocab s", "tokens/s", "end-to-end s",
-            "peak RSS MiB", "idle RSS MiB")
+            "peak RSS MiB", "idle RSS MiB", "other load")
 
 
 def table_rows(chosen: dict[str, Run]) -> list[tuple[str, ...]]:
@@ -348,7 +397,8 @@ def table_rows(chosen: dict[str, Run]) -> list[tuple[str, ...]]:
         rows.append((run.name, str(run.workers), f"{run.tokens:,}", f"{run.seconds:.2f}",
                      f"{run.tokens_per_second:,.0f}", f"{run.wall_seconds:.2f}",
                      f"{run.peak_rss / MIB:,.0f}",
-                     f"{run.idle_rss / MIB:,.0f}" if run.idle_rss else "-"))
+                     f"{run.idle_rss / MIB:,.0f}" if run.idle_rss else "-",
+                     f"{run.other_cores:.2f}"))
     return rows
 
 
@@ -377,10 +427,14 @@ def print_corpus(info: dict[str, Any], chosen: dict[str, Run], ratio: dict[str, 
               f"MiB, workers {workers} MiB; distinct {run.extra['distinct']:,}, "
               f"kept {run.extra['kept']:,} (gensim: {gensim.extra['distinct']:,}, "
               f"{gensim.extra['kept']:,})")
-    print(f"dw2v 1 worker / gensim, tokens/s:   {_verdict(ratio['dw2v1_vs_gensim'], TARGET_VS_GENSIM)}"
-          f"; against gensim without weight init {ratio['dw2v1_vs_gensim_without_weights']:.2f}x")
-    print(f"dw2v 2 workers / dw2v 1 worker:     {_verdict(ratio['dw2v2_vs_dw2v1'], TARGET_SCALING)}")
-    print("(tokens/s uses each tool's own token count; the tokenizers differ slightly)")
+    vs_gensim = _verdict(ratio["dw2v1_vs_gensim"], TARGET_VS_GENSIM)
+    scaling = _verdict(ratio["dw2v2_vs_dw2v1"], TARGET_SCALING)
+    print(f"dw2v 1 worker / gensim, tokens/s:   {vs_gensim}; against gensim without weight "
+          f"init {ratio['dw2v1_vs_gensim_without_weights']:.2f}x")
+    print(f"dw2v 2 workers / dw2v 1 worker:     {scaling}")
+    print("(tokens/s uses each tool's own token count; the tokenizers differ slightly. "
+          "other load: CPU cores used by other processes during the run; above ~0.2 the "
+          "timings are disturbed)")
 
 
 def markdown(results: list[dict[str, Any]]) -> str:
@@ -405,19 +459,23 @@ def markdown(results: list[dict[str, Any]]) -> str:
 # --------------------------------------------------------------------------- driver
 
 
-def bench_corpus(corpus: Path, repeats: int, tmp_root: Path) -> dict[str, Any]:
+def bench_corpus(corpus: Path, repeats: int, tmp_root: Path, idle_wait: float
+                 ) -> dict[str, Any]:
     """Every run on one corpus; returns all figures (JSON-ready)."""
     info = describe_corpus(corpus)
     log = lambda what: print(f"[{time.strftime('%H:%M:%S')}] {corpus.name}: {what}",  # noqa: E731
                              file=sys.stderr, flush=True)
     all_runs: dict[str, list[Run]] = {}
     log("gensim")
+    wait_for_idle(idle_wait)
     all_runs["gensim"] = [run_gensim(corpus)]
     for workers in (1, 2):
         log(f"dw2v API, {workers} worker(s), {repeats} run(s)")
-        all_runs[f"dw2v-{workers}"] = run_dw2v_api(corpus, workers, repeats, tmp_root)
+        all_runs[f"dw2v-{workers}"] = run_dw2v_api(corpus, workers, repeats, tmp_root,
+                                                   idle_wait)
     for workers in (1, 2):
         log(f"dw2v CLI, {workers} worker(s)")
+        wait_for_idle(idle_wait)
         all_runs[f"cli-{workers}"] = [run_dw2v_cli(corpus, workers, tmp_root)]
     chosen = {key: best(runs) for key, runs in all_runs.items()}
     ratio = ratios(chosen)
@@ -444,7 +502,7 @@ def machine() -> dict[str, Any]:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", type=Path, action="append", default=[],
-                        help="another corpus directory (repeatable); the devcorpus always runs")
+                        help="another corpus directory (repeatable), run after the devcorpus")
     parser.add_argument("--no-devcorpus", action="store_true",
                         help=f"skip the default corpus {DEFAULT_CORPUS}")
     parser.add_argument("--repeats", type=int, default=None,
@@ -453,6 +511,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
     parser.add_argument("--tmp-dir", type=Path, default=Path(tempfile.gettempdir()),
                         help="where dw2v's scratch outputs go (deleted after each run)")
+    parser.add_argument("--idle-wait", type=float, default=300.0,
+                        help="before each run, wait up to this many seconds for the machine to "
+                             "be idle (default 300; 0: don't wait)")
     parser.add_argument("--_gensim", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -472,7 +533,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for corpus in corpora:
         disk = sum(p.stat().st_size for p in parquet_files(corpus))
         repeats = args.repeats or (3 if disk < 100 * MIB else 1)
-        results.append(bench_corpus(corpus.resolve(), repeats, args.tmp_dir))
+        results.append(bench_corpus(corpus.resolve(), repeats, args.tmp_dir, args.idle_wait))
     print("\n" + markdown(results))
     if args.json:
         info["load_avg_end"] = os.getloadavg()

@@ -72,6 +72,11 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
                        help="LocalCluster worker processes (default: one per core)")
     group.add_argument("--threads-per-worker", type=int, default=None,
                        help="LocalCluster threads per worker (default 1)")
+    group.add_argument("--dashboard", default=":8787", metavar="ADDR",
+                       help="LocalCluster dashboard address (default :8787; another port "
+                            "is taken if busy)")
+    group.add_argument("--no-dashboard", dest="dashboard", action="store_const", const=None,
+                       help="start the LocalCluster without its dashboard")
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -116,7 +121,8 @@ def _configs(args: argparse.Namespace) -> tuple[IngestConfig, VocabConfig, Clust
                         max_final_vocab=args.max_final_vocab, sample=args.sample,
                         ns_exponent=args.ns_exponent)
     cluster = ClusterConfig(scheduler=args.scheduler, scheduler_file=args.scheduler_file,
-                            n_workers=args.workers, threads_per_worker=args.threads_per_worker)
+                            n_workers=args.workers, threads_per_worker=args.threads_per_worker,
+                            dashboard_address=args.dashboard)
     return ingest, vocab, cluster
 
 

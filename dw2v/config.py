@@ -86,6 +86,39 @@ class VocabConfig:
 
 
 @dataclass(frozen=True)
+class TrainConfig:
+    """Negative-sampling training: model, sizes, schedule (gensim's names where they exist)."""
+
+    model: str = "skipgram"
+    vector_size: int = 100
+    window: int = 5
+    negative: int = 5
+    alpha: float = 0.025
+    min_alpha: float = 0.0001
+    epochs: int = 5
+    seed: int = 1
+    #: Kernel threads per worker process (Hogwild); 1 is deterministic for a seed.
+    threads: int = 1
+    compute_loss: bool = True
+
+    def __post_init__(self) -> None:
+        _require(self.model in ("skipgram", "cbow"), "model", self.model,
+                 "must be 'skipgram' or 'cbow'")
+        _require(self.vector_size >= 1, "vector_size", self.vector_size, "must be at least 1")
+        _require(self.window >= 1, "window", self.window, "must be at least 1")
+        _require(self.negative >= 1, "negative", self.negative, "must be at least 1")
+        _require(self.alpha > 0, "alpha", self.alpha, "must be positive")
+        _require(0 <= self.min_alpha <= self.alpha, "min_alpha", self.min_alpha,
+                 "must be in [0, alpha]")
+        _require(self.epochs >= 1, "epochs", self.epochs, "must be at least 1")
+        _require(self.threads >= 1, "threads", self.threads, "must be at least 1")
+
+    @property
+    def sg(self) -> bool:
+        return self.model == "skipgram"
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     """Which Dask cluster to use; with no address, an embedded LocalCluster of processes."""
 

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from dw2v.config import IngestConfig
 from dw2v.errors import InputError, NoInputError
 from dw2v.token_shards import TokenShardWriter
-from dw2v.tokenize import sentence_offsets, tokenize
+from dw2v.tokenize import TokenBatch, sentence_offsets, tokenize
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +170,31 @@ def shard_dir_name(index: int) -> str:
     return f"shard-{index:05d}"
 
 
+#: Batches are looked up in groups holding at least this many distinct tokens (or the
+#: vocabulary's size, if larger), so the vocabulary's hash table, which Arrow rebuilds on
+#: every ``index_in`` call, is built once per that many lookups rather than once per batch.
+_MIN_LOOKUP = 200_000
+_MAX_PENDING_BATCHES = 32
+
+
+def _encode_pending(pending: list[tuple[TokenBatch, pa.DictionaryArray]],
+                    vocab_tokens: pa.Array, writer: TokenShardWriter, max_length: int) -> None:
+    """Look up the batches' dictionaries in one call, then write each batch's known ids."""
+    if not pending:
+        return
+    dictionaries = pa.concat_arrays([encoded.dictionary for _, encoded in pending])
+    found = pc.index_in(dictionaries, value_set=vocab_tokens)
+    ids_of_entries = found.fill_null(-1).to_numpy().astype(np.int32, copy=False)
+    base = 0
+    for batch, encoded in pending:
+        ids = ids_of_entries[encoded.indices.to_numpy() + base]
+        base += len(encoded.dictionary)
+        known = ids >= 0
+        lengths = np.bincount(batch.rows[known], minlength=batch.n_rows)
+        writer.append(ids[known], sentence_offsets(lengths, max_length))
+    pending.clear()
+
+
 def encode_shard(shard: ShardInfo, vocab_tokens: pa.Array, work_dir: str,
                  config: IngestConfig) -> EncodedShard:
     """Write the token ids of one shard (out-of-vocabulary tokens dropped) under ``work_dir``.
@@ -179,16 +204,19 @@ def encode_shard(shard: ShardInfo, vocab_tokens: pa.Array, work_dir: str,
     """
     target = Path(work_dir) / shard_dir_name(shard.index)
     max_length = config.tokenizer.max_sentence_length
+    group = max(_MIN_LOOKUP, len(vocab_tokens))
+    pending: list[tuple[TokenBatch, pa.DictionaryArray]] = []
+    distinct = 0
     with TokenShardWriter(target, meta={"source": shard.url, "rows": shard.rows}) as writer:
         for text in iter_text(shard, config):
             batch = tokenize(text, config.tokenizer)
             encoded = pc.dictionary_encode(batch.tokens)
-            unique_ids = pc.index_in(encoded.dictionary, value_set=vocab_tokens)
-            ids = unique_ids.take(encoded.indices)
-            known = ids.is_valid().to_numpy(zero_copy_only=False)
-            kept_ids = ids.filter(pa.array(known)).to_numpy().astype(np.int32, copy=False)
-            lengths = np.bincount(batch.rows[known], minlength=batch.n_rows)
-            writer.append(kept_ids, sentence_offsets(lengths, max_length))
+            pending.append((batch, encoded))
+            distinct += len(encoded.dictionary)
+            if distinct >= group or len(pending) >= _MAX_PENDING_BATCHES:
+                _encode_pending(pending, vocab_tokens, writer, max_length)
+                distinct = 0
+        _encode_pending(pending, vocab_tokens, writer, max_length)
     meta = writer.meta
     return EncodedShard(source=shard.url, index=shard.index, path=target.name,
                         tokens=meta["tokens"], sentences=meta["sentences"])

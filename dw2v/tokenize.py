@@ -53,15 +53,20 @@ def _ascii_keep_table(lowercase: bool) -> np.ndarray:
 _KEEP_TABLES = {flag: _ascii_keep_table(flag) for flag in (True, False)}
 
 
-def _map_bytes(arr: pa.StringArray, table: np.ndarray) -> pa.StringArray:
-    """Apply a byte-to-byte table to the data buffer of a string array (offsets unchanged)."""
+def _map_bytes(arr: pa.StringArray, table: np.ndarray) -> tuple[pa.StringArray, bool]:
+    """Apply a byte-to-byte table to the data buffer of a string array (offsets unchanged).
+
+    Also says whether any byte is non-ASCII or an apostrophe, i.e. whether some token may need
+    the exact regex (pure-ASCII text without apostrophes never does).
+    """
     validity, offsets, data = arr.buffers()
     if data is None or data.size == 0:
-        return arr
+        return arr, False
     mapped = table[np.frombuffer(data, dtype=np.uint8)]
-    return pa.StringArray.from_buffers(
-        len(arr), offsets, pa.py_buffer(mapped), validity, arr.null_count, arr.offset
-    )
+    special = bool((mapped >= 0x80).any() or (mapped == ord("'")).any())
+    mapped_arr = pa.StringArray.from_buffers(
+        len(arr), offsets, pa.py_buffer(mapped), validity, arr.null_count, arr.offset)
+    return mapped_arr, special
 
 
 def _findall(arr: pa.Array, pattern: str) -> pa.ListArray:
@@ -101,13 +106,15 @@ def tokenize(text: pa.Array, config: TokenizerConfig) -> TokenBatch:
         text = text.cast(pa.string())
     if config.lowercase:
         text = pc.utf8_lower(text)
+    maybe_special = False
     if config.is_default_pattern:
-        lists = pc.ascii_split_whitespace(_map_bytes(text, _KEEP_TABLES[config.lowercase]))
+        mapped, maybe_special = _map_bytes(text, _KEEP_TABLES[config.lowercase])
+        lists = pc.ascii_split_whitespace(mapped)
     else:
         lists = _findall(text, config.pattern)
     tokens = lists.flatten()
     rows = np.asarray(pc.list_parent_indices(lists), dtype=np.int64)
-    if config.is_default_pattern and len(tokens):
+    if maybe_special and len(tokens):
         odd = pc.or_(pc.invert(pc.string_is_ascii(tokens)), pc.match_substring(tokens, "'"))
         special = np.flatnonzero(odd.to_numpy(zero_copy_only=False))
         if len(special):

@@ -268,3 +268,101 @@ def sample_noise(alias_prob: np.ndarray, alias_idx: np.ndarray, n: int,
     for i in range(n):
         state, out[i] = _draw(state, alias_prob, alias_idx)
     return out
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def train_sg_batch(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int,
+                   W_in: np.ndarray, W_out: np.ndarray, keep_prob: np.ndarray,
+                   alias_prob: np.ndarray, alias_idx: np.ndarray, window: int, negative: int,
+                   lr_start: float, lr_end: float, seed: np.uint64, compute_loss: bool,
+                   counters: np.ndarray, trace_words: np.ndarray, trace_targets: np.ndarray,
+                   trace_lr: np.ndarray) -> None:
+    """Skip-gram, HogBatch style (Ji et al. 2016): per centre word, its context words share one
+    set of negatives, and the (contexts x targets) block is one minibatch: all scores from the
+    parameters before the step, then every row updated with its summed gradient. Output rows are
+    read once per centre instead of once per pair. Counters count pairs as examples; the trace
+    records one row per centre (context words padded with -1)."""
+    dim = W_in.shape[1]
+    state = np.uint64(seed) | np.uint64(1)
+    total_words = max(offsets[s_hi] - offsets[s_lo], 1)
+    longest = 1
+    for s in range(s_lo, s_hi):
+        longest = max(longest, offsets[s + 1] - offsets[s])
+    sentence = np.empty(longest, dtype=np.int64)
+    targets = np.empty(negative + 1, dtype=np.int64)
+    valid = np.empty(negative + 1, dtype=np.bool_)
+    grad_in = np.empty((2 * window, dim), dtype=np.float32)
+    grad_out = np.empty((negative + 1, dim), dtype=np.float32)
+    tracing = trace_lr.shape[0] > 0
+    n_trace = 0
+    read = 0
+    for s in range(s_lo, s_hi):
+        lr = lr_start + (lr_end - lr_start) * (read / total_words)
+        lo, hi = offsets[s], offsets[s + 1]
+        read += hi - lo
+        counters[WORDS_READ] += hi - lo
+        state, n = _subsample(ids, lo, hi, keep_prob, sentence, state)
+        counters[WORDS_KEPT] += n
+        for i in range(n):
+            state, bits = _next(state)
+            b = np.int64(bits % np.uint64(window))
+            j_lo, j_hi = max(0, i - window + b), min(n, i + window + 1 - b)
+            if j_hi - j_lo <= 1:
+                continue
+            centre = sentence[i]
+            targets[0] = centre
+            valid[0] = True
+            for k in range(1, negative + 1):
+                state, targets[k] = _draw(state, alias_prob, alias_idx)
+                valid[k] = targets[k] != centre
+            grad_out[:, :] = 0.0
+            c = 0
+            for j in range(j_lo, j_hi):
+                if j == i:
+                    continue
+                in_row = W_in[sentence[j]]
+                for d in range(dim):
+                    grad_in[c, d] = 0.0
+                for k in range(negative + 1):
+                    if not valid[k]:
+                        continue
+                    out_row = W_out[targets[k]]
+                    f = np.float32(0.0)
+                    for d in range(dim):
+                        f += in_row[d] * out_row[d]
+                    f = min(max(f, -MAX_SCORE), MAX_SCORE)
+                    sig = 1.0 / (1.0 + np.exp(-f))
+                    label = 1.0 if k == 0 else 0.0
+                    g = np.float32((label - sig) * lr)
+                    for d in range(dim):
+                        grad_in[c, d] += g * out_row[d]
+                        grad_out[k, d] += g * in_row[d]
+                    if compute_loss:
+                        counters[LOSS_SUM] += _softplus(-f) if k == 0 else _softplus(f)
+                    counters[LOSS_TERMS] += 1
+                c += 1
+            c = 0
+            for j in range(j_lo, j_hi):
+                if j == i:
+                    continue
+                in_row = W_in[sentence[j]]
+                for d in range(dim):
+                    in_row[d] += grad_in[c, d]
+                c += 1
+            for k in range(negative + 1):
+                if valid[k]:
+                    out_row = W_out[targets[k]]
+                    for d in range(dim):
+                        out_row[d] += grad_out[k, d]
+            counters[EXAMPLES] += c
+            if tracing and n_trace < trace_lr.shape[0]:
+                c = 0
+                for j in range(j_lo, j_hi):
+                    if j != i:
+                        trace_words[n_trace, c] = sentence[j]
+                        c += 1
+                for c2 in range(c, trace_words.shape[1]):
+                    trace_words[n_trace, c2] = -1
+                trace_targets[n_trace, :] = targets
+                trace_lr[n_trace] = lr
+                n_trace += 1

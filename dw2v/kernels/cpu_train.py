@@ -79,11 +79,13 @@ def split_sentences(offsets: np.ndarray, parts: int) -> list[tuple[int, int]]:
 def train(ids: np.ndarray, offsets: np.ndarray, W_in: np.ndarray, W_out: np.ndarray,
           keep_prob: np.ndarray, alias_prob: np.ndarray, alias_idx: np.ndarray, *, sg: bool,
           window: int, negative: int, lr_start: float, lr_end: float, seed: int,
-          threads: int = 1, compute_loss: bool = True,
+          threads: int = 1, compute_loss: bool = True, shared_negatives: bool = False,
           trace_capacity: int = 0) -> tuple[np.ndarray, Trace | None]:
     """Train one pass over the sentences; return counters (float64, 5) and the trace if asked.
 
     Counters: words read, words kept after subsampling, examples, loss sum, loss terms.
+    ``shared_negatives`` (skip-gram only) selects the HogBatch kernel: one set of negatives per
+    centre word, shared by its whole window. The trace then has one row per centre word.
     """
     check_arrays(ids, offsets, W_in, W_out, keep_prob, alias_prob, alias_idx)
     if window < 1 or negative < 0 or threads < 1:
@@ -91,11 +93,13 @@ def train(ids: np.ndarray, offsets: np.ndarray, W_in: np.ndarray, W_out: np.ndar
                          f"threads={threads} >= 1")
     if trace_capacity and threads != 1:
         raise ValueError("tracing needs the deterministic single-thread mode (threads=1)")
-    kernel = cpu.train_sg if sg else cpu.train_cbow
-    width = 1 if sg else 2 * window
+    if shared_negatives and not sg:
+        raise ValueError("shared_negatives applies to skip-gram; CBOW already shares them")
+    kernel = (cpu.train_sg_batch if shared_negatives else cpu.train_sg) if sg else cpu.train_cbow
+    width = 1 if sg and not shared_negatives else 2 * window
     trace = Trace(words=np.full((trace_capacity, width), -1, np.int64),
                   targets=np.zeros((trace_capacity, negative + 1), np.int64),
-                  lr=np.zeros(trace_capacity, np.float64))
+                  lr=np.full(trace_capacity, np.nan))
     ranges = split_sentences(offsets, threads)
     seeds = np.random.SeedSequence(seed).generate_state(max(len(ranges), 1), dtype=np.uint64)
     counters = np.zeros((max(len(ranges), 1), 5), dtype=np.float64)
@@ -115,7 +119,7 @@ def train(ids: np.ndarray, offsets: np.ndarray, W_in: np.ndarray, W_out: np.ndar
     total = counters.sum(axis=0)
     if not trace_capacity:
         return total, None
-    n = int(total[cpu.EXAMPLES])
-    if n > trace_capacity:
-        raise ValueError(f"trace_capacity={trace_capacity} is smaller than the {n} examples")
+    n = int(np.count_nonzero(~np.isnan(trace.lr)))
+    if n == trace_capacity:
+        raise ValueError(f"trace_capacity={trace_capacity} was filled: the trace may be cut")
     return total, Trace(words=trace.words[:n], targets=trace.targets[:n], lr=trace.lr[:n])

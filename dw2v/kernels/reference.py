@@ -164,6 +164,29 @@ def cbow_step(W_in: np.ndarray, W_out: np.ndarray, context: np.ndarray, targets:
     counters.examples += 1
 
 
+def skipgram_batch_step(W_in: np.ndarray, W_out: np.ndarray, context: np.ndarray,
+                        targets: np.ndarray, lr: float, counters: Counters) -> None:
+    """HogBatch skip-gram: every context word of one centre against the same targets, as one
+    minibatch through the book's layers (scores from the parameters before the step; the
+    Embedding backward passes add every pair's gradient into the rows it read)."""
+    keep = np.ones(len(targets), dtype=bool)
+    keep[1:] = targets[1:] != targets[0]
+    idx = targets[keep]
+    labels = np.zeros(len(idx))
+    labels[0] = 1.0
+    context = np.asarray(context)
+    embed, dot, loss_layer = Embedding(W_in), EmbeddingDot(W_out), SigmoidWithLoss()
+    H = embed.forward(context).astype(np.float64)
+    scores = dot.forward(np.repeat(H, len(idx), axis=0), np.tile(idx, len(context)))
+    counters.loss += loss_layer.forward(scores, np.tile(labels, len(context)))
+    dH = dot.backward(loss_layer.backward()).reshape(len(context), len(idx), -1).sum(axis=1)
+    embed.backward(dH)
+    W_out -= (lr * dot.grads[0]).astype(W_out.dtype)
+    W_in -= (lr * embed.grads[0]).astype(W_in.dtype)
+    counters.terms += len(context) * len(idx)
+    counters.examples += len(context)
+
+
 def loss_and_gradients(h: np.ndarray, W_out: np.ndarray,
                        targets: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     """Loss of one example at fixed parameters, with its gradients for ``h`` and ``W_out``.

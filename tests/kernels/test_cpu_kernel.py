@@ -24,11 +24,14 @@ def _problem(vocab: int = 20, dim: int = 8, sentences: int = 6, seed: int = 0,
                 alias_prob=alias_prob, alias_idx=alias_idx)
 
 
-def _replay(problem: dict, trace, sg: bool) -> tuple[np.ndarray, np.ndarray, reference.Counters]:  # noqa: ANN001
+def _replay(problem: dict, trace, sg: bool,  # noqa: ANN001
+            batch: bool = False) -> tuple[np.ndarray, np.ndarray, reference.Counters]:
     W_in, W_out = problem["W_in"].copy(), problem["W_out"].copy()
     counters = reference.Counters()
     for words, targets, lr in zip(trace.words, trace.targets, trace.lr):
-        if sg:
+        if batch:
+            reference.skipgram_batch_step(W_in, W_out, words[words >= 0], targets, lr, counters)
+        elif sg:
             reference.skipgram_step(W_in, W_out, int(words[0]), targets, lr, counters)
         else:
             reference.cbow_step(W_in, W_out, words[words >= 0], targets, lr, counters)
@@ -53,6 +56,21 @@ def test_kernel_equals_reference_on_the_same_draws(sg: bool, seed: int) -> None:
     # the learning rate decays linearly over the words read, from lr_start towards lr_end
     assert trace.lr[0] == pytest.approx(0.5) and np.all(np.diff(trace.lr) <= 0)
     assert trace.lr[-1] > 0.05
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_hogbatch_kernel_equals_the_batched_reference(seed: int) -> None:
+    problem = _problem(sentences=12, seed=seed)
+    before = {k: v.copy() for k, v in problem.items()}
+    counters, trace = train(**problem, sg=True, window=3, negative=4, lr_start=0.5,
+                            lr_end=0.05, seed=seed, shared_negatives=True,
+                            trace_capacity=10_000)
+    ref_in, ref_out, ref = _replay(before, trace, sg=True, batch=True)
+    assert len(trace.lr) > 10 and counters[cpu.EXAMPLES] == ref.examples
+    np.testing.assert_allclose(problem["W_in"], ref_in, atol=1e-5)
+    np.testing.assert_allclose(problem["W_out"], ref_out, atol=1e-5)
+    assert counters[cpu.LOSS_TERMS] == ref.terms
+    np.testing.assert_allclose(counters[cpu.LOSS_SUM], ref.loss, rtol=1e-5)
 
 
 @pytest.mark.parametrize("sg", [True, False], ids=["skipgram", "cbow"])
@@ -148,8 +166,9 @@ def _planted_corpus(groups: int = 40, size: int = 4, sentences: int = 4000,
     return ids, offsets
 
 
-@pytest.mark.parametrize("sg", [True, False], ids=["skipgram", "cbow"])
-def test_words_that_occur_together_become_nearest_neighbours(sg: bool) -> None:
+@pytest.mark.parametrize("sg,batch", [(True, False), (True, True), (False, False)],
+                         ids=["skipgram", "skipgram-hogbatch", "cbow"])
+def test_words_that_occur_together_become_nearest_neighbours(sg: bool, batch: bool) -> None:
     groups, size, dim = 40, 4, 24
     ids, offsets = _planted_corpus(groups, size)
     vocab = groups * size
@@ -162,7 +181,8 @@ def test_words_that_occur_together_become_nearest_neighbours(sg: bool) -> None:
     for epoch in range(epochs):
         lr = [0.025 - 0.025 * e / epochs for e in (epoch, epoch + 1)]
         train(ids, offsets, W_in, W_out, keep, prob, idx, sg=sg, window=3, negative=5,
-              lr_start=lr[0], lr_end=max(lr[1], 1e-4), seed=epoch, threads=2)
+              lr_start=lr[0], lr_end=max(lr[1], 1e-4), seed=epoch, threads=2,
+              shared_negatives=batch)
     unit = W_in / np.linalg.norm(W_in, axis=1, keepdims=True)
     sims = unit @ unit.T
     np.fill_diagonal(sims, -np.inf)

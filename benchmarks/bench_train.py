@@ -1,0 +1,202 @@
+"""Benchmark: dw2v's CPU training kernels against gensim 4 ``Word2Vec``, same tokens, same settings.
+
+Both trainers get the same token lists: the corpus is tokenized once by dw2v (``dw2v vocab``:
+lowercase, letters/digits with inner apostrophes); gensim receives those tokens row by row and
+builds its own vocabulary with the same ``min_count`` (so both have the same words), dw2v trains
+on the token-id shards it wrote. Settings are the same for both: negative=5, window=5,
+vector_size=100, min_count=5, sample=1e-3, epochs=5, alpha=0.025, min_alpha=0.0001 (CBOW:
+cbow_mean=1). Each run is a fresh subprocess, so its peak RSS (``ru_maxrss``) is its own; the
+timed part is training only (gensim ``train()``, dw2v ``train_shards`` over all epochs), after
+a warm-up that compiles dw2v's kernels.
+
+words/s = corpus tokens (all tokens the tokenizer produced, the same number for both) x epochs
+/ training seconds. Quality: WordSim-353 Spearman and Google-analogy accuracy with the
+vocabulary restricted to the 30,000 most frequent words, both computed by gensim's evaluators on
+each model's input vectors.
+
+    python benchmarks/bench_train.py [--corpus DIR] [--models skipgram cbow] [--threads 1 2]
+                                     [--seeds 1] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared" / "data"
+SETTINGS = dict(negative=5, window=5, vector_size=100, min_count=5, sample=1e-3, epochs=5,
+                alpha=0.025, min_alpha=0.0001)
+
+
+def prepare(corpus: Path, work: Path) -> dict[str, Any]:
+    """Run dw2v's vocabulary stage, and write the same tokens as lists for gensim."""
+    from distributed import Client, LocalCluster
+
+    from dw2v.config import IngestConfig, VocabConfig
+    from dw2v.ingest import check_shard, find_shards, iter_text
+    from dw2v.prepare import build_vocab
+    from dw2v.tokenize import tokenize
+
+    ingest = IngestConfig()
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        report = build_vocab([str(corpus)], work / "vocab", client=client,
+                             vocab=VocabConfig(min_count=SETTINGS["min_count"],
+                                               sample=SETTINGS["sample"]), overwrite=True)
+    rows = []
+    for index, url in enumerate(find_shards([str(corpus)], ingest)):
+        for text in iter_text(check_shard(url, index, ingest), ingest):
+            batch = tokenize(text, ingest.tokenizer)
+            offsets = np.concatenate([[0], np.cumsum(batch.row_lengths())])
+            rows.append(pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), batch.tokens))
+    pq.write_table(pa.table({"tokens": pa.concat_arrays(rows)}), work / "tokens.parquet")
+    return {"tokens": report.tokens, "vocab": report.kept}
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_gensim(work: Path, model: str, threads: int, seed: int, out: Path) -> dict[str, Any]:
+    """Train gensim on the token lists; save its vectors in our vocabulary's order."""
+    from gensim.models import Word2Vec
+
+    sentences = [s for s in pq.read_table(work / "tokens.parquet")["tokens"].to_pylist() if s]
+    w2v = Word2Vec(sg=1 if model == "skipgram" else 0, cbow_mean=1, hs=0, workers=threads,
+                   seed=seed, **{k: v for k, v in SETTINGS.items() if k != "epochs"})
+    w2v.build_vocab(sentences)
+    started = time.perf_counter()
+    w2v.train(sentences, total_examples=w2v.corpus_count, epochs=SETTINGS["epochs"])
+    seconds = time.perf_counter() - started
+    _save(out, w2v.wv.index_to_key, w2v.wv.vectors)
+    return {"seconds": seconds, "peak_rss_mib": _peak_rss_mib(), "vocab": len(w2v.wv)}
+
+
+def run_dw2v(work: Path, model: str, threads: int, seed: int, out: Path) -> dict[str, Any]:
+    """Train dw2v on its token-id shards, all epochs in one ``train_shards`` call."""
+    from dw2v.config import TrainConfig
+    from dw2v.shard_train import SamplingTables, init_params, train_shards
+    from dw2v.vocab import load
+
+    vocab = load(work / "vocab")
+    tables = SamplingTables.from_vocab(vocab)
+    config = TrainConfig(model=model, vector_size=SETTINGS["vector_size"],
+                         window=SETTINGS["window"], negative=SETTINGS["negative"],
+                         threads=threads, seed=seed)
+    shards = sorted((work / "vocab" / "work").glob("shard-*"))
+    params = init_params(len(vocab), config.vector_size, seed)
+    train_shards(shards[:1], params, tables, config, lr_start=0.0, lr_end=0.0, seed=0)  # compile
+    started = time.perf_counter()
+    trained, counters = train_shards(shards, params, tables, config, lr_start=SETTINGS["alpha"],
+                                     lr_end=SETTINGS["min_alpha"], seed=seed,
+                                     epochs=SETTINGS["epochs"])
+    seconds = time.perf_counter() - started
+    _save(out, vocab.tokens.to_pylist(), trained.W_in)
+    return {"seconds": seconds, "peak_rss_mib": _peak_rss_mib(), "vocab": len(vocab),
+            "loss": counters.loss, "words_kept": counters.words_kept}
+
+
+def _save(out: Path, words: list[str], vectors: np.ndarray) -> None:
+    np.save(out.with_suffix(".npy"), np.asarray(vectors, dtype=np.float32))
+    out.with_suffix(".words.json").write_text(json.dumps(list(words)))
+
+
+def evaluate(out: Path) -> dict[str, float]:
+    """WordSim-353 Spearman and analogy accuracy (30,000 most frequent words) with gensim."""
+    from gensim.models import KeyedVectors
+
+    words = json.loads(out.with_suffix(".words.json").read_text())
+    vectors = np.load(out.with_suffix(".npy"))
+    kv = KeyedVectors(vectors.shape[1])
+    kv.add_vectors(words, vectors)
+    pearson, spearman, oov = kv.evaluate_word_pairs(str(SHARED / "eval" / "wordsim353.tsv"))
+    accuracy, _ = kv.evaluate_word_analogies(str(SHARED / "eval" / "questions-words.txt"),
+                                             restrict_vocab=30000)
+    return {"spearman": float(spearman.statistic), "analogy": float(accuracy),
+            "oov": float(oov)}
+
+
+def child(args: argparse.Namespace) -> None:
+    runner = run_gensim if args.tool == "gensim" else run_dw2v
+    result = runner(Path(args.work), args.model, args.threads, args.seed, Path(args.out))
+    print(json.dumps(result))
+
+
+def measure(work: Path, tool: str, model: str, threads: int, seed: int) -> dict[str, Any]:
+    out = work / f"{tool}-{model}-t{threads}-s{seed}"
+    done = subprocess.run([sys.executable, __file__, "--_child", tool, "--work", str(work),
+                           "--model", model, "--threads", str(threads), "--seed", str(seed),
+                           "--out", str(out)], capture_output=True, text=True, check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result.update(evaluate(out), tool=tool, model=model, threads=threads, seed=seed)
+    return result
+
+
+def table(results: list[dict[str, Any]], tokens: int) -> str:
+    lines = ["| model | threads | tool | words/s | ratio to gensim | peak RSS MiB | "
+             "WS-353 Spearman | analogy acc. |", "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        r["words_per_s"] = tokens * SETTINGS["epochs"] / r["seconds"]
+    for r in results:
+        peer = [g for g in results if g["tool"] == "gensim" and g["model"] == r["model"]
+                and g["threads"] == r["threads"] and g["seed"] == r["seed"]]
+        ratio = r["words_per_s"] / peer[0]["words_per_s"] if peer else float("nan")
+        r["ratio"] = ratio
+        lines.append(f"| {r['model']} | {r['threads']} | {r['tool']} | "
+                     f"{r['words_per_s']:,.0f} | {ratio:.2f}x | {r['peak_rss_mib']:,.0f} | "
+                     f"{r['spearman']:.3f} | {r['analogy']:.3f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--corpus", type=Path, default=SHARED / "devcorpus")
+    parser.add_argument("--models", nargs="+", default=["skipgram", "cbow"])
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1])
+    parser.add_argument("--tools", nargs="+", default=["gensim", "dw2v"])
+    parser.add_argument("--work", type=Path, default=None, help="keep intermediate files here")
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--_child", dest="tool", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--model", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.tool:
+        args.threads = args.threads[0]
+        child(args)
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        corpus = prepare(args.corpus, work)
+        print(f"corpus {args.corpus}: {corpus['tokens']:,} tokens, vocabulary "
+              f"{corpus['vocab']:,}; settings {SETTINGS}", flush=True)
+        results = []
+        for model in args.models:
+            for threads in args.threads:
+                for seed in args.seeds:
+                    for tool in args.tools:
+                        result = measure(work, tool, model, threads, seed)
+                        results.append(result)
+                        print(json.dumps(result), flush=True)
+        print(table(results, corpus["tokens"]))
+        if args.json:
+            args.json.write_text(json.dumps({"corpus": corpus, "settings": SETTINGS,
+                                             "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""What one worker does: train over its token-id shards from given parameters.
+
+A pure function of (parameters, shards, learning-rate range, seed): the input parameters are
+not modified, so a task Dask recomputes after losing a worker gives the same result (exactly
+with one kernel thread; up to Hogwild's ordering with several).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from dw2v.config import TrainConfig
+from dw2v.kernels import cpu
+from dw2v.kernels.cpu_train import train as train_kernel
+from dw2v.token_shards import read_token_shard
+from dw2v.vocab import Vocabulary
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Params:
+    """Input and output vectors, float32 (V, dim) each."""
+
+    W_in: np.ndarray
+    W_out: np.ndarray
+
+    def copy(self) -> "Params":
+        return Params(self.W_in.copy(), self.W_out.copy())
+
+
+@dataclass(frozen=True)
+class SamplingTables:
+    """What the kernels need from the vocabulary: keep-probabilities and the noise alias table."""
+
+    keep_prob: np.ndarray
+    alias_prob: np.ndarray
+    alias_idx: np.ndarray
+
+    @classmethod
+    def from_vocab(cls, vocab: Vocabulary) -> "SamplingTables":
+        alias_prob, alias_idx = cpu.build_alias(vocab.noise_distribution)
+        return cls(vocab.keep_probabilities.astype(np.float32), alias_prob, alias_idx)
+
+
+@dataclass(frozen=True)
+class TrainCounters:
+    """Counters of one training call (summed over shards and epochs)."""
+
+    words_read: int
+    words_kept: int
+    examples: int
+    loss_sum: float
+    loss_terms: int
+    seconds: float
+
+    @property
+    def loss(self) -> float:
+        """Mean sigmoid cross-entropy per term (positive and negative)."""
+        return self.loss_sum / self.loss_terms if self.loss_terms else float("nan")
+
+    @property
+    def words_per_second(self) -> float:
+        return self.words_read / self.seconds if self.seconds else 0.0
+
+
+#: Input vectors start uniform in +-INIT_SCALE/dim. word2vec C uses 0.5, gensim 4 uses 1.0;
+#: on the development corpus 1.0 gave +0.004 analogy accuracy and +0.006 WordSim-353 Spearman
+#: over 0.5 for skip-gram (mean of seeds 1-4, benchmarks/RESULTS.md), so dw2v follows gensim.
+INIT_SCALE = 1.0
+
+
+def init_params(vocab_size: int, dim: int, seed: int) -> Params:
+    """Input vectors uniform in +-INIT_SCALE/dim, output vectors zero."""
+    rng = np.random.default_rng(seed)
+    W_in = (rng.random((vocab_size, dim), dtype=np.float32) - np.float32(0.5)) * np.float32(
+        2.0 * INIT_SCALE / dim)
+    return Params(W_in.astype(np.float32, copy=False),
+                  np.zeros((vocab_size, dim), dtype=np.float32))
+
+
+def train_shards(shards: Sequence[str | Path], params: Params, tables: SamplingTables,
+                 config: TrainConfig, *, lr_start: float, lr_end: float, seed: int,
+                 epochs: int = 1) -> tuple[Params, TrainCounters]:
+    """Train ``epochs`` passes over ``shards`` with the learning rate going linearly from
+    ``lr_start`` to ``lr_end`` over all their words; return new parameters and counters."""
+    started = time.perf_counter()
+    out = params.copy()
+    opened = [read_token_shard(path) for path in shards]
+    sizes = np.array([len(s.ids) for s in opened], dtype=np.float64)
+    total = max(sizes.sum() * epochs, 1.0)
+    done = 0.0
+    counters = np.zeros(5)
+    for epoch in range(epochs):
+        for index, shard in enumerate(opened):
+            a = lr_start + (lr_end - lr_start) * done / total
+            done += sizes[index]
+            b = lr_start + (lr_end - lr_start) * done / total
+            part_seed = int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
+            part, _ = train_kernel(
+                np.asarray(shard.ids), np.asarray(shard.offsets), out.W_in, out.W_out,
+                tables.keep_prob, tables.alias_prob, tables.alias_idx, sg=config.sg,
+                window=config.window, negative=config.negative, lr_start=a, lr_end=b,
+                seed=part_seed, threads=config.threads, compute_loss=config.compute_loss)
+            counters += part
+    result = TrainCounters(words_read=int(counters[cpu.WORDS_READ]),
+                           words_kept=int(counters[cpu.WORDS_KEPT]),
+                           examples=int(counters[cpu.EXAMPLES]), loss_sum=float(counters[3]),
+                           loss_terms=int(counters[cpu.LOSS_TERMS]),
+                           seconds=time.perf_counter() - started)
+    logger.info("trained %d words (%d kept) in %.1f s: %.0f words/s, loss %.4f",
+                result.words_read, result.words_kept, result.seconds, result.words_per_second,
+                result.loss)
+    return out, result
