@@ -84,7 +84,8 @@ def run_gensim(work: Path, model: str, threads: int, seed: int, out: Path) -> di
     return {"seconds": seconds, "peak_rss_mib": _peak_rss_mib(), "vocab": len(w2v.wv)}
 
 
-def run_dw2v(work: Path, model: str, threads: int, seed: int, out: Path) -> dict[str, Any]:
+def run_dw2v(work: Path, model: str, threads: int, seed: int, out: Path,
+             shared_negatives: bool = False) -> dict[str, Any]:
     """Train dw2v on its token-id shards, all epochs in one ``train_shards`` call."""
     from dw2v.config import TrainConfig
     from dw2v.shard_train import SamplingTables, init_params, train_shards
@@ -94,7 +95,7 @@ def run_dw2v(work: Path, model: str, threads: int, seed: int, out: Path) -> dict
     tables = SamplingTables.from_vocab(vocab)
     config = TrainConfig(model=model, vector_size=SETTINGS["vector_size"],
                          window=SETTINGS["window"], negative=SETTINGS["negative"],
-                         threads=threads, seed=seed)
+                         threads=threads, seed=seed, shared_negatives=shared_negatives)
     shards = sorted((work / "vocab" / "work").glob("shard-*"))
     params = init_params(len(vocab), config.vector_size, seed)
     train_shards(shards[:1], params, tables, config, lr_start=0.0, lr_end=0.0, seed=0)  # compile
@@ -129,8 +130,12 @@ def evaluate(out: Path) -> dict[str, float]:
 
 
 def child(args: argparse.Namespace) -> None:
-    runner = run_gensim if args.tool == "gensim" else run_dw2v
-    result = runner(Path(args.work), args.model, args.threads, args.seed, Path(args.out))
+    work, out = Path(args.work), Path(args.out)
+    if args.tool == "gensim":
+        result = run_gensim(work, args.model, args.threads, args.seed, out)
+    else:
+        result = run_dw2v(work, args.model, args.threads, args.seed, out,
+                          shared_negatives=args.tool == "dw2v-hogbatch")
     print(json.dumps(result))
 
 
@@ -142,6 +147,30 @@ def measure(work: Path, tool: str, model: str, threads: int, seed: int) -> dict[
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result.update(evaluate(out), tool=tool, model=model, threads=threads, seed=seed)
     return result
+
+
+def summary(results: list[dict[str, Any]]) -> str:
+    """Means over seeds per (model, threads, tool), with the ratios the targets are about."""
+    lines = ["| model | threads | tool | seeds | words/s | x gensim | peak RSS MiB | "
+             "WS-353 Spearman | - gensim | analogy acc. | / gensim |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    keys = sorted({(r["model"], r["threads"], r["tool"]) for r in results},
+                  key=lambda k: (k[0] != "skipgram", k[1], k[2] != "gensim", k[2]))
+    mean = {}
+    for key in keys:
+        rows = [r for r in results if (r["model"], r["threads"], r["tool"]) == key]
+        mean[key] = {m: float(np.mean([r[m] for r in rows])) for m in
+                     ("words_per_s", "peak_rss_mib", "spearman", "analogy")}
+        mean[key]["n"] = len(rows)
+    for (model, threads, tool), m in mean.items():
+        g = mean.get((model, threads, "gensim"))
+        speed = m["words_per_s"] / g["words_per_s"] if g else float("nan")
+        ds = m["spearman"] - g["spearman"] if g else float("nan")
+        ra = m["analogy"] / g["analogy"] if g else float("nan")
+        lines.append(f"| {model} | {threads} | {tool} | {m['n']} | {m['words_per_s']:,.0f} | "
+                     f"{speed:.2f}x | {m['peak_rss_mib']:,.0f} | {m['spearman']:.3f} | "
+                     f"{ds:+.3f} | {m['analogy']:.4f} | {ra:.1%} |")
+    return "\n".join(lines)
 
 
 def table(results: list[dict[str, Any]], tokens: int) -> str:
@@ -166,7 +195,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["skipgram", "cbow"])
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--seeds", nargs="+", type=int, default=[1])
-    parser.add_argument("--tools", nargs="+", default=["gensim", "dw2v"])
+    parser.add_argument("--tools", nargs="+", default=["gensim", "dw2v", "dw2v-hogbatch"],
+                        help="gensim, dw2v, dw2v-hogbatch (skip-gram with shared negatives)")
     parser.add_argument("--work", type=Path, default=None, help="keep intermediate files here")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--_child", dest="tool", default=None, help=argparse.SUPPRESS)
@@ -189,10 +219,14 @@ def main() -> None:
             for threads in args.threads:
                 for seed in args.seeds:
                     for tool in args.tools:
+                        if tool == "dw2v-hogbatch" and model != "skipgram":
+                            continue
                         result = measure(work, tool, model, threads, seed)
                         results.append(result)
                         print(json.dumps(result), flush=True)
         print(table(results, corpus["tokens"]))
+        print()
+        print(summary(results))
         if args.json:
             args.json.write_text(json.dumps({"corpus": corpus, "settings": SETTINGS,
                                              "results": results}, indent=1))

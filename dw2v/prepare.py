@@ -122,11 +122,12 @@ def build_vocab(inputs: Sequence[str], output: str | Path, *,
                     sum(i.rows for i in infos), workers)
         counts = [c.submit(count_shard, info, ingest, vocab.max_vocab_size,
                            key=f"dw2v-count-{rid}-{info.index}") for info in infos]
-        wait_with_progress(counts, desc="counting", unit="rows",
-                           weights=[i.rows for i in infos], enabled=bars)
+        # the whole tree goes in at once, so merges overlap the counting of later shards
         total = tree_reduce(c, counts, merge_counts, split_every=vocab.split_every,
                             name=f"dw2v-merge-counts-{rid}", budget=vocab.max_vocab_size)
         final = c.submit(finalize, total, vocab, key=f"dw2v-finalize-{rid}")
+        wait_with_progress(counts, desc="counting", unit="rows",
+                           weights=[i.rows for i in infos], enabled=bars)
         words: Vocabulary = final.result()
         vocab_done = time.perf_counter()
         del counts, total

@@ -107,7 +107,8 @@ def train_shards(shards: Sequence[str | Path], params: Params, tables: SamplingT
                 np.asarray(shard.ids), np.asarray(shard.offsets), out.W_in, out.W_out,
                 tables.keep_prob, tables.alias_prob, tables.alias_idx, sg=config.sg,
                 window=config.window, negative=config.negative, lr_start=a, lr_end=b,
-                seed=part_seed, threads=config.threads, compute_loss=config.compute_loss)
+                seed=part_seed, threads=config.threads, compute_loss=config.compute_loss,
+                shared_negatives=config.shared_negatives)
             counters += part
     result = TrainCounters(words_read=int(counters[cpu.WORDS_READ]),
                            words_kept=int(counters[cpu.WORDS_KEPT]),

@@ -125,6 +125,61 @@ def _subsample(ids: np.ndarray, lo: np.int64, hi: np.int64, keep_prob: np.ndarra
     return state, n
 
 
+@njit(inline="always")
+def _sentence_buffer(offsets: np.ndarray, s_lo: int, s_hi: int) -> np.ndarray:
+    """Room for the longest sentence of the range."""
+    longest = 1
+    for s in range(s_lo, s_hi):
+        longest = max(longest, offsets[s + 1] - offsets[s])
+    return np.empty(longest, dtype=np.int64)
+
+
+@njit(inline="always")
+def _start_sentence(ids: np.ndarray, offsets: np.ndarray, s: int, s_lo: int, s_hi: int,
+                    keep_prob: np.ndarray, sentence: np.ndarray, state: np.uint64,
+                    lr_start: float, lr_end: float, counters: np.ndarray
+                    ) -> tuple[np.uint64, np.int64, float]:
+    """The learning rate of sentence ``s`` (linear in the words read before it) and its words
+    after subsampling, copied to ``sentence``; counts words read and kept."""
+    total = max(offsets[s_hi] - offsets[s_lo], 1)
+    lr = lr_start + (lr_end - lr_start) * ((offsets[s] - offsets[s_lo]) / total)
+    lo, hi = offsets[s], offsets[s + 1]
+    counters[WORDS_READ] += hi - lo
+    state, n = _subsample(ids, lo, hi, keep_prob, sentence, state)
+    counters[WORDS_KEPT] += n
+    return state, n, lr
+
+
+@njit(inline="always")
+def _draw_targets(state: np.uint64, centre: np.int64, targets: np.ndarray,
+                  alias_prob: np.ndarray, alias_idx: np.ndarray) -> np.uint64:
+    """``targets[0] = centre``, then one noise word per remaining slot."""
+    targets[0] = centre
+    for k in range(1, targets.shape[0]):
+        state, targets[k] = _draw(state, alias_prob, alias_idx)
+    return state
+
+
+@njit(inline="always")
+def _record(trace_words: np.ndarray, trace_targets: np.ndarray, trace_lr: np.ndarray,
+            n_trace: int, sentence: np.ndarray, j_lo: int, j_hi: int, skip: int,
+            targets: np.ndarray, lr: float) -> int:
+    """Append one example to the trace (its input words ``sentence[j_lo:j_hi]`` except
+    position ``skip``, padded with -1) unless the trace is off or full."""
+    if n_trace >= trace_lr.shape[0]:
+        return n_trace
+    c = 0
+    for j in range(j_lo, j_hi):
+        if j != skip:
+            trace_words[n_trace, c] = sentence[j]
+            c += 1
+    for c2 in range(c, trace_words.shape[1]):
+        trace_words[n_trace, c2] = -1
+    trace_targets[n_trace, :] = targets
+    trace_lr[n_trace] = lr
+    return n_trace + 1
+
+
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
 def train_sg(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in: np.ndarray,
              W_out: np.ndarray, keep_prob: np.ndarray, alias_prob: np.ndarray,
@@ -135,23 +190,13 @@ def train_sg(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in: n
     centre word against ``negative`` noise words. Trace arrays of length 0 turn tracing off."""
     dim = W_in.shape[1]
     state = np.uint64(seed) | np.uint64(1)
-    total_words = max(offsets[s_hi] - offsets[s_lo], 1)
-    longest = 1
-    for s in range(s_lo, s_hi):
-        longest = max(longest, offsets[s + 1] - offsets[s])
-    sentence = np.empty(longest, dtype=np.int64)
+    sentence = _sentence_buffer(offsets, s_lo, s_hi)
     neu1e = np.empty(dim, dtype=np.float32)
     targets = np.empty(negative + 1, dtype=np.int64)
-    tracing = trace_lr.shape[0] > 0
     n_trace = 0
-    read = 0
     for s in range(s_lo, s_hi):
-        lr = lr_start + (lr_end - lr_start) * (read / total_words)
-        lo, hi = offsets[s], offsets[s + 1]
-        read += hi - lo
-        counters[WORDS_READ] += hi - lo
-        state, n = _subsample(ids, lo, hi, keep_prob, sentence, state)
-        counters[WORDS_KEPT] += n
+        state, n, lr = _start_sentence(ids, offsets, s, s_lo, s_hi, keep_prob, sentence, state,
+                                       lr_start, lr_end, counters)
         for i in range(n):
             state, bits = _next(state)
             b = np.int64(bits % np.uint64(window))
@@ -160,9 +205,7 @@ def train_sg(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in: n
                 if j == i:
                     continue
                 word = sentence[j]
-                targets[0] = centre
-                for k in range(1, negative + 1):
-                    state, targets[k] = _draw(state, alias_prob, alias_idx)
+                state = _draw_targets(state, centre, targets, alias_prob, alias_idx)
                 for d in range(dim):
                     neu1e[d] = 0.0
                 h = W_in[word]
@@ -176,11 +219,8 @@ def train_sg(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in: n
                 for d in range(dim):
                     h[d] += neu1e[d]
                 counters[EXAMPLES] += 1
-                if tracing and n_trace < trace_lr.shape[0]:
-                    trace_words[n_trace, 0] = word
-                    trace_targets[n_trace, :] = targets
-                    trace_lr[n_trace] = lr
-                    n_trace += 1
+                n_trace = _record(trace_words, trace_targets, trace_lr, n_trace, sentence, j,
+                                  j + 1, -1, targets, lr)
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
@@ -194,24 +234,14 @@ def train_cbow(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in:
     records each example's context words in ``trace_words`` (padded with -1)."""
     dim = W_in.shape[1]
     state = np.uint64(seed) | np.uint64(1)
-    total_words = max(offsets[s_hi] - offsets[s_lo], 1)
-    longest = 1
-    for s in range(s_lo, s_hi):
-        longest = max(longest, offsets[s + 1] - offsets[s])
-    sentence = np.empty(longest, dtype=np.int64)
+    sentence = _sentence_buffer(offsets, s_lo, s_hi)
     neu1e = np.empty(dim, dtype=np.float32)
     h = np.empty(dim, dtype=np.float32)
     targets = np.empty(negative + 1, dtype=np.int64)
-    tracing = trace_lr.shape[0] > 0
     n_trace = 0
-    read = 0
     for s in range(s_lo, s_hi):
-        lr = lr_start + (lr_end - lr_start) * (read / total_words)
-        lo, hi = offsets[s], offsets[s + 1]
-        read += hi - lo
-        counters[WORDS_READ] += hi - lo
-        state, n = _subsample(ids, lo, hi, keep_prob, sentence, state)
-        counters[WORDS_KEPT] += n
+        state, n, lr = _start_sentence(ids, offsets, s, s_lo, s_hi, keep_prob, sentence, state,
+                                       lr_start, lr_end, counters)
         for i in range(n):
             state, bits = _next(state)
             b = np.int64(bits % np.uint64(window))
@@ -230,9 +260,7 @@ def train_cbow(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in:
             for d in range(dim):
                 h[d] *= inv
             centre = sentence[i]
-            targets[0] = centre
-            for k in range(1, negative + 1):
-                state, targets[k] = _draw(state, alias_prob, alias_idx)
+            state = _draw_targets(state, centre, targets, alias_prob, alias_idx)
             for k in range(negative + 1):
                 if k > 0 and targets[k] == centre:
                     continue
@@ -246,17 +274,8 @@ def train_cbow(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in:
                     for d in range(dim):
                         row[d] += neu1e[d]
             counters[EXAMPLES] += 1
-            if tracing and n_trace < trace_lr.shape[0]:
-                c = 0
-                for j in range(j_lo, j_hi):
-                    if j != i:
-                        trace_words[n_trace, c] = sentence[j]
-                        c += 1
-                for c2 in range(c, trace_words.shape[1]):
-                    trace_words[n_trace, c2] = -1
-                trace_targets[n_trace, :] = targets
-                trace_lr[n_trace] = lr
-                n_trace += 1
+            n_trace = _record(trace_words, trace_targets, trace_lr, n_trace, sentence, j_lo,
+                              j_hi, i, targets, lr)
 
 
 @njit(nogil=True, cache=True)
@@ -284,25 +303,15 @@ def train_sg_batch(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int,
     records one row per centre (context words padded with -1)."""
     dim = W_in.shape[1]
     state = np.uint64(seed) | np.uint64(1)
-    total_words = max(offsets[s_hi] - offsets[s_lo], 1)
-    longest = 1
-    for s in range(s_lo, s_hi):
-        longest = max(longest, offsets[s + 1] - offsets[s])
-    sentence = np.empty(longest, dtype=np.int64)
+    sentence = _sentence_buffer(offsets, s_lo, s_hi)
     targets = np.empty(negative + 1, dtype=np.int64)
     valid = np.empty(negative + 1, dtype=np.bool_)
     grad_in = np.empty((2 * window, dim), dtype=np.float32)
     grad_out = np.empty((negative + 1, dim), dtype=np.float32)
-    tracing = trace_lr.shape[0] > 0
     n_trace = 0
-    read = 0
     for s in range(s_lo, s_hi):
-        lr = lr_start + (lr_end - lr_start) * (read / total_words)
-        lo, hi = offsets[s], offsets[s + 1]
-        read += hi - lo
-        counters[WORDS_READ] += hi - lo
-        state, n = _subsample(ids, lo, hi, keep_prob, sentence, state)
-        counters[WORDS_KEPT] += n
+        state, n, lr = _start_sentence(ids, offsets, s, s_lo, s_hi, keep_prob, sentence, state,
+                                       lr_start, lr_end, counters)
         for i in range(n):
             state, bits = _next(state)
             b = np.int64(bits % np.uint64(window))
@@ -310,11 +319,9 @@ def train_sg_batch(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int,
             if j_hi - j_lo <= 1:
                 continue
             centre = sentence[i]
-            targets[0] = centre
-            valid[0] = True
-            for k in range(1, negative + 1):
-                state, targets[k] = _draw(state, alias_prob, alias_idx)
-                valid[k] = targets[k] != centre
+            state = _draw_targets(state, centre, targets, alias_prob, alias_idx)
+            for k in range(negative + 1):
+                valid[k] = k == 0 or targets[k] != centre
             grad_out[:, :] = 0.0
             c = 0
             for j in range(j_lo, j_hi):
@@ -355,14 +362,5 @@ def train_sg_batch(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int,
                     for d in range(dim):
                         out_row[d] += grad_out[k, d]
             counters[EXAMPLES] += c
-            if tracing and n_trace < trace_lr.shape[0]:
-                c = 0
-                for j in range(j_lo, j_hi):
-                    if j != i:
-                        trace_words[n_trace, c] = sentence[j]
-                        c += 1
-                for c2 in range(c, trace_words.shape[1]):
-                    trace_words[n_trace, c2] = -1
-                trace_targets[n_trace, :] = targets
-                trace_lr[n_trace] = lr
-                n_trace += 1
+            n_trace = _record(trace_words, trace_targets, trace_lr, n_trace, sentence, j_lo,
+                              j_hi, i, targets, lr)
