@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Sequence
 
-from dw2v.config import ClusterConfig, IngestConfig, TokenizerConfig, VocabConfig
+from dw2v.config import ClusterConfig, IngestConfig, TokenizerConfig, TrainConfig, VocabConfig
 from dw2v.errors import Dw2vError
 
 logger = logging.getLogger("dw2v")
@@ -31,9 +31,9 @@ def _key_value(text: str) -> tuple[str, str]:
     return key, value
 
 
-def _add_input_options(parser: argparse.ArgumentParser) -> None:
+def _add_input_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
     group = parser.add_argument_group("input")
-    group.add_argument("inputs", nargs="+", metavar="INPUT",
+    group.add_argument("inputs", nargs="+" if required else "*", metavar="INPUT",
                        help="Parquet files, directories (every *.parquet below), globs or "
                             "fsspec URLs (file://, memory://, s3:// with s3fs)")
     group.add_argument("--text-column", default="text", help="column holding the text")
@@ -83,11 +83,42 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="OUT_DIR",
                         help="output directory (must not exist or be empty)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace a non-empty output directory (only once the run succeeds)")
+                        help="replace a non-empty output directory, once the vocabulary stage "
+                             "has succeeded (bad input never destroys the old one)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bars (default: when stderr is a terminal)")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="more logging (-vv: Dask's too)")
+
+
+def _add_train_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("training")
+    group.add_argument("--model", choices=["skipgram", "cbow"], default="skipgram")
+    group.add_argument("--dim", type=int, default=100, help="vector size (default 100)")
+    group.add_argument("--window", type=int, default=5, help="maximum context window")
+    group.add_argument("--negative", type=int, default=5, help="noise words per example")
+    group.add_argument("--epochs", type=int, default=5)
+    group.add_argument("--alpha", type=float, default=0.025, help="initial learning rate")
+    group.add_argument("--min-alpha", type=float, default=0.0001, help="final learning rate")
+    group.add_argument("--sync-every", type=int, default=TrainConfig.sync_every,
+                       metavar="WORDS", help="words each worker trains between parameter "
+                                             f"averagings (default {TrainConfig.sync_every:,})")
+    group.add_argument("--shared-negatives", action="store_true",
+                       help="skip-gram: HogBatch kernel (negatives shared by a window)")
+    group.add_argument("--kernel-threads", type=int, default=1,
+                       help="Hogwild threads inside each worker's kernel (default 1)")
+    group.add_argument("--device", choices=["cpu", "gpu", "auto"], default="cpu")
+    group.add_argument("--seed", type=int, default=1)
+    group.add_argument("--save-output-vectors", action="store_true",
+                       help="also write the output vectors (output_vectors.npy)")
+    group.add_argument("--resume", action="store_true",
+                       help="continue an interrupted run in OUT_DIR from its last checkpoint "
+                            "(its settings are the checkpoint's; INPUT is not needed)")
+    group.add_argument("--keep-work", action="store_true",
+                       help="keep the token-id shards and checkpoints after training")
+    group.add_argument("--neighbours", default=None, metavar="WORD,...",
+                       help="print the nearest neighbours of these words at the end "
+                            "(default: five words of decreasing frequency)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,6 +135,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_vocab_options(vocab)
     _add_cluster_options(vocab)
     _add_run_options(vocab)
+    train = commands.add_parser(
+        "train", help="train word2vec on the cluster (vocabulary, rounds, model)",
+        description="Build the vocabulary, train in rounds with parameter averaging on the "
+                    "cluster, and write the model (vectors.npy, vocab.parquet, model.json) "
+                    "to OUT_DIR.")
+    _add_input_options(train, required=False)  # not needed with --resume
+    _add_vocab_options(train)
+    _add_train_options(train)
+    _add_cluster_options(train)
+    _add_run_options(train)
     return parser
 
 
@@ -124,6 +165,39 @@ def _configs(args: argparse.Namespace) -> tuple[IngestConfig, VocabConfig, Clust
                             n_workers=args.workers, threads_per_worker=args.threads_per_worker,
                             dashboard_address=args.dashboard)
     return ingest, vocab, cluster
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(model=args.model, vector_size=args.dim, window=args.window,
+                       negative=args.negative, alpha=args.alpha, min_alpha=args.min_alpha,
+                       epochs=args.epochs, seed=args.seed, threads=args.kernel_threads,
+                       shared_negatives=args.shared_negatives, sync_every=args.sync_every,
+                       device=args.device, save_output_vectors=args.save_output_vectors)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from dw2v.train import RunConfig, train
+
+    ingest, vocab, cluster = _configs(args)
+    config = RunConfig(ingest=ingest, vocab=vocab, train=_train_config(args), cluster=cluster)
+    model = train(args.inputs, args.output, config, overwrite=args.overwrite,
+                  resume=args.resume, keep_work=args.keep_work, progress=args.progress)
+    rounds = model.meta["rounds"]
+    seconds = sum(r["seconds"] for r in rounds)
+    words = sum(r["words"] for r in rounds)
+    print(f"trained {len(model):,} words x {model.vectors.shape[1]} in {len(rounds)} rounds: "
+          f"{words:,} words in {seconds:.1f} s ({words / max(seconds, 1e-9):,.0f} words/s), "
+          f"final loss {rounds[-1]['loss']:.4f}" if rounds else "nothing to train")
+    print(f"model written to {args.output}")
+    words = (args.neighbours.split(",") if args.neighbours else
+             [model.words[r] for r in (50, 100, 200, 400, 800) if r < len(model)])
+    for word in words:
+        if word in model:
+            neighbours = ", ".join(w for w, _ in model.most_similar(word, 8))
+            print(f"  {word}: {neighbours}")
+        else:
+            print(f"  {word}: not in the vocabulary")
+    return 0
 
 
 def _setup_logging(verbose: int) -> None:
@@ -151,14 +225,18 @@ def _run_vocab(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "train" and not args.inputs and not args.resume:
+        parser.error("train: give at least one INPUT (or --resume)")
     _setup_logging(args.verbose)
     try:
-        return _run_vocab(args)
+        return _run_train(args) if args.command == "train" else _run_vocab(args)
     except Dw2vError as exc:
         print(f"dw2v: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("dw2v: interrupted; no output written", file=sys.stderr)
+        hint = ("; continue with --resume" if args.command == "train" else
+                "; no output written")
+        print(f"dw2v: interrupted{hint}", file=sys.stderr)
         return 130
 
 

@@ -72,6 +72,8 @@ class VocabConfig:
     ns_exponent: float = 0.75
     #: How many partial counts one reduction task merges (the tree's fan-in).
     split_every: int = 8
+    #: Counts are split by token hash into this many buckets, merged in parallel.
+    buckets: int = 8
 
     def __post_init__(self) -> None:
         _require(self.min_count >= 1, "min_count", self.min_count, "must be at least 1")
@@ -83,6 +85,7 @@ class VocabConfig:
         _require(-10.0 <= self.ns_exponent <= 10.0, "ns_exponent", self.ns_exponent,
                  "must be in [-10, 10]; 0.75 is word2vec's")
         _require(self.split_every >= 2, "split_every", self.split_every, "must be at least 2")
+        _require(self.buckets >= 1, "buckets", self.buckets, "must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,11 @@ class TrainConfig:
     compute_loss: bool = True
     #: Skip-gram only: HogBatch (one set of negatives per centre word, shared by its window).
     shared_negatives: bool = False
+    #: Words each worker trains between two parameter averagings (a round).
+    sync_every: int = 1_000_000
+    device: str = "cpu"
+    #: Also write the output vectors (W_out) with the model.
+    save_output_vectors: bool = False
 
     def __post_init__(self) -> None:
         _require(not (self.shared_negatives and self.model == "cbow"), "shared_negatives",
@@ -116,6 +124,10 @@ class TrainConfig:
                  "must be in [0, alpha]")
         _require(self.epochs >= 1, "epochs", self.epochs, "must be at least 1")
         _require(self.threads >= 1, "threads", self.threads, "must be at least 1")
+        _require(self.sync_every >= 1_000, "sync_every", self.sync_every,
+                 "must be at least 1000 words")
+        _require(self.device in ("cpu", "gpu", "auto"), "device", self.device,
+                 "must be 'cpu', 'gpu' or 'auto'")
 
     @property
     def sg(self) -> bool:

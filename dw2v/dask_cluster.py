@@ -37,7 +37,7 @@ def client_for(config: ClusterConfig, client: Client | None = None) -> Iterator[
     if config.scheduler or config.scheduler_file:
         with Client(address=config.scheduler, scheduler_file=config.scheduler_file) as remote:
             logger.info("connected to %s (%d workers)", remote.scheduler.address,
-                        len(remote.scheduler_info()["workers"]))
+                        len(remote.nthreads()))
             yield remote
         return
     n_workers = config.n_workers or _cpu_count()
@@ -59,13 +59,14 @@ def run_id() -> str:
 def tree_reduce(client: Client, futures: Sequence[Future], func: Callable[..., Any], *,
                 split_every: int, name: str, **kwargs: Any) -> Future:
     """Reduce futures on the workers: ``func(list_of_parts, **kwargs)`` over groups of
-    ``split_every``, level by level, until one future is left. The tree's shape depends only on
+    ``split_every``, level by level, until one future is left (``func`` runs at least once,
+    so the result is always its output). The tree's shape depends only on
     the order of ``futures``, so results do not depend on the number of workers."""
     if not futures:
         raise ValueError("nothing to reduce")
     level = list(futures)
     depth = 0
-    while len(level) > 1:
+    while depth == 0 or len(level) > 1:  # at least one level, so the result is func's
         level = [
             client.submit(func, level[i:i + split_every], key=f"{name}-l{depth}-{i // split_every}",
                           **kwargs)

@@ -174,7 +174,8 @@ def shard_dir_name(index: int) -> str:
 #: vocabulary's size, if larger), so the vocabulary's hash table, which Arrow rebuilds on
 #: every ``index_in`` call, is built once per that many lookups rather than once per batch.
 _MIN_LOOKUP = 200_000
-_MAX_PENDING_BATCHES = 32
+#: ... but never more than this many batches at once: encoding memory is bounded by it.
+_MAX_PENDING_BATCHES = 8
 
 
 def _encode_pending(pending: list[tuple[TokenBatch, pa.DictionaryArray]],
@@ -200,7 +201,8 @@ def encode_shard(shard: ShardInfo, vocab_tokens: pa.Array, work_dir: str,
     """Write the token ids of one shard (out-of-vocabulary tokens dropped) under ``work_dir``.
 
     ``vocab_tokens[i]`` is the token with id ``i``. Sentences are rows, cut at
-    ``max_sentence_length`` ids after out-of-vocabulary tokens are dropped.
+    ``max_sentence_length`` ids after out-of-vocabulary tokens are dropped. Memory: up to
+    ``_MAX_PENDING_BATCHES`` tokenized batches plus the vocabulary.
     """
     target = Path(work_dir) / shard_dir_name(shard.index)
     max_length = config.tokenizer.max_sentence_length

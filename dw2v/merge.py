@@ -22,22 +22,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from dw2v.errors import Dw2vError
-from dw2v.shard_train import Params, TrainCounters
+from dw2v.shard_train import Params, TrainCounters, WorkerResult
 
 
 class NumericalError(Dw2vError):
     """Parameters became NaN or inf; the message names the round."""
-
-
-@dataclass(frozen=True)
-class WorkerResult:
-    """One worker's round: its parameters, how often it touched each row, and its counters."""
-
-    params: Params
-    touches_in: np.ndarray
-    touches_out: np.ndarray
-    counters: TrainCounters
-    worker: str = ""
 
 
 @dataclass(frozen=True)
@@ -62,12 +51,16 @@ def to_partial(result: WorkerResult) -> Partial:
 
 
 def weighted_sum(parts: Sequence[WorkerResult | Partial]) -> Partial:
-    """Add worker results or partial sums (a tree-reduction step, run on a worker)."""
-    partials = [p if isinstance(p, Partial) else to_partial(p) for p in parts]
-    first = partials[0]
+    """Add worker results or partial sums (a tree-reduction step, run on a worker); each part
+    is converted and added in turn, so at most one extra sum is held at a time."""
+    def as_partial(part: WorkerResult | Partial) -> Partial:
+        return part if isinstance(part, Partial) else to_partial(part)
+
+    first = as_partial(parts[0])
     out = Partial(first.weighted_in.copy(), first.weighted_out.copy(), first.weight_in.copy(),
                   first.weight_out.copy(), list(first.counters), list(first.workers))
-    for p in partials[1:]:
+    for part in parts[1:]:
+        p = as_partial(part)
         out.weighted_in += p.weighted_in
         out.weighted_out += p.weighted_out
         out.weight_in += p.weight_in
@@ -102,12 +95,34 @@ def finalize(total: Partial, previous: Params, round_index: int) -> Params:
 CHECKPOINTS = "checkpoints"
 
 
+class CheckpointError(Dw2vError):
+    """A checkpoint that cannot be read (names the path and the cause)."""
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _latest_round(root: Path) -> int:
+    try:
+        return int(json.loads((root / "latest.json").read_text())["round"])
+    except (FileNotFoundError, ValueError, KeyError):
+        return -1
+
+
 def write_checkpoint(model_dir: str | Path, params: Params, state: dict[str, Any]) -> Path:
-    """Write ``checkpoints/round-NNNNN`` atomically (a temporary directory, then a rename),
-    then point ``checkpoints/latest.json`` at it (also atomically); older ones are removed."""
+    """Write ``checkpoints/round-NNNNN`` atomically (a temporary directory, fsynced, then
+    renamed), then point ``checkpoints/latest.json`` at it (also atomically) and remove older
+    rounds and leftover temporaries. ``latest`` never moves backwards: a stale writer (a task
+    of a driver that died) leaves the newer checkpoint in place."""
     root = Path(model_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
-    name = f"round-{int(state['round']):05d}"
+    number = int(state["round"])
+    name = f"round-{number:05d}"
     tmp = root / f".{name}.tmp-{uuid.uuid4().hex[:12]}"
     tmp.mkdir()
     try:
@@ -117,29 +132,57 @@ def write_checkpoint(model_dir: str | Path, params: Params, state: dict[str, Any
         for path in tmp.iterdir():
             with open(path, "rb") as handle:
                 os.fsync(handle.fileno())
+        if number <= _latest_round(root):
+            return root / name  # stale: a newer checkpoint exists
         target = root / name
         if target.exists():
             shutil.rmtree(target)
         os.rename(tmp, target)
+        _fsync_dir(root)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     pointer = root / f".latest.tmp-{uuid.uuid4().hex[:12]}"
-    pointer.write_text(json.dumps({"checkpoint": name}))
+    pointer.write_text(json.dumps({"checkpoint": name, "round": number}))
     os.replace(pointer, root / "latest.json")
-    for old in root.glob("round-*"):
-        if old.name != name:
+    _fsync_dir(root)
+    for old in list(root.glob("round-*")) + list(root.glob(".round-*.tmp-*")):
+        if old.name != name and not (old.name.startswith("round-")
+                                     and int(old.name.split("-")[1]) > number):
             shutil.rmtree(old, ignore_errors=True)
-    return root / name
+    return target
+
+
+def latest_checkpoint(model_dir: str | Path) -> Path | None:
+    """The directory of the latest complete checkpoint, or None when there is none."""
+    root = Path(model_dir) / CHECKPOINTS
+    pointer = root / "latest.json"
+    if not pointer.exists():
+        return None
+    try:
+        path = root / json.loads(pointer.read_text())["checkpoint"]
+    except (ValueError, KeyError) as exc:
+        raise CheckpointError(f"{pointer}: unreadable ({exc})") from None
+    if not (path / "state.json").exists():
+        raise CheckpointError(f"{pointer}: points at {path.name}, which is incomplete")
+    return path
+
+
+def load_params(path: str | Path) -> Params:
+    """The parameters of one checkpoint directory (a task: recomputable on any worker)."""
+    path = Path(path)
+    try:
+        return Params(np.load(path / "W_in.npy"), np.load(path / "W_out.npy"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: cannot read parameters ({exc})") from None
 
 
 def read_checkpoint(model_dir: str | Path) -> tuple[Params, dict[str, Any]] | None:
-    """The latest complete checkpoint, or None when there is none."""
-    root = Path(model_dir) / CHECKPOINTS
-    try:
-        name = json.loads((root / "latest.json").read_text())["checkpoint"]
-    except FileNotFoundError:
+    """The latest complete checkpoint (parameters and state), or None when there is none."""
+    path = latest_checkpoint(model_dir)
+    if path is None:
         return None
-    path = root / name
-    state = json.loads((path / "state.json").read_text())
-    params = Params(np.load(path / "W_in.npy"), np.load(path / "W_out.npy"))
-    return params, state
+    try:
+        state = json.loads((path / "state.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: unreadable state ({exc})") from None
+    return load_params(path), state

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from distributed import Client
+from distributed import Client, Future
 
 from dw2v import __version__
 from dw2v.atomic import check_output_dir, staged_dir
@@ -24,7 +24,7 @@ from dw2v.dask_cluster import client_for, run_id, show_progress, tree_reduce, \
     wait_with_progress
 from dw2v.errors import NoInputError
 from dw2v.ingest import ShardInfo, check_shard, encode_shard, find_shards
-from dw2v.vocab import Vocabulary, count_shard, finalize, merge_counts, save
+from dw2v.vocab import Vocabulary, count_shard, finalize, merge_counts, save, split_counts
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +99,23 @@ def _check_all(client: Client, urls: Sequence[str], ingest: IngestConfig,
     return infos
 
 
+def _reduce_buckets(client: Client, counts: Sequence[Future], vocab: VocabConfig,
+                    rid: str) -> list[Future]:
+    """Split each shard's counts by token hash and tree-merge every bucket on its own, so the
+    merges run in parallel and overlap the counting of later shards (all submitted at once)."""
+    n = vocab.buckets
+    budget = -(-vocab.max_vocab_size // n) if vocab.max_vocab_size else None
+    splits = [client.submit(split_counts, counts_i, n, key=f"dw2v-split-{rid}-{i}")
+              for i, counts_i in enumerate(counts)]
+    totals = []
+    for b in range(n):
+        parts = [client.submit(operator.itemgetter(b), split, key=f"dw2v-bucket-{rid}-{i}-{b}")
+                 for i, split in enumerate(splits)]
+        totals.append(tree_reduce(client, parts, merge_counts, split_every=vocab.split_every,
+                                  name=f"dw2v-merge-counts-{rid}-b{b}", budget=budget))
+    return totals
+
+
 def build_vocab(inputs: Sequence[str], output: str | Path, *,
                 ingest: IngestConfig = IngestConfig(), vocab: VocabConfig = VocabConfig(),
                 cluster: ClusterConfig = ClusterConfig(), client: Client | None = None,
@@ -116,21 +133,19 @@ def build_vocab(inputs: Sequence[str], output: str | Path, *,
     with client_for(cluster, client) as c, staged_dir(out, overwrite=overwrite) as stage:
         started = time.perf_counter()  # the job's clock starts once the cluster is up
         rid = run_id()
-        workers = len(c.scheduler_info()["workers"])
+        workers = len(c.nthreads())
         infos = _check_all(c, urls, ingest, rid)
         logger.info("%d files, %d rows, on %d workers", len(infos),
                     sum(i.rows for i in infos), workers)
         counts = [c.submit(count_shard, info, ingest, vocab.max_vocab_size,
                            key=f"dw2v-count-{rid}-{info.index}") for info in infos]
-        # the whole tree goes in at once, so merges overlap the counting of later shards
-        total = tree_reduce(c, counts, merge_counts, split_every=vocab.split_every,
-                            name=f"dw2v-merge-counts-{rid}", budget=vocab.max_vocab_size)
-        final = c.submit(finalize, total, vocab, key=f"dw2v-finalize-{rid}")
+        final = c.submit(finalize, _reduce_buckets(c, counts, vocab, rid), vocab,
+                         key=f"dw2v-finalize-{rid}")
         wait_with_progress(counts, desc="counting", unit="rows",
                            weights=[i.rows for i in infos], enabled=bars)
         words: Vocabulary = final.result()
         vocab_done = time.perf_counter()
-        del counts, total
+        del counts
         tokens = c.submit(operator.attrgetter("tokens"), final, key=f"dw2v-tokens-{rid}")
         work = stage / WORK_DIR
         work.mkdir()

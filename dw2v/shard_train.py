@@ -85,31 +85,83 @@ def init_params(vocab_size: int, dim: int, seed: int) -> Params:
                   np.zeros((vocab_size, dim), dtype=np.float32))
 
 
-def train_shards(shards: Sequence[str | Path], params: Params, tables: SamplingTables,
+@dataclass(frozen=True)
+class Slice:
+    """Sentences ``[s_lo, s_hi)`` of one token-id shard, in one epoch (``words`` ids in all)."""
+
+    shard: str
+    index: int
+    epoch: int
+    s_lo: int
+    s_hi: int
+    words: int
+
+
+@dataclass(frozen=True)
+class WorkerResult:
+    """What one worker returns for a round: parameters, how often it touched each row (the
+    weights of averaging), counters, and which worker it ran on."""
+
+    params: Params
+    touches_in: np.ndarray
+    touches_out: np.ndarray
+    counters: TrainCounters
+    worker: str = ""
+
+
+def stream_slices(shards: Sequence[str | Path], epochs: int, lo: int, hi: int) -> list[Slice]:
+    """The sentences of positions ``[lo, hi)`` of a worker's stream (its shards in order, epoch
+    after epoch). A sentence belongs to the range its first word falls in, so consecutive
+    ranges cover every sentence exactly once."""
+    slices = []
+    position = 0
+    for epoch in range(epochs):
+        for index, path in enumerate(shards):
+            offsets = np.load(Path(path) / "offsets.npy", mmap_mode="r")
+            size = int(offsets[-1])
+            if position + size > lo and position < hi and size:
+                a = int(np.searchsorted(offsets[:-1], lo - position, side="left"))
+                b = int(np.searchsorted(offsets[:-1], hi - position, side="left"))
+                if b > a:
+                    slices.append(Slice(str(path), index, epoch, a, b,
+                                        int(offsets[b] - offsets[a])))
+            position += size
+            if position >= hi:
+                return slices
+    return slices
+
+
+def train_slices(slices: Sequence[Slice], params: Params, tables: SamplingTables,
                  config: TrainConfig, *, lr_start: float, lr_end: float, seed: int,
-                 epochs: int = 1) -> tuple[Params, TrainCounters]:
-    """Train ``epochs`` passes over ``shards`` with the learning rate going linearly from
-    ``lr_start`` to ``lr_end`` over all their words; return new parameters and counters."""
+                 count_touches: bool = True, worker: str = "") -> WorkerResult:
+    """Train over ``slices`` in order from a copy of ``params``, the learning rate going
+    linearly from ``lr_start`` to ``lr_end`` over their words."""
     started = time.perf_counter()
     out = params.copy()
-    opened = [read_token_shard(path) for path in shards]
-    sizes = np.array([len(s.ids) for s in opened], dtype=np.float64)
-    total = max(sizes.sum() * epochs, 1.0)
-    done = 0.0
+    vocab = out.W_in.shape[0]
+    touches = (np.zeros(vocab, np.int64), np.zeros(vocab, np.int64)) if count_touches else None
+    total = max(sum(s.words for s in slices), 1)
+    done = 0
     counters = np.zeros(5)
-    for epoch in range(epochs):
-        for index, shard in enumerate(opened):
-            a = lr_start + (lr_end - lr_start) * done / total
-            done += sizes[index]
-            b = lr_start + (lr_end - lr_start) * done / total
-            part_seed = int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
-            part, _ = train_kernel(
-                np.asarray(shard.ids), np.asarray(shard.offsets), out.W_in, out.W_out,
-                tables.keep_prob, tables.alias_prob, tables.alias_idx, sg=config.sg,
-                window=config.window, negative=config.negative, lr_start=a, lr_end=b,
-                seed=part_seed, threads=config.threads, compute_loss=config.compute_loss,
-                shared_negatives=config.shared_negatives)
-            counters += part
+    opened: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for part in slices:
+        if part.shard not in opened:
+            shard = read_token_shard(part.shard)
+            opened[part.shard] = (np.asarray(shard.ids), np.asarray(shard.offsets))
+        ids, offsets = opened[part.shard]
+        a = lr_start + (lr_end - lr_start) * done / total
+        done += part.words
+        b = lr_start + (lr_end - lr_start) * done / total
+        part_seed = int(np.random.SeedSequence(
+            [seed, part.epoch, part.index, part.s_lo]).generate_state(1)[0])
+        lo, hi = int(offsets[part.s_lo]), int(offsets[part.s_hi])
+        counts, _ = train_kernel(
+            ids[lo:hi], offsets[part.s_lo:part.s_hi + 1] - lo, out.W_in, out.W_out,
+            tables.keep_prob, tables.alias_prob, tables.alias_idx, sg=config.sg,
+            window=config.window, negative=config.negative, lr_start=a, lr_end=b,
+            seed=part_seed, threads=config.threads, compute_loss=config.compute_loss,
+            shared_negatives=config.shared_negatives, touches=touches)
+        counters += counts
     result = TrainCounters(words_read=int(counters[cpu.WORDS_READ]),
                            words_kept=int(counters[cpu.WORDS_KEPT]),
                            examples=int(counters[cpu.EXAMPLES]), loss_sum=float(counters[3]),
@@ -118,4 +170,17 @@ def train_shards(shards: Sequence[str | Path], params: Params, tables: SamplingT
     logger.info("trained %d words (%d kept) in %.1f s: %.0f words/s, loss %.4f",
                 result.words_read, result.words_kept, result.seconds, result.words_per_second,
                 result.loss)
-    return out, result
+    empty = np.zeros(0, np.int64)
+    return WorkerResult(out, touches[0] if touches else empty, touches[1] if touches else empty,
+                        result, worker)
+
+
+def train_shards(shards: Sequence[str | Path], params: Params, tables: SamplingTables,
+                 config: TrainConfig, *, lr_start: float, lr_end: float, seed: int,
+                 epochs: int = 1) -> tuple[Params, TrainCounters]:
+    """Train ``epochs`` passes over ``shards`` with the learning rate going linearly from
+    ``lr_start`` to ``lr_end`` over all their words; return new parameters and counters."""
+    slices = stream_slices(shards, epochs, 0, np.iinfo(np.int64).max)
+    result = train_slices(slices, params, tables, config, lr_start=lr_start, lr_end=lr_end,
+                          seed=seed, count_touches=False)
+    return result.params, result.counters

@@ -46,6 +46,8 @@ class CountStats:
     null_rows: int = 0
     empty_rows: int = 0
     tokens: int = 0
+    #: Words cut by the ``max_vocab_size`` budget, counted at every cut (a word cut in several
+    #: shards or merge steps counts each time), and the occurrences they carried (exact).
     budget_pruned_distinct: int = 0
     budget_pruned_tokens: int = 0
 
@@ -136,6 +138,40 @@ def count_shard(shard: ShardInfo, config: IngestConfig, budget: int | None = Non
     return Counts(table, stats)
 
 
+def token_buckets(tokens: pa.Array, buckets: int) -> np.ndarray:
+    """A bucket in ``[0, buckets)`` for each token, from an FNV-1a hash of its length, its first
+    8 and its last 8 bytes (vectorized; stable across processes, unlike Python's ``hash``)."""
+    tokens = tokens.cast(pa.string()) if not pa.types.is_string(tokens.type) else tokens
+    n = len(tokens)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    _, offsets_buf, data_buf = tokens.buffers()
+    offsets = np.frombuffer(offsets_buf, np.int32)[tokens.offset:tokens.offset + n + 1]
+    data = np.frombuffer(data_buf, np.uint8) if data_buf is not None else np.zeros(1, np.uint8)
+    starts, lengths = offsets[:-1].astype(np.int64), np.diff(offsets).astype(np.int64)
+    prime = np.uint64(1099511628211)
+    h = np.full(n, 14695981039346656037, dtype=np.uint64) ^ lengths.astype(np.uint64)
+    h *= prime
+    last = max(len(data) - 1, 0)
+    for k in range(8):
+        for position in (starts + k, starts + lengths - 1 - k):
+            byte = np.where(k < lengths, data[np.clip(position, 0, last)], 0)
+            h = (h ^ byte.astype(np.uint64)) * prime
+    return ((h >> np.uint64(33)) % np.uint64(buckets)).astype(np.int64)
+
+
+def split_counts(counts: Counts, buckets: int) -> tuple[Counts, ...]:
+    """Partition counts by token hash, so that each bucket can be merged on its own; the
+    stats travel with bucket 0 (counted once)."""
+    table = counts.table
+    bucket = token_buckets(table["token"].combine_chunks(), buckets)
+    order = np.argsort(bucket, kind="stable")
+    bounds = np.searchsorted(bucket[order], np.arange(buckets + 1))
+    ordered = table.take(pa.array(order))
+    return tuple(Counts(ordered.slice(bounds[b], bounds[b + 1] - bounds[b]),
+                        counts.stats if b == 0 else CountStats()) for b in range(buckets))
+
+
 def merge_counts(parts: Sequence[Counts], budget: int | None = None) -> Counts:
     """Add partial counts (a Dask reduction task), pruning to the budget."""
     stats = sum((p.stats for p in parts), CountStats())
@@ -195,8 +231,15 @@ class Vocabulary:
         return int(round(float(np.dot(self.counts, self.keep_probabilities))))
 
 
-def finalize(counts: Counts, config: VocabConfig) -> Vocabulary:
-    """Apply ``min_count`` and ``max_final_vocab`` and order ids (runs once, on a worker)."""
+def finalize(counts: Counts | Sequence[Counts], config: VocabConfig) -> Vocabulary:
+    """Apply ``min_count`` and ``max_final_vocab`` and order ids (runs once, on a worker).
+
+    ``counts`` may be a list of disjoint buckets (see :func:`split_counts`)."""
+    if not isinstance(counts, Counts):
+        counts = Counts(pa.concat_tables([c.table for c in counts]),
+                        sum((c.stats for c in counts), CountStats()))
+    # buckets were pruned to budget / buckets each: one global cut makes it the global top
+    counts = merge_counts([counts], config.max_vocab_size)
     table = counts.table.sort_by([("count", "descending"), ("token", "ascending")])
     count_array = table["count"].to_numpy()
     min_count = config.min_count

@@ -187,3 +187,40 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         main(["vocab", "x"])  # no -o
     assert exit_info.value.code == 2
     assert "-o/--output" in capsys.readouterr().err
+
+
+def test_train_needs_inputs_unless_resuming(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "-o", "somewhere"])
+    assert exit_info.value.code == 2
+    assert "give at least one INPUT (or --resume)" in capsys.readouterr().err
+
+
+def test_train_command_end_to_end(sample_dir: Path, tmp_path: Path, scheduler: list[str],
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(["train", str(sample_dir / "kjv-000.parquet"), "-o",
+                           str(tmp_path / "m"), "--dim", "16", "--epochs", "1",
+                           "--neighbours", "lord,zzzz", "--save-output-vectors", *scheduler],
+                          capsys)
+    assert code == 0, err
+    assert "lord: " in out and "zzzz: not in the vocabulary" in out
+    assert {p.name for p in (tmp_path / "m").iterdir()} == {
+        "vocab.parquet", "vocab_report.json", "vectors.npy", "output_vectors.npy",
+        "model.json"}
+    code, _, err = _run(["train", "-o", str(tmp_path / "m"), "--resume", *scheduler], capsys)
+    assert code == 1 and "nothing to resume" in err
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--dim", "0"], "vector_size=0"),
+    (["--window", "-1"], "window=-1"),
+    (["--sample", "2"], "sample=2.0"),
+    (["--sync-every", "10"], "sync_every=10"),
+])
+def test_train_invalid_options_exit_2(args: list[str], message: str, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    write_parquet(tmp_path / "in" / "a.parquet", ["x"])
+    code, _, err = _run(["train", str(tmp_path / "in"), "-o", str(tmp_path / "o"), *args],
+                        capsys)
+    assert code == 2 and message in err
+    _assert_nothing_written(tmp_path, {"in"})

@@ -19,7 +19,7 @@ from dw2v.prepare import build_vocab
 from dw2v.testing import reference_counts, write_parquet
 from dw2v.token_shards import read_token_shard
 from dw2v.vocab import (COUNT_SCHEMA, CountStats, Counts, count_shard, finalize, load,
-                        merge_counts, prune, save)
+                        merge_counts, prune, save, split_counts, token_buckets)
 
 
 def _counts(pairs: dict[str, int]) -> Counts:
@@ -71,6 +71,33 @@ def test_budget_bounds_the_distinct_words_while_counting(tmp_path: Path) -> None
     assert counts.table.num_rows <= 100
     assert _as_dict(counts)["common"] == 200
     assert counts.stats.budget_pruned_distinct >= 20_000 - 100
+
+
+def test_token_buckets_are_stable_and_safe_on_tiny_strings() -> None:
+    tokens = pa.array(["i", "am", "", "é", "a" * 40, "a" * 39 + "b", "iam"])
+    buckets = token_buckets(tokens, 8)
+    assert ((buckets >= 0) & (buckets < 8)).all()
+    np.testing.assert_array_equal(token_buckets(tokens.slice(2), 8), buckets[2:])
+    np.testing.assert_array_equal(token_buckets(pa.array(["iam"]), 8), buckets[-1:])
+    many = token_buckets(pa.array([f"w{i}" for i in range(80_000)]), 8)
+    assert np.bincount(many, minlength=8).min() > 9_000  # about even
+
+
+def test_split_counts_partitions_disjointly_and_keeps_stats_once() -> None:
+    counts = _counts({f"w{i}": i + 1 for i in range(500)})
+    parts = split_counts(counts, 4)
+    tokens = sum((p.table["token"].to_pylist() for p in parts), [])
+    assert sorted(tokens) == sorted(counts.table["token"].to_pylist())
+    assert sum((p.stats for p in parts), CountStats()) == counts.stats
+    one = finalize(parts, VocabConfig(min_count=1))
+    whole = finalize(counts, VocabConfig(min_count=1))
+    assert one.tokens.equals(whole.tokens) and np.array_equal(one.counts, whole.counts)
+
+
+def test_finalize_applies_the_budget_globally() -> None:
+    parts = split_counts(_counts({f"w{i}": 1000 - i for i in range(300)}), 4)
+    vocab = finalize(parts, VocabConfig(min_count=1, max_vocab_size=50))
+    assert vocab.tokens.to_pylist() == [f"w{i}" for i in range(50)]
 
 
 def test_finalize_orders_by_count_then_token_and_applies_min_count() -> None:
@@ -152,6 +179,17 @@ def test_one_and_two_workers_give_identical_output(sample_dir: Path, client1: Cl
         x, y = read_token_shard(shard), read_token_shard(tmp_path / "two" / "work" / shard.name)
         np.testing.assert_array_equal(x.ids, y.ids)
         np.testing.assert_array_equal(x.offsets, y.offsets)
+
+
+def test_bucket_count_does_not_change_the_vocabulary(sample_dir: Path, client2: Client,
+                                                    tmp_path: Path) -> None:
+    one = build_vocab([str(sample_dir)], tmp_path / "b1", client=client2,
+                      vocab=VocabConfig(buckets=1))
+    eight = build_vocab([str(sample_dir)], tmp_path / "b8", client=client2,
+                        vocab=VocabConfig(buckets=8))
+    a, b = load(tmp_path / "b1"), load(tmp_path / "b8")
+    assert a.tokens.equals(b.tokens) and np.array_equal(a.counts, b.counts)
+    assert one.tokens == eight.tokens and one.distinct == eight.distinct
 
 
 def test_memory_input(tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ seed. An optional trace records every example so tests can replay it through the
 Arrays: ``W_in``, ``W_out``: float32 (V, dim), C order, updated in place. ``ids``: int32.
 ``offsets``: int64 (S + 1). ``keep_prob``: float32 (V). ``alias_prob``: float32 (V),
 ``alias_idx``: int32 (V). ``counters`` (float64, 5): words read, words kept, examples, loss sum,
-loss terms (added to, so callers can accumulate).
+loss terms (added to, so callers can accumulate). ``touches_in``, ``touches_out``: int64 (V) or
+length 0 (off): how many updates each row received, the weights of parameter averaging.
 """
 
 from __future__ import annotations
@@ -185,12 +186,14 @@ def train_sg(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in: n
              W_out: np.ndarray, keep_prob: np.ndarray, alias_prob: np.ndarray,
              alias_idx: np.ndarray, window: int, negative: int, lr_start: float, lr_end: float,
              seed: np.uint64, compute_loss: bool, counters: np.ndarray,
+             touches_in: np.ndarray, touches_out: np.ndarray,
              trace_words: np.ndarray, trace_targets: np.ndarray, trace_lr: np.ndarray) -> None:
     """Skip-gram over sentences ``[s_lo, s_hi)``: each context word's input vector predicts the
     centre word against ``negative`` noise words. Trace arrays of length 0 turn tracing off."""
     dim = W_in.shape[1]
     state = np.uint64(seed) | np.uint64(1)
     sentence = _sentence_buffer(offsets, s_lo, s_hi)
+    counting = touches_in.shape[0] > 0
     neu1e = np.empty(dim, dtype=np.float32)
     targets = np.empty(negative + 1, dtype=np.int64)
     n_trace = 0
@@ -216,8 +219,12 @@ def train_sg(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in: n
                                          lr, compute_loss)
                     counters[LOSS_SUM] += loss
                     counters[LOSS_TERMS] += 1
+                    if counting:
+                        touches_out[targets[k]] += 1
                 for d in range(dim):
                     h[d] += neu1e[d]
+                if counting:
+                    touches_in[word] += 1
                 counters[EXAMPLES] += 1
                 n_trace = _record(trace_words, trace_targets, trace_lr, n_trace, sentence, j,
                                   j + 1, -1, targets, lr)
@@ -228,6 +235,7 @@ def train_cbow(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in:
                W_out: np.ndarray, keep_prob: np.ndarray, alias_prob: np.ndarray,
                alias_idx: np.ndarray, window: int, negative: int, lr_start: float,
                lr_end: float, seed: np.uint64, compute_loss: bool, counters: np.ndarray,
+               touches_in: np.ndarray, touches_out: np.ndarray,
                trace_words: np.ndarray, trace_targets: np.ndarray, trace_lr: np.ndarray) -> None:
     """CBOW over sentences ``[s_lo, s_hi)``: the mean of the context vectors predicts the centre
     word; every context row then receives the whole gradient (word2vec's ``-cbow 1``). The trace
@@ -235,6 +243,7 @@ def train_cbow(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in:
     dim = W_in.shape[1]
     state = np.uint64(seed) | np.uint64(1)
     sentence = _sentence_buffer(offsets, s_lo, s_hi)
+    counting = touches_in.shape[0] > 0
     neu1e = np.empty(dim, dtype=np.float32)
     h = np.empty(dim, dtype=np.float32)
     targets = np.empty(negative + 1, dtype=np.int64)
@@ -268,11 +277,15 @@ def train_cbow(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in:
                                      lr, compute_loss)
                 counters[LOSS_SUM] += loss
                 counters[LOSS_TERMS] += 1
+                if counting:
+                    touches_out[targets[k]] += 1
             for j in range(j_lo, j_hi):
                 if j != i:
                     row = W_in[sentence[j]]
                     for d in range(dim):
                         row[d] += neu1e[d]
+                    if counting:
+                        touches_in[sentence[j]] += 1
             counters[EXAMPLES] += 1
             n_trace = _record(trace_words, trace_targets, trace_lr, n_trace, sentence, j_lo,
                               j_hi, i, targets, lr)
@@ -294,7 +307,8 @@ def train_sg_batch(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int,
                    W_in: np.ndarray, W_out: np.ndarray, keep_prob: np.ndarray,
                    alias_prob: np.ndarray, alias_idx: np.ndarray, window: int, negative: int,
                    lr_start: float, lr_end: float, seed: np.uint64, compute_loss: bool,
-                   counters: np.ndarray, trace_words: np.ndarray, trace_targets: np.ndarray,
+                   counters: np.ndarray, touches_in: np.ndarray, touches_out: np.ndarray,
+                   trace_words: np.ndarray, trace_targets: np.ndarray,
                    trace_lr: np.ndarray) -> None:
     """Skip-gram, HogBatch style (Ji et al. 2016): per centre word, its context words share one
     set of negatives, and the (contexts x targets) block is one minibatch: all scores from the
@@ -304,6 +318,7 @@ def train_sg_batch(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int,
     dim = W_in.shape[1]
     state = np.uint64(seed) | np.uint64(1)
     sentence = _sentence_buffer(offsets, s_lo, s_hi)
+    counting = touches_in.shape[0] > 0
     targets = np.empty(negative + 1, dtype=np.int64)
     valid = np.empty(negative + 1, dtype=np.bool_)
     grad_in = np.empty((2 * window, dim), dtype=np.float32)
@@ -355,12 +370,16 @@ def train_sg_batch(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int,
                 in_row = W_in[sentence[j]]
                 for d in range(dim):
                     in_row[d] += grad_in[c, d]
+                if counting:
+                    touches_in[sentence[j]] += 1
                 c += 1
             for k in range(negative + 1):
                 if valid[k]:
                     out_row = W_out[targets[k]]
                     for d in range(dim):
                         out_row[d] += grad_out[k, d]
+                    if counting:
+                        touches_out[targets[k]] += c
             counters[EXAMPLES] += c
             n_trace = _record(trace_words, trace_targets, trace_lr, n_trace, sentence, j_lo,
                               j_hi, i, targets, lr)

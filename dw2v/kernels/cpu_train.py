@@ -61,6 +61,8 @@ def check_arrays(ids: np.ndarray, offsets: np.ndarray, W_in: np.ndarray, W_out: 
             raise ValueError(f"{name} has {len(arr)} entries, expected {vocab} (rows of W_in)")
     if len(offsets) < 1 or offsets[0] != 0 or offsets[-1] != len(ids):
         raise ValueError("offsets must start at 0 and end at len(ids)")
+    if len(offsets) > 1 and (np.diff(offsets) < 0).any():
+        raise ValueError("offsets must not decrease")
     if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
         raise ValueError(f"ids must be in [0, {vocab}), got [{ids.min()}, {ids.max()}]")
 
@@ -80,11 +82,13 @@ def train(ids: np.ndarray, offsets: np.ndarray, W_in: np.ndarray, W_out: np.ndar
           keep_prob: np.ndarray, alias_prob: np.ndarray, alias_idx: np.ndarray, *, sg: bool,
           window: int, negative: int, lr_start: float, lr_end: float, seed: int,
           threads: int = 1, compute_loss: bool = True, shared_negatives: bool = False,
+          touches: tuple[np.ndarray, np.ndarray] | None = None,
           trace_capacity: int = 0) -> tuple[np.ndarray, Trace | None]:
     """Train one pass over the sentences; return counters (float64, 5) and the trace if asked.
 
     Counters: words read, words kept after subsampling, examples, loss sum, loss terms.
-    ``shared_negatives`` (skip-gram only) selects the HogBatch kernel: one set of negatives per
+    ``touches``: two int64 (V) arrays that receive how many updates each input and output row
+    got (added to). ``shared_negatives`` (skip-gram only) selects the HogBatch kernel: one set of negatives per
     centre word, shared by its whole window. The trace then has one row per centre word.
     """
     check_arrays(ids, offsets, W_in, W_out, keep_prob, alias_prob, alias_idx)
@@ -100,15 +104,26 @@ def train(ids: np.ndarray, offsets: np.ndarray, W_in: np.ndarray, W_out: np.ndar
     trace = Trace(words=np.full((trace_capacity, width), -1, np.int64),
                   targets=np.zeros((trace_capacity, negative + 1), np.int64),
                   lr=np.full(trace_capacity, np.nan))
+    no_touches = np.zeros(0, dtype=np.int64)
+    touches_in, touches_out = touches if touches is not None else (no_touches, no_touches)
+    for name, arr in (("touches_in", touches_in), ("touches_out", touches_out)):
+        if touches is not None:
+            _expect(name, arr, np.int64, 1)
+            if len(arr) != W_in.shape[0]:
+                raise ValueError(f"{name} has {len(arr)} entries, expected {W_in.shape[0]}")
     ranges = split_sentences(offsets, threads)
     seeds = np.random.SeedSequence(seed).generate_state(max(len(ranges), 1), dtype=np.uint64)
     counters = np.zeros((max(len(ranges), 1), 5), dtype=np.float64)
+    # each thread counts into its own arrays (no lost increments), added up after the join
+    own = [(touches_in, touches_out)] + [
+        (np.zeros_like(touches_in), np.zeros_like(touches_out)) for _ in ranges[1:]]
 
     def run(part: int) -> None:
         lo, hi = ranges[part]
         kernel(ids, offsets, lo, hi, W_in, W_out, keep_prob, alias_prob, alias_idx, window,
                negative, lr_start, lr_end, np.uint64(seeds[part]), compute_loss,
-               counters[part], trace.words, trace.targets, trace.lr)
+               counters[part], own[part][0], own[part][1], trace.words, trace.targets,
+               trace.lr)
 
     if len(ranges) <= 1:
         for part in range(len(ranges)):
@@ -116,6 +131,9 @@ def train(ids: np.ndarray, offsets: np.ndarray, W_in: np.ndarray, W_out: np.ndar
     else:
         with ThreadPoolExecutor(len(ranges), thread_name_prefix="dw2v-kernel") as pool:
             list(pool.map(run, range(len(ranges))))
+    for extra_in, extra_out in own[1:]:
+        touches_in += extra_in
+        touches_out += extra_out
     total = counters.sum(axis=0)
     if not trace_capacity:
         return total, None

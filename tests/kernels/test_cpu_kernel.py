@@ -73,6 +73,24 @@ def test_hogbatch_kernel_equals_the_batched_reference(seed: int) -> None:
     np.testing.assert_allclose(counters[cpu.LOSS_SUM], ref.loss, rtol=1e-5)
 
 
+@pytest.mark.parametrize("sg,batch", [(True, False), (True, True), (False, False)],
+                         ids=["skipgram", "skipgram-hogbatch", "cbow"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_touch_counters_count_every_update(sg: bool, batch: bool, threads: int) -> None:
+    problem = _problem(sentences=30, seed=4)
+    vocab = len(problem["keep_prob"])
+    touches = (np.zeros(vocab, np.int64), np.zeros(vocab, np.int64))
+    counters, _ = train(**problem, sg=sg, window=3, negative=4, lr_start=0.1, lr_end=0.01,
+                        seed=2, threads=threads, shared_negatives=batch, touches=touches)
+    # every loss term updates one output row; every input row update is counted once
+    assert touches[1].sum() == counters[cpu.LOSS_TERMS]
+    if sg:
+        assert touches[0].sum() == counters[cpu.EXAMPLES]  # one input row per pair
+    else:
+        assert touches[0].sum() >= counters[cpu.EXAMPLES]  # every context row of an example
+    assert (touches[0] >= 0).all() and touches[0][problem["ids"]].sum() > 0
+
+
 @pytest.mark.parametrize("sg", [True, False], ids=["skipgram", "cbow"])
 def test_a_negative_equal_to_its_target_is_skipped(sg: bool) -> None:
     problem = _problem(vocab=2, sentences=4, sample=False)
@@ -181,7 +199,7 @@ def test_words_that_occur_together_become_nearest_neighbours(sg: bool, batch: bo
     for epoch in range(epochs):
         lr = [0.025 - 0.025 * e / epochs for e in (epoch, epoch + 1)]
         train(ids, offsets, W_in, W_out, keep, prob, idx, sg=sg, window=3, negative=5,
-              lr_start=lr[0], lr_end=max(lr[1], 1e-4), seed=epoch, threads=2,
+              lr_start=lr[0], lr_end=max(lr[1], 1e-4), seed=epoch, threads=1,
               shared_negatives=batch)
     unit = W_in / np.linalg.norm(W_in, axis=1, keepdims=True)
     sims = unit @ unit.T
@@ -198,9 +216,28 @@ def test_words_that_occur_together_become_nearest_neighbours(sg: bool, batch: bo
     (lambda p: p.update(W_in=np.asfortranarray(p["W_in"])), ValueError, "C-contiguous"),
     (lambda p: p.update(keep_prob=p["keep_prob"][:5]), ValueError, "keep_prob has 5"),
     (lambda p: p.update(offsets=p["offsets"][:-1]), ValueError, "end at len"),
+    (lambda p: p["offsets"].__setitem__(2, 1), ValueError, "must not decrease"),
     (lambda p: p["ids"].__setitem__(0, 99), ValueError, r"ids must be in \[0, 20\)"),
     (lambda p: p.update(W_in=[[0.0]]), TypeError, "numpy array"),
 ])
+def test_hogwild_threads_still_learn_the_planted_groups() -> None:
+    """A loose smoke test of the threaded path (results vary run to run with threads)."""
+    groups, size, dim = 40, 4, 24
+    ids, offsets = _planted_corpus(groups, size)
+    vocab = groups * size
+    rng = np.random.default_rng(1)
+    W_in = ((rng.random((vocab, dim)) - 0.5) / dim).astype(np.float32)
+    W_out = np.zeros((vocab, dim), np.float32)
+    prob, idx = cpu.build_alias(np.full(vocab, 1 / vocab))
+    for epoch in range(5):
+        train(ids, offsets, W_in, W_out, np.ones(vocab, np.float32), prob, idx, sg=True,
+              window=3, negative=5, lr_start=0.025, lr_end=0.001, seed=epoch, threads=2)
+    unit = W_in / np.linalg.norm(W_in, axis=1, keepdims=True)
+    sims = unit @ unit.T
+    np.fill_diagonal(sims, -np.inf)
+    assert ((sims.argmax(axis=1) // size) == (np.arange(vocab) // size)).mean() >= 0.8
+
+
 def test_wrong_shapes_and_dtypes_are_refused(change, error: type, message: str) -> None:  # noqa: ANN001
     problem = _problem()
     change(problem)

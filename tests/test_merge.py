@@ -1,0 +1,94 @@
+"""The averaging rule (touched rows, weighted by touches), the NaN stop, and checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dw2v import merge
+from dw2v.merge import NumericalError, finalize, read_checkpoint, weighted_sum, write_checkpoint
+from dw2v.shard_train import Params, TrainCounters, WorkerResult
+
+COUNTERS = TrainCounters(10, 8, 20, 5.0, 100, 1.0)
+
+
+def _result(W_in: np.ndarray, W_out: np.ndarray, t_in: list[int], t_out: list[int],
+            name: str = "w") -> WorkerResult:
+    return WorkerResult(Params(W_in.astype(np.float32), W_out.astype(np.float32)),
+                        np.array(t_in, np.int64), np.array(t_out, np.int64), COUNTERS, name)
+
+
+def test_rows_average_over_the_workers_that_touched_them_weighted_by_touches() -> None:
+    previous = Params(np.zeros((4, 2), np.float32), np.zeros((4, 2), np.float32))
+    a = _result(np.array([[1, 1], [2, 2], [9, 9], [0, 0]]), np.ones((4, 2)) * 3,
+                t_in=[1, 3, 0, 0], t_out=[1, 1, 1, 0], name="a")
+    b = _result(np.array([[5, 5], [6, 6], [7, 7], [0, 0]]), np.ones((4, 2)) * 5,
+                t_in=[0, 1, 2, 0], t_out=[1, 1, 1, 0], name="b")
+    averaged = finalize(weighted_sum([a, b]), previous, round_index=0)
+    np.testing.assert_allclose(averaged.W_in[0], [1, 1])        # only a touched row 0
+    np.testing.assert_allclose(averaged.W_in[1], [2.5, 2.5])    # (3*2 + 1*6) / 4
+    np.testing.assert_allclose(averaged.W_in[2], [7, 7])        # only b: a's 9 is ignored
+    np.testing.assert_allclose(averaged.W_in[3], [0, 0])        # untouched: previous value
+    np.testing.assert_allclose(averaged.W_out[:3], 4)
+    np.testing.assert_allclose(averaged.W_out[3], 0)
+
+
+def test_identical_workers_average_to_one_and_never_to_a_sum() -> None:
+    rng = np.random.default_rng(0)
+    W_in, W_out = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
+    one = _result(W_in, W_out, [3, 1, 0, 2, 5], [1, 1, 1, 1, 0])
+    previous = Params(np.zeros((5, 3), np.float32), np.zeros((5, 3), np.float32))
+    tree = weighted_sum([weighted_sum([one, one, one]), weighted_sum([one] * 5)])
+    averaged = finalize(tree, previous, round_index=3)
+    touched_in = np.array([3, 1, 0, 2, 5]) > 0
+    np.testing.assert_allclose(averaged.W_in[touched_in], W_in[touched_in], rtol=1e-6)
+    np.testing.assert_allclose(averaged.W_in[~touched_in], 0)
+    assert len(tree.counters) == 8
+
+
+def test_nan_after_averaging_stops_with_the_round_named() -> None:
+    bad = _result(np.array([[np.nan, 1.0], [1.0, 1.0]]), np.ones((2, 2)), [1, 1], [1, 1])
+    previous = Params(np.zeros((2, 2), np.float32), np.zeros((2, 2), np.float32))
+    with pytest.raises(NumericalError, match="round 7: 1 input vectors are NaN or inf"):
+        finalize(weighted_sum([bad]), previous, round_index=7)
+
+
+def test_checkpoints_round_trip_and_keep_only_the_latest(tmp_path: Path) -> None:
+    params = Params(np.ones((3, 2), np.float32), np.zeros((3, 2), np.float32))
+    write_checkpoint(tmp_path, params, {"round": 1})
+    write_checkpoint(tmp_path, Params(params.W_in * 2, params.W_out), {"round": 2})
+    back, state = read_checkpoint(tmp_path)
+    assert state == {"round": 2}
+    np.testing.assert_array_equal(back.W_in, params.W_in * 2)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["latest.json",
+                                                                          "round-00002"]
+
+
+def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    params = Params(np.ones((3, 2), np.float32), np.zeros((3, 2), np.float32))
+    write_checkpoint(tmp_path, params, {"round": 4})
+    calls = []
+    real_save = np.save
+
+    def failing_save(path: Path, array: np.ndarray) -> None:  # the disk fills on the 2nd file
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real_save(path, array)
+
+    monkeypatch.setattr(merge.np, "save", failing_save)
+    with pytest.raises(OSError, match="No space left"):
+        write_checkpoint(tmp_path, Params(params.W_in * 5, params.W_out), {"round": 5})
+    monkeypatch.undo()
+    back, state = read_checkpoint(tmp_path)
+    assert state == {"round": 4}
+    np.testing.assert_array_equal(back.W_in, params.W_in)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["latest.json",
+                                                                          "round-00004"]
+
+
+def test_no_checkpoint_reads_as_none(tmp_path: Path) -> None:
+    assert read_checkpoint(tmp_path) is None

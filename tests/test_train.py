@@ -1,0 +1,128 @@
+"""The training driver: plans, stream slices, rounds on a LocalCluster, the model files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from distributed import Client
+
+import dw2v
+from dw2v.config import TrainConfig, VocabConfig
+from dw2v.prepare import build_vocab
+from dw2v.shard_train import (SamplingTables, init_params, stream_slices, train_slices)
+from dw2v.token_shards import TokenShardWriter
+from dw2v.train import RunConfig, plan_shards
+from dw2v.vocab import load
+
+
+def test_plan_balances_tokens_and_keeps_input_order() -> None:
+    shards = [{"index": i, "tokens": t, "path": f"s{i}"} for i, t in
+              enumerate([100, 10, 60, 50, 40, 30])]
+    plan = plan_shards(shards, 2)
+    loads = [sum(s["tokens"] for s in slot) for slot in plan]
+    assert sorted(loads) == [140, 150]
+    assert all([s["index"] for s in slot] == sorted(s["index"] for s in slot) for slot in plan)
+    assert len(plan_shards(shards[:1], 3)) == 3  # more slots than shards: some stay empty
+
+
+def _shard(path: Path, lengths: list[int]) -> Path:
+    with TokenShardWriter(path) as writer:
+        ids = np.arange(sum(lengths), dtype=np.int32)
+        writer.append(ids, np.concatenate([[0], np.cumsum(lengths)]))
+    return path
+
+
+def test_stream_slices_cover_every_sentence_once_across_rounds(tmp_path: Path) -> None:
+    shards = [_shard(tmp_path / "a", [3, 4, 5]), _shard(tmp_path / "b", [2, 2])]
+    epochs, words, step = 2, 16 * 2, 5
+    seen = []
+    for lo in range(0, words, step):
+        for part in stream_slices(shards, epochs, lo, lo + step):
+            seen += [(part.epoch, part.shard, s) for s in range(part.s_lo, part.s_hi)]
+    expected = [(e, str(p), s) for e in range(epochs) for p, n in zip(shards, [3, 2])
+                for s in range(n)]
+    assert seen == expected
+
+
+@pytest.fixture(scope="module")
+def sample_model(sample_dir: Path, client2: Client,
+                 tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("train") / "model"
+    config = RunConfig(train=TrainConfig(vector_size=32, epochs=2, sync_every=150_000))
+    dw2v.train([str(sample_dir)], out, config, client=client2, keep_work=True)
+    return out
+
+
+def test_model_files_and_history(sample_model: Path) -> None:
+    names = {p.name for p in sample_model.iterdir()}
+    assert {"vectors.npy", "vocab.parquet", "model.json", "work", "checkpoints"} <= names
+    meta = json.loads((sample_model / "model.json").read_text())
+    rounds = meta["rounds"]
+    assert [r["round"] for r in rounds] == list(range(len(rounds))) and len(rounds) >= 3
+    assert sum(r["words"] for r in rounds) == meta["total_words"]
+    assert rounds[-1]["loss"] < rounds[0]["loss"]
+    assert all(r["lr_start"] >= r["lr_end"] for r in rounds)
+    assert rounds[0]["lr_start"] == pytest.approx(0.025)
+    assert rounds[-1]["lr_end"] == pytest.approx(0.0001)
+    for before, after in zip(rounds, rounds[1:]):  # one schedule across rounds
+        assert after["lr_start"] == pytest.approx(before["lr_end"])
+    assert meta["slots"] == 2 and len(set(sum((r["workers"] for r in rounds), []))) == 2
+    model = dw2v.load(sample_model)
+    assert model.vectors.dtype == np.float32 and model.vectors.shape == (len(model), 32)
+    assert "lord" in model and np.isfinite(model.vectors).all()
+    assert not list(sample_model.glob(".*"))  # no temporaries left
+
+
+def test_one_worker_one_round_equals_training_in_one_process(sample_dir: Path,
+                                                             client1: Client,
+                                                             tmp_path: Path) -> None:
+    config = RunConfig(vocab=VocabConfig(min_count=20),
+                       train=TrainConfig(vector_size=16, epochs=1, sync_every=10**9, seed=5))
+    model = dw2v.train([str(sample_dir / "kjv-000.parquet")], tmp_path / "m", config,
+                       client=client1, keep_work=True)
+    vocab = load(tmp_path / "m")
+    shards = sorted((tmp_path / "m" / "work").glob("shard-*"))
+    seed = int(np.random.SeedSequence([5, 0, 0]).generate_state(1)[0])
+    direct = train_slices(stream_slices(shards, 1, 0, 10**9),
+                          init_params(len(vocab), 16, 5), SamplingTables.from_vocab(vocab),
+                          config.train, lr_start=0.025, lr_end=0.0001, seed=seed)
+    # averaging one worker divides touches x row by touches: equal up to float32 rounding
+    np.testing.assert_allclose(model.vectors, direct.params.W_in, rtol=1e-5, atol=1e-7)
+
+
+def test_resume_after_the_last_round_only_writes_the_model(sample_model: Path, client2: Client,
+                                                           tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(sample_model, copy)
+    (copy / "model.json").unlink()
+    before = np.load(copy / "vectors.npy")
+    (copy / "vectors.npy").unlink()
+    config = RunConfig(train=TrainConfig(vector_size=32, epochs=2, sync_every=150_000))
+    model = dw2v.train([], copy, config, client=client2, resume=True)
+    np.testing.assert_array_equal(model.vectors, before)  # no round ran again
+    assert model.meta["rounds"] == json.loads((sample_model / "model.json").read_text())[
+        "rounds"]
+    assert not (copy / "checkpoints").exists() and not (copy / "work").exists()
+
+
+def test_an_unfinished_run_is_not_overwritten_by_accident(tmp_path: Path,
+                                                          client1: Client) -> None:
+    (tmp_path / "checkpoints").mkdir()
+    with pytest.raises(dw2v.Dw2vError, match="unfinished run; continue it with --resume"):
+        dw2v.train(["x"], tmp_path, RunConfig(), client=client1)
+
+
+def test_unfinished_model_is_refused_with_a_hint(tmp_path: Path) -> None:
+    (tmp_path / "checkpoints").mkdir()
+    with pytest.raises(dw2v.InputError, match="training has not finished; continue it with "
+                                              "--resume"):
+        dw2v.load(tmp_path)
+
+
+def test_resume_without_checkpoint_is_an_error(tmp_path: Path, client1: Client) -> None:
+    with pytest.raises(dw2v.Dw2vError, match="nothing to resume"):
+        dw2v.train([], tmp_path, RunConfig(), client=client1, resume=True)

@@ -1,0 +1,104 @@
+"""``dw2v train`` on a real ``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1:
+it completes, survives a worker SIGKILLed mid-run, and resumes after the driver is SIGKILLed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import dw2v
+from dw2v.testing import dask_processes
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
+
+REPO = Path(__file__).resolve().parent.parent
+# Small rounds so that a run has many of them, and a kill lands in the middle.
+TRAIN = ["--dim", "32", "--epochs", "2", "--sync-every", "40000", "--no-dashboard"]
+
+
+def _driver(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.Popen([sys.executable, "-m", "dw2v.cli", "train", *args],
+                            stdout=open(log, "wb"), stderr=subprocess.STDOUT, env=env)
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.05)
+
+
+def _checkpoint_round(model_dir: Path) -> int:
+    try:
+        name = json.loads((model_dir / "checkpoints" / "latest.json").read_text())["checkpoint"]
+    except (FileNotFoundError, json.JSONDecodeError):
+        return -1
+    return int(name.split("-")[1])
+
+
+def _sane(model_dir: Path) -> dw2v.Embeddings:
+    model = dw2v.load(model_dir)
+    assert np.isfinite(model.vectors).all()
+    assert "god" in [w for w, _ in model.most_similar("lord", 10)]
+    return model
+
+
+def test_train_completes_and_survives_a_killed_worker(sample_dir: Path, tmp_path: Path) -> None:
+    with dask_processes(tmp_path / "dask", n_workers=2) as (_, scheduler_file, workers):
+        out = tmp_path / "model"
+        driver = _driver([str(sample_dir), "-o", str(out), "--scheduler-file",
+                          str(scheduler_file), *TRAIN], tmp_path / "driver.log")
+        try:
+            _wait_for(lambda: _checkpoint_round(out) >= 3 or driver.poll() is not None, 240,
+                      "no checkpoint")
+            assert driver.poll() is None, (tmp_path / "driver.log").read_text()
+            workers[1].send_signal(signal.SIGKILL)  # mid-run: later rounds remain
+            assert driver.wait(timeout=300) == 0, (tmp_path / "driver.log").read_text()
+        finally:
+            driver.kill()
+        assert workers[1].poll() is not None and workers[0].poll() is None
+    model = _sane(out)
+    rounds = model.meta["rounds"]
+    assert len(rounds) > 4
+    # the last rounds ran on the surviving worker only
+    assert len(set(rounds[-1]["workers"])) == 1
+    assert "trained" in (tmp_path / "driver.log").read_text()
+
+
+def test_killed_driver_then_resume_completes(sample_dir: Path, tmp_path: Path) -> None:
+    with dask_processes(tmp_path / "dask", n_workers=2) as (_, scheduler_file, _workers):
+        out = tmp_path / "model"
+        args = [str(sample_dir), "-o", str(out), "--scheduler-file", str(scheduler_file),
+                *TRAIN]
+        driver = _driver(args, tmp_path / "first.log")
+        try:
+            _wait_for(lambda: _checkpoint_round(out) >= 2 or driver.poll() is not None, 240,
+                      "no checkpoint")
+        finally:
+            driver.send_signal(signal.SIGKILL)
+            driver.wait()
+        killed_at = _checkpoint_round(out)
+        assert not (out / "model.json").exists()
+        with pytest.raises(dw2v.InputError, match="--resume"):
+            dw2v.load(out)
+        resumed = _driver(["-o", str(out), "--scheduler-file", str(scheduler_file),
+                           "--resume"], tmp_path / "second.log")
+        try:
+            assert resumed.wait(timeout=300) == 0, (tmp_path / "second.log").read_text()
+        finally:
+            resumed.kill()
+    model = _sane(out)
+    rounds = model.meta["rounds"]
+    assert [r["round"] for r in rounds] == list(range(len(rounds)))
+    assert len(rounds) > killed_at >= 2
+    assert sum(r["words"] for r in rounds) == model.meta["total_words"]
