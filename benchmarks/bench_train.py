@@ -135,7 +135,7 @@ def child(args: argparse.Namespace) -> None:
         result = run_gensim(work, args.model, args.threads, args.seed, out)
     else:
         result = run_dw2v(work, args.model, args.threads, args.seed, out,
-                          shared_negatives=args.tool == "dw2v-hogbatch")
+                          shared_negatives=args.tool != "dw2v-pairs")
     print(json.dumps(result))
 
 
@@ -195,8 +195,9 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["skipgram", "cbow"])
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--seeds", nargs="+", type=int, default=[1])
-    parser.add_argument("--tools", nargs="+", default=["gensim", "dw2v", "dw2v-hogbatch"],
-                        help="gensim, dw2v, dw2v-hogbatch (skip-gram with shared negatives)")
+    parser.add_argument("--tools", nargs="+", default=["gensim", "dw2v", "dw2v-pairs"],
+                        help="gensim; dw2v (default kernels: HogBatch for skip-gram); "
+                             "dw2v-pairs (skip-gram with word2vec's per-pair negatives)")
     parser.add_argument("--work", type=Path, default=None, help="keep intermediate files here")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--_child", dest="tool", default=None, help=argparse.SUPPRESS)
@@ -219,7 +220,7 @@ def main() -> None:
             for threads in args.threads:
                 for seed in args.seeds:
                     for tool in args.tools:
-                        if tool == "dw2v-hogbatch" and model != "skipgram":
+                        if tool == "dw2v-pairs" and model != "skipgram":
                             continue
                         result = measure(work, tool, model, threads, seed)
                         results.append(result)

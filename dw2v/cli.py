@@ -103,8 +103,10 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--sync-every", type=int, default=TrainConfig.sync_every,
                        metavar="WORDS", help="words each worker trains between parameter "
                                              f"averagings (default {TrainConfig.sync_every:,})")
-    group.add_argument("--shared-negatives", action="store_true",
-                       help="skip-gram: HogBatch kernel (negatives shared by a window)")
+    group.add_argument("--shared-negatives", action=argparse.BooleanOptionalAction,
+                       default=True, help="skip-gram: the HogBatch kernel, negatives shared by "
+                                          "a centre word's window (default; --no-shared-"
+                                          "negatives: word2vec's per-pair negatives)")
     group.add_argument("--kernel-threads", type=int, default=1,
                        help="Hogwild threads inside each worker's kernel (default 1)")
     group.add_argument("--device", choices=["cpu", "gpu", "auto"], default="cpu")

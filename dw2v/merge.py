@@ -61,10 +61,9 @@ def weighted_sum(parts: Sequence[WorkerResult | Partial]) -> Partial:
                   first.weight_out.copy(), list(first.counters), list(first.workers))
     for part in parts[1:]:
         p = as_partial(part)
-        out.weighted_in += p.weighted_in
-        out.weighted_out += p.weighted_out
-        out.weight_in += p.weight_in
-        out.weight_out += p.weight_out
+        for mine, theirs in ((out.weighted_in, p.weighted_in), (out.weighted_out, p.weighted_out),
+                             (out.weight_in, p.weight_in), (out.weight_out, p.weight_out)):
+            np.add(mine, theirs, out=mine)
         out.counters.extend(p.counters)
         out.workers.extend(p.workers)
     return out

@@ -160,7 +160,7 @@ def train_slices(slices: Sequence[Slice], params: Params, tables: SamplingTables
             tables.keep_prob, tables.alias_prob, tables.alias_idx, sg=config.sg,
             window=config.window, negative=config.negative, lr_start=a, lr_end=b,
             seed=part_seed, threads=config.threads, compute_loss=config.compute_loss,
-            shared_negatives=config.shared_negatives, touches=touches)
+            shared_negatives=config.shared_negatives and config.sg, touches=touches)
         counters += counts
     result = TrainCounters(words_read=int(counters[cpu.WORDS_READ]),
                            words_kept=int(counters[cpu.WORDS_KEPT]),

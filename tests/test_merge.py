@@ -28,7 +28,7 @@ def test_rows_average_over_the_workers_that_touched_them_weighted_by_touches() -
                 t_in=[0, 1, 2, 0], t_out=[1, 1, 1, 0], name="b")
     averaged = finalize(weighted_sum([a, b]), previous, round_index=0)
     np.testing.assert_allclose(averaged.W_in[0], [1, 1])        # only a touched row 0
-    np.testing.assert_allclose(averaged.W_in[1], [2.5, 2.5])    # (3*2 + 1*6) / 4
+    np.testing.assert_allclose(averaged.W_in[1], [3, 3])        # (3*2 + 1*6) / 4
     np.testing.assert_allclose(averaged.W_in[2], [7, 7])        # only b: a's 9 is ignored
     np.testing.assert_allclose(averaged.W_in[3], [0, 0])        # untouched: previous value
     np.testing.assert_allclose(averaged.W_out[:3], 4)

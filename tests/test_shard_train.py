@@ -50,8 +50,8 @@ def test_counters_and_purity(sample_vocab: tuple[Vocabulary, list[Path]]) -> Non
     np.testing.assert_array_equal(again.W_in, out.W_in)  # one thread: deterministic
 
 
-@pytest.mark.parametrize("config", [TrainConfig(vector_size=50),
-                                    TrainConfig(vector_size=50, shared_negatives=True),
+@pytest.mark.parametrize("config", [TrainConfig(vector_size=50, shared_negatives=False),
+                                    TrainConfig(vector_size=50),
                                     TrainConfig(model="cbow", vector_size=50)],
                          ids=["skipgram", "skipgram-hogbatch", "cbow"])
 def test_trained_sample_has_sensible_neighbours(sample_vocab: tuple[Vocabulary, list[Path]],

@@ -209,17 +209,6 @@ def test_words_that_occur_together_become_nearest_neighbours(sg: bool, batch: bo
     assert same_group.mean() >= 0.95
 
 
-@pytest.mark.parametrize("change,error,message", [
-    (lambda p: p.update(ids=p["ids"].astype(np.int64)), TypeError, "ids must be int32"),
-    (lambda p: p.update(W_in=p["W_in"].astype(np.float64)), TypeError, "W_in must be float32"),
-    (lambda p: p.update(W_out=p["W_out"][:, :4].copy()), ValueError, "same shape"),
-    (lambda p: p.update(W_in=np.asfortranarray(p["W_in"])), ValueError, "C-contiguous"),
-    (lambda p: p.update(keep_prob=p["keep_prob"][:5]), ValueError, "keep_prob has 5"),
-    (lambda p: p.update(offsets=p["offsets"][:-1]), ValueError, "end at len"),
-    (lambda p: p["offsets"].__setitem__(2, 1), ValueError, "must not decrease"),
-    (lambda p: p["ids"].__setitem__(0, 99), ValueError, r"ids must be in \[0, 20\)"),
-    (lambda p: p.update(W_in=[[0.0]]), TypeError, "numpy array"),
-])
 def test_hogwild_threads_still_learn_the_planted_groups() -> None:
     """A loose smoke test of the threaded path (results vary run to run with threads)."""
     groups, size, dim = 40, 4, 24
@@ -238,6 +227,17 @@ def test_hogwild_threads_still_learn_the_planted_groups() -> None:
     assert ((sims.argmax(axis=1) // size) == (np.arange(vocab) // size)).mean() >= 0.8
 
 
+@pytest.mark.parametrize("change,error,message", [
+    (lambda p: p.update(ids=p["ids"].astype(np.int64)), TypeError, "ids must be int32"),
+    (lambda p: p.update(W_in=p["W_in"].astype(np.float64)), TypeError, "W_in must be float32"),
+    (lambda p: p.update(W_out=p["W_out"][:, :4].copy()), ValueError, "same shape"),
+    (lambda p: p.update(W_in=np.asfortranarray(p["W_in"])), ValueError, "C-contiguous"),
+    (lambda p: p.update(keep_prob=p["keep_prob"][:5]), ValueError, "keep_prob has 5"),
+    (lambda p: p.update(offsets=p["offsets"][:-1]), ValueError, "end at len"),
+    (lambda p: p["offsets"].__setitem__(2, 1), ValueError, "must not decrease"),
+    (lambda p: p["ids"].__setitem__(0, 99), ValueError, r"ids must be in \[0, 20\)"),
+    (lambda p: p.update(W_in=[[0.0]]), TypeError, "numpy array"),
+])
 def test_wrong_shapes_and_dtypes_are_refused(change, error: type, message: str) -> None:  # noqa: ANN001
     problem = _problem()
     change(problem)
