@@ -72,8 +72,10 @@ class VocabConfig:
     ns_exponent: float = 0.75
     #: How many partial counts one reduction task merges (the tree's fan-in).
     split_every: int = 8
-    #: Counts are split by token hash into this many buckets, merged in parallel.
-    buckets: int = 8
+    #: Counts are split by token hash into this many buckets, merged in parallel; None: 8 for
+    #: inputs of 64 MiB or more, else 1 (the split's extra tasks cost more than they save on
+    #: small corpora). Depends on the corpus only, never on the number of workers.
+    buckets: int | None = None
 
     def __post_init__(self) -> None:
         _require(self.min_count >= 1, "min_count", self.min_count, "must be at least 1")
@@ -85,7 +87,8 @@ class VocabConfig:
         _require(-10.0 <= self.ns_exponent <= 10.0, "ns_exponent", self.ns_exponent,
                  "must be in [-10, 10]; 0.75 is word2vec's")
         _require(self.split_every >= 2, "split_every", self.split_every, "must be at least 2")
-        _require(self.buckets >= 1, "buckets", self.buckets, "must be at least 1")
+        _require(self.buckets is None or self.buckets >= 1, "buckets", self.buckets,
+                 "must be at least 1 (or unset: automatic)")
 
 
 @dataclass(frozen=True)

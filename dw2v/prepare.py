@@ -99,11 +99,17 @@ def _check_all(client: Client, urls: Sequence[str], ingest: IngestConfig,
     return infos
 
 
-def _reduce_buckets(client: Client, counts: Sequence[Future], vocab: VocabConfig,
-                    rid: str) -> list[Future]:
+AUTO_BUCKETS_BYTES = 64 * 2**20
+
+
+def _reduce_buckets(client: Client, counts: Sequence[Future], vocab: VocabConfig, rid: str,
+                    input_bytes: int) -> list[Future]:
     """Split each shard's counts by token hash and tree-merge every bucket on its own, so the
     merges run in parallel and overlap the counting of later shards (all submitted at once)."""
-    n = vocab.buckets
+    n = vocab.buckets or (8 if input_bytes >= AUTO_BUCKETS_BYTES else 1)
+    if n == 1:
+        return [tree_reduce(client, counts, merge_counts, split_every=vocab.split_every,
+                            name=f"dw2v-merge-counts-{rid}", budget=vocab.max_vocab_size)]
     budget = -(-vocab.max_vocab_size // n) if vocab.max_vocab_size else None
     splits = [client.submit(split_counts, counts_i, n, key=f"dw2v-split-{rid}-{i}")
               for i, counts_i in enumerate(counts)]
@@ -139,8 +145,8 @@ def build_vocab(inputs: Sequence[str], output: str | Path, *,
                     sum(i.rows for i in infos), workers)
         counts = [c.submit(count_shard, info, ingest, vocab.max_vocab_size,
                            key=f"dw2v-count-{rid}-{info.index}") for info in infos]
-        final = c.submit(finalize, _reduce_buckets(c, counts, vocab, rid), vocab,
-                         key=f"dw2v-finalize-{rid}")
+        buckets = _reduce_buckets(c, counts, vocab, rid, sum(i.size_bytes for i in infos))
+        final = c.submit(finalize, buckets, vocab, key=f"dw2v-finalize-{rid}")
         wait_with_progress(counts, desc="counting", unit="rows",
                            weights=[i.rows for i in infos], enabled=bars)
         words: Vocabulary = final.result()

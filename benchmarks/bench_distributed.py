@@ -1,0 +1,145 @@
+"""Benchmark: distributed training with parameter averaging, on one machine.
+
+(a) scaling: ``dw2v train`` on a LocalCluster of 1 and of 2 single-threaded workers, training
+    words/s (all workers' words / seconds of the rounds, vocabulary stage excluded);
+(b) quality against the number of workers (1, 2, 4, 8; several per core is fine for quality)
+    and the sync period (words per worker between averagings): WordSim-353 Spearman and
+    Google-analogy accuracy (30,000 most frequent words) by gensim's evaluators, against one
+    worker and against gensim ``Word2Vec`` (2 threads) trained in the same run;
+(c) the share of each round spent outside the workers' training: averaging, moving
+    parameters, checkpointing (round seconds - slowest worker's training seconds).
+
+Settings as bench_train.py: skip-gram, negative=5, window=5, dim=100, min_count=5, sample=1e-3,
+epochs=5, alpha=0.025, min_alpha=0.0001.
+
+    python benchmarks/bench_distributed.py [--corpus DIR] [--workers 1 2 4 8]
+                                           [--sync 250000 1000000 4000000] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared" / "data"
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from bench_train import SETTINGS, evaluate, prepare, run_gensim  # noqa: E402
+
+
+def run_dw2v(corpus: Path, out: Path, workers: int, sync_every: int, seed: int) -> dict[str, Any]:
+    """One ``dw2v train`` on a fresh LocalCluster; figures from its model.json."""
+    from distributed import Client, LocalCluster
+
+    import dw2v
+
+    config = dw2v.RunConfig(
+        vocab=dw2v.VocabConfig(min_count=SETTINGS["min_count"], sample=SETTINGS["sample"]),
+        train=dw2v.TrainConfig(vector_size=SETTINGS["vector_size"], window=SETTINGS["window"],
+                               negative=SETTINGS["negative"], epochs=SETTINGS["epochs"],
+                               alpha=SETTINGS["alpha"], min_alpha=SETTINGS["min_alpha"],
+                               sync_every=sync_every, seed=seed))
+    with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0") as lc, \
+            Client(lc) as client:
+        client.run(lambda: __import__("dw2v.kernels.cpu"))  # compile/load kernels first
+        started = time.perf_counter()
+        model = dw2v.train([str(corpus)], out / "model", config, client=client, overwrite=True)
+        wall = time.perf_counter() - started
+    rounds = model.meta["rounds"]
+    seconds = sum(r["seconds"] for r in rounds)
+    outside = [(r["seconds"] - r["seconds_training"]) / r["seconds"] for r in rounds]
+    words = model.words
+    np.save(out / "vectors.npy", model.vectors)
+    (out / "vectors.words.json").write_text(json.dumps(words))
+    return {"tool": "dw2v", "workers": workers, "sync_every": sync_every, "seed": seed,
+            "rounds": len(rounds), "words": sum(r["words"] for r in rounds),
+            "train_seconds": seconds, "wall_seconds": wall,
+            "words_per_s": sum(r["words"] for r in rounds) / seconds,
+            "outside_share_mean": float(np.mean(outside)),
+            "outside_share_max": float(np.max(outside)),
+            "final_loss": rounds[-1]["loss"], **evaluate(out / "vectors")}
+
+
+def child(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(json.dumps(run_dw2v(Path(args.corpus), out, args.n, args.s, args.seed)))
+
+
+def measure(corpus: Path, work: Path, workers: int, sync_every: int, seed: int) -> dict[str, Any]:
+    """A fresh process per run, so runs do not share compiled state or memory."""
+    out = work / f"w{workers}-s{sync_every}-seed{seed}"
+    done = subprocess.run([sys.executable, __file__, "--_child", "--corpus", str(corpus),
+                           "--n", str(workers), "--s", str(sync_every), "--seed", str(seed),
+                           "--out", str(out)], capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(done.stderr[-3000:])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--corpus", type=Path, default=SHARED / "devcorpus")
+    parser.add_argument("--workers", nargs="+", type=int, default=[1, 2, 4, 8])
+    parser.add_argument("--sync", nargs="+", type=int, default=[250_000, 1_000_000, 4_000_000])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1])
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--s", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args._child:
+        child(args)
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-dist-") as tmp:
+        work = Path(tmp)
+        corpus = prepare(args.corpus, work)
+        gensim = run_gensim(work, "skipgram", 2, 1, work / "gensim")
+        gensim.update(evaluate(work / "gensim"), tool="gensim", workers="2 threads",
+                      words_per_s=corpus["tokens"] * SETTINGS["epochs"] / gensim["seconds"])
+        print(json.dumps(gensim), flush=True)
+        results = []
+        for sync_every in args.sync:
+            for workers in args.workers:
+                for seed in args.seeds:
+                    result = measure(args.corpus, work, workers, sync_every, seed)
+                    results.append(result)
+                    print(json.dumps(result), flush=True)
+        print(f"\ngensim (2 threads): Spearman {gensim['spearman']:.3f}, analogy "
+              f"{gensim['analogy']:.4f}, {gensim['words_per_s']:,.0f} words/s")
+        print("| sync every | workers | rounds | words/s | outside training (mean / max) | "
+              "WS-353 | - 1 worker | - gensim | analogy | / 1 worker | / gensim |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in results:
+            base = next(b for b in results if b["workers"] == 1
+                        and b["sync_every"] == r["sync_every"] and b["seed"] == r["seed"])
+            print(f"| {r['sync_every']:,} | {r['workers']} | {r['rounds']} | "
+                  f"{r['words_per_s']:,.0f} | {r['outside_share_mean']:.1%} / "
+                  f"{r['outside_share_max']:.1%} | {r['spearman']:.3f} | "
+                  f"{r['spearman'] - base['spearman']:+.3f} | "
+                  f"{r['spearman'] - gensim['spearman']:+.3f} | {r['analogy']:.4f} | "
+                  f"{r['analogy'] / base['analogy']:.1%} | "
+                  f"{r['analogy'] / gensim['analogy']:.1%} |")
+        ones = {r["sync_every"]: r for r in results if r["workers"] == 1}
+        twos = {r["sync_every"]: r for r in results if r["workers"] == 2}
+        for sync_every in sorted(set(ones) & set(twos)):
+            print(f"scaling at sync {sync_every:,}: 2 workers / 1 worker = "
+                  f"{twos[sync_every]['words_per_s'] / ones[sync_every]['words_per_s']:.2f}x "
+                  "(target 1.8x)")
+        if args.json:
+            args.json.write_text(json.dumps({"gensim": gensim, "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
