@@ -12,7 +12,6 @@ from distributed import Client
 
 import dw2v
 from dw2v.config import TrainConfig, VocabConfig
-from dw2v.prepare import build_vocab
 from dw2v.shard_train import (SamplingTables, init_params, stream_slices, train_slices)
 from dw2v.token_shards import TokenShardWriter
 from dw2v.train import RunConfig, plan_shards

@@ -152,6 +152,16 @@ def _start_sentence(ids: np.ndarray, offsets: np.ndarray, s: int, s_lo: int, s_h
 
 
 @njit(inline="always")
+def _window(state: np.uint64, i: int, n: np.int64, window: int
+            ) -> tuple[np.uint64, np.int64, np.int64]:
+    """word2vec's shrunk window around position ``i``: b uniform in [0, window), positions
+    ``[max(0, i - window + b), min(n, i + window + 1 - b))`` (``i`` itself included)."""
+    state, bits = _next(state)
+    b = np.int64(bits % np.uint64(window))
+    return state, max(0, i - window + b), min(n, i + window + 1 - b)
+
+
+@njit(inline="always")
 def _draw_targets(state: np.uint64, centre: np.int64, targets: np.ndarray,
                   alias_prob: np.ndarray, alias_idx: np.ndarray) -> np.uint64:
     """``targets[0] = centre``, then one noise word per remaining slot."""
@@ -201,10 +211,9 @@ def train_sg(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in: n
         state, n, lr = _start_sentence(ids, offsets, s, s_lo, s_hi, keep_prob, sentence, state,
                                        lr_start, lr_end, counters)
         for i in range(n):
-            state, bits = _next(state)
-            b = np.int64(bits % np.uint64(window))
+            state, j_lo, j_hi = _window(state, i, n, window)
             centre = sentence[i]
-            for j in range(max(0, i - window + b), min(n, i + window + 1 - b)):
+            for j in range(j_lo, j_hi):
                 if j == i:
                     continue
                 word = sentence[j]
@@ -252,9 +261,7 @@ def train_cbow(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in:
         state, n, lr = _start_sentence(ids, offsets, s, s_lo, s_hi, keep_prob, sentence, state,
                                        lr_start, lr_end, counters)
         for i in range(n):
-            state, bits = _next(state)
-            b = np.int64(bits % np.uint64(window))
-            j_lo, j_hi = max(0, i - window + b), min(n, i + window + 1 - b)
+            state, j_lo, j_hi = _window(state, i, n, window)
             if j_hi - j_lo <= 1:
                 continue
             for d in range(dim):
@@ -328,9 +335,7 @@ def train_sg_batch(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int,
         state, n, lr = _start_sentence(ids, offsets, s, s_lo, s_hi, keep_prob, sentence, state,
                                        lr_start, lr_end, counters)
         for i in range(n):
-            state, bits = _next(state)
-            b = np.int64(bits % np.uint64(window))
-            j_lo, j_hi = max(0, i - window + b), min(n, i + window + 1 - b)
+            state, j_lo, j_hi = _window(state, i, n, window)
             if j_hi - j_lo <= 1:
                 continue
             centre = sentence[i]
