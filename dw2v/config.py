@@ -112,6 +112,9 @@ class TrainConfig:
     shared_negatives: bool = True
     #: Words each worker trains between two parameter averagings (a round).
     sync_every: int = 1_000_000
+    #: Block momentum of the averaging (BMUF): None is 1 - 1/workers (none with one worker);
+    #: 0 is the plain touched-row weighted average. See dw2v.merge.
+    block_momentum: float | None = None
     device: str = "cpu"
     #: Also write the output vectors (W_out) with the model.
     save_output_vectors: bool = False
@@ -129,6 +132,8 @@ class TrainConfig:
         _require(self.threads >= 1, "threads", self.threads, "must be at least 1")
         _require(self.sync_every >= 1_000, "sync_every", self.sync_every,
                  "must be at least 1000 words")
+        _require(self.block_momentum is None or 0 <= self.block_momentum < 1, "block_momentum",
+                 self.block_momentum, "must be in [0, 1) (or unset: 1 - 1/workers)")
         _require(self.device in ("cpu", "gpu", "auto"), "device", self.device,
                  "must be 'cpu', 'gpu' or 'auto'")
 

@@ -5,8 +5,16 @@ worker, so each row is the average of the workers' versions *that touched it*, w
 often each touched it; a row no worker touched keeps its value. Plain sums of updates blow up
 (Spark's SPARK-24666); a plain mean dilutes rare words' updates by the number of workers.
 
-Partial results are sums (``weighted``: sum of touches x row, ``weight``: sum of touches), so
-the reduction can run as a tree on the workers; ``finalize`` divides and checks for NaN or inf.
+Even the touched-row average moves a row that every worker touched by about the *mean* of their
+updates, where sequential SGD over the same words would move it by about their sum, so N workers
+learn frequent words about N times slower. Block momentum (BMUF; Chen & Huo, ICASSP 2016) gives
+that progress back without the sum's instability: ``G = eta G + (average - P)``, and the next
+round starts from the Nesterov look-ahead ``P + (average - P) + eta G``; ``eta = 1 - 1/N`` by
+default. Measured in benchmarks/RESULTS.md.
+
+Partial results are sums (``total``: sum of touches x rows, ``weight``: sum of touches), so the
+reduction runs as a tree on the workers; ``finalize`` divides, applies the momentum and refuses
+NaN or inf. The arithmetic is in ``dw2v.kernels.averaging`` (one pass, touched rows only).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from dw2v.errors import Dw2vError
+from dw2v.kernels.averaging import accumulate, block_update
 from dw2v.shard_train import Params, TrainCounters, WorkerResult
 
 
@@ -31,62 +40,101 @@ class NumericalError(Dw2vError):
 
 @dataclass(frozen=True)
 class Partial:
-    """A sum over some workers: touches x rows, touches, and their counters."""
+    """A sum over some workers: touches x rows (float32), touches (float64), their counters."""
 
-    weighted_in: np.ndarray
-    weighted_out: np.ndarray
+    total_in: np.ndarray
+    total_out: np.ndarray
     weight_in: np.ndarray
     weight_out: np.ndarray
     counters: list[TrainCounters] = field(default_factory=list)
     workers: list[str] = field(default_factory=list)
 
 
+def _add_result(out: Partial, result: WorkerResult) -> None:
+    accumulate(out.total_in, out.weight_in, result.params.W_in, result.touches_in)
+    accumulate(out.total_out, out.weight_out, result.params.W_out, result.touches_out)
+    out.counters.append(result.counters)
+    out.workers.append(result.worker)
+
+
 def to_partial(result: WorkerResult) -> Partial:
-    """A worker's result as a one-term sum (float64 weights, float32 rows scaled by them)."""
-    w_in = result.touches_in.astype(np.float64)
-    w_out = result.touches_out.astype(np.float64)
-    return Partial(result.params.W_in * w_in[:, None].astype(np.float32),
-                   result.params.W_out * w_out[:, None].astype(np.float32),
-                   w_in, w_out, [result.counters], [result.worker])
+    """A worker's result as a one-term sum."""
+    W_in, W_out = result.params.W_in, result.params.W_out
+    out = Partial(np.zeros_like(W_in), np.zeros_like(W_out), np.zeros(len(W_in)),
+                  np.zeros(len(W_out)))
+    _add_result(out, result)
+    return out
 
 
 def weighted_sum(parts: Sequence[WorkerResult | Partial]) -> Partial:
-    """Add worker results or partial sums (a tree-reduction step, run on a worker); each part
-    is converted and added in turn, so at most one extra sum is held at a time."""
-    def as_partial(part: WorkerResult | Partial) -> Partial:
-        return part if isinstance(part, Partial) else to_partial(part)
-
-    first = as_partial(parts[0])
-    out = Partial(first.weighted_in.copy(), first.weighted_out.copy(), first.weight_in.copy(),
-                  first.weight_out.copy(), list(first.counters), list(first.workers))
+    """Add worker results or partial sums (a tree-reduction step, run on a worker) into one
+    running sum, a worker's rows straight into it."""
+    first = parts[0]
+    if isinstance(first, Partial):
+        out = Partial(first.total_in.copy(), first.total_out.copy(), first.weight_in.copy(),
+                      first.weight_out.copy(), list(first.counters), list(first.workers))
+    else:
+        out = to_partial(first)
     for part in parts[1:]:
-        p = as_partial(part)
-        for mine, theirs in ((out.weighted_in, p.weighted_in), (out.weighted_out, p.weighted_out),
-                             (out.weight_in, p.weight_in), (out.weight_out, p.weight_out)):
-            np.add(mine, theirs, out=mine)
-        out.counters.extend(p.counters)
-        out.workers.extend(p.workers)
+        if isinstance(part, Partial):
+            for mine, theirs in ((out.total_in, part.total_in), (out.total_out, part.total_out),
+                                 (out.weight_in, part.weight_in),
+                                 (out.weight_out, part.weight_out)):
+                np.add(mine, theirs, out=mine)
+            out.counters.extend(part.counters)
+            out.workers.extend(part.workers)
+        else:
+            _add_result(out, part)
     return out
 
 
-def _average(weighted: np.ndarray, weight: np.ndarray, previous: np.ndarray) -> np.ndarray:
-    out = previous.copy()
-    touched = weight > 0
-    out[touched] = weighted[touched] / weight[touched, None].astype(np.float32)
-    return out
+@dataclass(frozen=True)
+class Averaged:
+    """The state after a round: ``params`` (where the next round starts: the look-ahead point),
+    ``momentum`` (None without block momentum) and ``eta``."""
+
+    params: Params
+    momentum: Params | None
+    eta: float
+    counters: list[TrainCounters] = field(default_factory=list)
+    workers: list[str] = field(default_factory=list)
+
+    def model(self) -> Params:
+        """The model's parameters: ``params`` without the look-ahead ``eta * momentum``."""
+        if self.momentum is None or self.eta == 0:
+            return self.params
+        return Params(self.params.W_in - np.float32(self.eta) * self.momentum.W_in,
+                      self.params.W_out - np.float32(self.eta) * self.momentum.W_out)
 
 
-def finalize(total: Partial, previous: Params, round_index: int) -> Params:
-    """Divide the sums into averages (untouched rows keep ``previous``); refuse NaN or inf."""
-    params = Params(_average(total.weighted_in, total.weight_in, previous.W_in),
-                    _average(total.weighted_out, total.weight_out, previous.W_out))
-    for name, matrix in (("input", params.W_in), ("output", params.W_out)):
-        if not np.isfinite(matrix).all():
-            bad = int((~np.isfinite(matrix)).any(axis=1).sum())
+def finalize(total: Partial, previous: Params, momentum: Params | None, round_index: int,
+             eta: float = 0.0) -> Averaged:
+    """Touched-row weighted averages, then block momentum ``eta`` (0: none); refuse NaN/inf."""
+    if not 0.0 <= eta < 1.0:
+        raise ValueError(f"block momentum must be in [0, 1), not {eta}")
+    matrices = []
+    for name, t, w, p, g in (("input", total.total_in, total.weight_in, previous.W_in,
+                              None if momentum is None else momentum.W_in),
+                             ("output", total.total_out, total.weight_out, previous.W_out,
+                              None if momentum is None else momentum.W_out)):
+        shape = p.shape if eta > 0 else (0, p.shape[1])
+        g = np.zeros(shape, np.float32) if g is None or eta == 0 else g
+        new_p, new_g = np.empty_like(p), np.empty(shape, np.float32)
+        bad = block_update(t, w, p, g, eta, new_p, new_g)
+        if bad:
             raise NumericalError(
                 f"round {round_index}: {bad} {name} vectors are NaN or inf after averaging; "
                 "training stopped, the last good checkpoint is kept (try a lower --alpha)")
-    return params
+        matrices.append((new_p, new_g))
+    params = Params(matrices[0][0], matrices[1][0])
+    return Averaged(params, Params(matrices[0][1], matrices[1][1]) if eta > 0 else None, eta,
+                    list(total.counters), list(total.workers))
+
+
+def average_round(parts: Sequence[WorkerResult | Partial], previous: Params,
+                  momentum: Params | None, round_index: int, eta: float = 0.0) -> Averaged:
+    """The last step of a round's reduction: add ``parts`` and ``finalize`` in one task."""
+    return finalize(weighted_sum(parts), previous, momentum, round_index, eta)
 
 
 # ------------------------------------------------------------------------- checkpoints
@@ -113,11 +161,15 @@ def _latest_round(root: Path) -> int:
         return -1
 
 
-def write_checkpoint(model_dir: str | Path, params: Params, state: dict[str, Any]) -> Path:
+def write_checkpoint(model_dir: str | Path, params: Params | Averaged, state: dict[str, Any],
+                     keep_from: int | None = None) -> Path:
     """Write ``checkpoints/round-NNNNN`` atomically (a temporary directory, fsynced, then
-    renamed), then point ``checkpoints/latest.json`` at it (also atomically) and remove older
-    rounds and leftover temporaries. ``latest`` never moves backwards: a stale writer (a task
-    of a driver that died) leaves the newer checkpoint in place."""
+    renamed), then point ``checkpoints/latest.json`` at it (also atomically) and remove rounds
+    older than ``keep_from`` (default: this one) and leftover temporaries. ``latest`` never
+    moves backwards: a stale writer (a task of a driver that died) leaves the newer checkpoint
+    in place. With block momentum, the momentum is saved too (``G_in.npy``, ``G_out.npy``)."""
+    averaged = params if isinstance(params, Averaged) else Averaged(params, None, 0.0)
+    state = dict(state, eta=averaged.eta)
     root = Path(model_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     number = int(state["round"])
@@ -125,8 +177,11 @@ def write_checkpoint(model_dir: str | Path, params: Params, state: dict[str, Any
     tmp = root / f".{name}.tmp-{uuid.uuid4().hex[:12]}"
     tmp.mkdir()
     try:
-        np.save(tmp / "W_in.npy", params.W_in)
-        np.save(tmp / "W_out.npy", params.W_out)
+        np.save(tmp / "W_in.npy", averaged.params.W_in)
+        np.save(tmp / "W_out.npy", averaged.params.W_out)
+        if averaged.momentum is not None:
+            np.save(tmp / "G_in.npy", averaged.momentum.W_in)
+            np.save(tmp / "G_out.npy", averaged.momentum.W_out)
         (tmp / "state.json").write_text(json.dumps(state, indent=1))
         for path in tmp.iterdir():
             with open(path, "rb") as handle:
@@ -144,9 +199,10 @@ def write_checkpoint(model_dir: str | Path, params: Params, state: dict[str, Any
     pointer.write_text(json.dumps({"checkpoint": name, "round": number}))
     os.replace(pointer, root / "latest.json")
     _fsync_dir(root)
+    keep = number if keep_from is None else min(keep_from, number)
     for old in list(root.glob("round-*")) + list(root.glob(".round-*.tmp-*")):
         if old.name != name and not (old.name.startswith("round-")
-                                     and int(old.name.split("-")[1]) > number):
+                                     and int(old.name.split("-")[1]) >= keep):
             shutil.rmtree(old, ignore_errors=True)
     return target
 
@@ -173,6 +229,19 @@ def load_params(path: str | Path) -> Params:
         return Params(np.load(path / "W_in.npy"), np.load(path / "W_out.npy"))
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: cannot read parameters ({exc})") from None
+
+
+def load_averaged(path: str | Path) -> Averaged:
+    """Parameters, momentum and its ``eta`` of one checkpoint directory (a task)."""
+    path = Path(path)
+    params = load_params(path)
+    try:
+        eta = float(json.loads((path / "state.json").read_text()).get("eta", 0.0))
+        momentum = (Params(np.load(path / "G_in.npy"), np.load(path / "G_out.npy"))
+                    if (path / "G_in.npy").exists() else None)
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: cannot read momentum ({exc})") from None
+    return Averaged(params, momentum, eta if momentum is not None else 0.0)
 
 
 def read_checkpoint(model_dir: str | Path) -> tuple[Params, dict[str, Any]] | None:

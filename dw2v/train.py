@@ -23,18 +23,18 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from distributed import Client, get_worker
+from distributed import Client, get_worker, secede
 from tqdm.auto import tqdm
 
 from dw2v import __version__
 from dw2v.atomic import check_output_dir
 from dw2v.config import ClusterConfig, IngestConfig, TrainConfig, VocabConfig, to_dict
-from dw2v.dask_cluster import client_for, run_id, show_progress, tree_reduce
+from dw2v.dask_cluster import client_for, run_id, show_progress
 from dw2v.embeddings import MODEL_JSON, OUTPUT_VECTORS, VECTORS, Embeddings
 from dw2v.embeddings import load as load_embeddings
 from dw2v.errors import Dw2vError
-from dw2v.merge import (CHECKPOINTS, finalize, latest_checkpoint, load_params, weighted_sum,
-                        write_checkpoint)
+from dw2v.merge import (CHECKPOINTS, Averaged, average_round, latest_checkpoint, load_averaged,
+                        weighted_sum, write_checkpoint)
 from dw2v.prepare import MANIFEST, WORK_DIR, build_vocab
 from dw2v.shard_train import (Params, SamplingTables, WorkerResult, init_params, stream_slices,
                               train_slices)
@@ -87,13 +87,47 @@ def _train_slot(shards: list[str], epochs: int, lo: int, hi: int, params: Params
                         lr_start=lr_start, lr_end=lr_end, seed=seed, worker=worker)
 
 
-def _checkpoint(model_dir: str, params: Params, state: dict[str, Any]) -> str:
-    return str(write_checkpoint(model_dir, params, state))
+def _checkpoint(model_dir: str, averaged: Averaged, state: dict[str, Any],
+                keep_from: int) -> str:
+    """Write a round's checkpoint outside the worker's thread pool (``secede``): it is mostly
+    waiting on the disk, and the worker's next training task need not wait for it."""
+    try:
+        secede()
+    except ValueError:  # run outside a worker (tests)
+        pass
+    return str(write_checkpoint(model_dir, averaged, state, keep_from=keep_from))
 
 
-def _summary_of(total: Any) -> tuple[list[Any], list[str]]:
-    """The small part of a round's sum that the driver needs: counters and worker addresses."""
-    return total.counters, total.workers
+def _params_of(averaged: Averaged) -> Params:
+    return averaged.params
+
+
+def _momentum_of(averaged: Averaged) -> Params | None:
+    return averaged.momentum
+
+
+def _model_of(averaged: Averaged) -> Params:
+    return averaged.model()
+
+
+#: Rounds train from the previous round's averaged parameters as they sit on the cluster, while
+#: that round's checkpoint is written alongside; every LINEAGE_ROUNDS rounds the driver waits
+#: for the checkpoint and restarts from it, so a copy lost with every worker holding it is
+#: recomputed from at most this many rounds, never from the start.
+LINEAGE_ROUNDS = 8
+
+
+def _summary_of(averaged: Averaged) -> tuple[list[Any], list[str]]:
+    """The small part of a round's result that the driver needs: counters and workers."""
+    return averaged.counters, averaged.workers
+
+
+#: Worker results or partial sums added by one reduction task.
+SPLIT_EVERY = 8
+
+
+def _initial(vocab_size: int, dim: int, seed: int) -> Averaged:
+    return Averaged(init_params(vocab_size, dim, seed), None, 0.0)
 
 
 class TrainError(Dw2vError):
@@ -162,7 +196,7 @@ def train(inputs: Sequence[str], output: str | Path, config: RunConfig = RunConf
             config = RunConfig(config.ingest, config.vocab, tc, config.cluster)
             logger.info("resuming %s from round %d", out, state["round"])
             # parameters come from a task, so a lost copy is re-read, not recomputed
-            params_f = c.submit(load_params, str(checkpoint), key=f"dw2v-params-resume-{rid}")
+            source = c.submit(load_averaged, str(checkpoint), key=f"dw2v-load-resume-{rid}")
         else:
             check_output_dir(out, overwrite)
             build_vocab(inputs, out, ingest=config.ingest, vocab=config.vocab, client=c,
@@ -176,8 +210,8 @@ def train(inputs: Sequence[str], output: str | Path, config: RunConfig = RunConf
         if state is None:
             slots = len(workers)
             plan = [[s["path"] for s in slot] for slot in plan_shards(manifest["shards"], slots)]
-            params_f = c.submit(init_params, len(vocab), tc.vector_size, tc.seed,
-                                key=f"dw2v-params-init-{rid}")
+            source = c.submit(_initial, len(vocab), tc.vector_size, tc.seed,
+                              key=f"dw2v-params-init-{rid}")
             state = {"round": 0, "plan": plan, "history": [], "config": to_dict(tc)}
         plan = state["plan"]
         records = [RoundRecord(**r) for r in state["history"]]
@@ -195,8 +229,13 @@ def train(inputs: Sequence[str], output: str | Path, config: RunConfig = RunConf
         bar = tqdm(total=total_words, unit="word", unit_scale=True, desc="training",
                    disable=not show_progress(progress), file=sys.stderr)
         bar.update(sum(min(state["round"] * tc.sync_every, w) for w in slot_words))
+        eta = tc.block_momentum if tc.block_momentum is not None else 1.0 - 1.0 / len(plan)
+        anchor = state["round"]  # the round whose checkpoint the lineage starts from
+        params_f = c.submit(_params_of, source, key=f"dw2v-params-start-{rid}")
+        momentum_f = c.submit(_momentum_of, source, key=f"dw2v-momentum-start-{rid}")
+        checkpoint_f = None
+        round_started = time.perf_counter()
         for r in range(state["round"], rounds):
-            started = time.perf_counter()
             lo, hi = r * tc.sync_every, (r + 1) * tc.sync_every
             done_lo = sum(min(lo, w) for w in slot_words)
             done_hi = sum(min(hi, w) for w in slot_words)
@@ -211,36 +250,52 @@ def train(inputs: Sequence[str], output: str | Path, config: RunConfig = RunConf
                     _train_slot, slot, tc.epochs, lo, hi, params_f, tables, tc, lr_a, lr_b,
                     seed, key=f"dw2v-train-r{r}-slot{i}-{rid}",
                     workers=[workers[i % len(workers)]], allow_other_workers=True))
-            total = tree_reduce(c, results, weighted_sum, split_every=8,
-                                name=f"dw2v-average-r{r}-{rid}")
-            new_params = c.submit(finalize, total, params_f, r, key=f"dw2v-finalize-r{r}-{rid}")
-            counters, ran_on = c.submit(_summary_of, total,
+            depth = 0
+            while len(results) > SPLIT_EVERY:  # a tree of partial sums on the workers
+                results = [c.submit(weighted_sum, results[i:i + SPLIT_EVERY],
+                                    key=f"dw2v-sum-r{r}-l{depth}-{i // SPLIT_EVERY}-{rid}")
+                           for i in range(0, len(results), SPLIT_EVERY)]
+                depth += 1
+            averaged = c.submit(average_round, results, params_f, momentum_f, r, eta,
+                                key=f"dw2v-average-r{r}-{rid}")
+            counters, ran_on = c.submit(_summary_of, averaged,
                                         key=f"dw2v-summary-r{r}-{rid}").result()
+            now = time.perf_counter()
             terms = sum(x.loss_terms for x in counters)
             record = RoundRecord(
                 round=r, words=sum(x.words_read for x in counters),
                 words_kept=sum(x.words_kept for x in counters),
                 examples=sum(x.examples for x in counters),
                 loss=sum(x.loss_sum for x in counters) / terms if terms else float("nan"),
-                seconds=0.0, seconds_training=max(x.seconds for x in counters),
+                seconds=now - round_started, seconds_training=max(x.seconds for x in counters),
                 lr_start=lr_a, lr_end=lr_b, workers=list(ran_on))
-            record = RoundRecord(**{**asdict(record), "seconds": time.perf_counter() - started})
+            round_started = now
             records.append(record)
             state = dict(state, round=r + 1, history=[asdict(x) for x in records])
-            path = c.submit(_checkpoint, str(out), new_params, state,
-                            key=f"dw2v-checkpoint-r{r}-{rid}").result()
-            # the next round reads the parameters back from the checkpoint in a task: if the
-            # worker holding them dies, Dask re-reads the file instead of replaying all rounds
-            params_f = c.submit(load_params, path, key=f"dw2v-params-r{r}-{rid}")
-            del total, results, new_params
+            if checkpoint_f is not None:
+                checkpoint_f.result()  # one checkpoint in flight at a time, in round order
+            checkpoint_f = c.submit(_checkpoint, str(out), averaged, state, anchor,
+                                    key=f"dw2v-checkpoint-r{r}-{rid}")
+            if r + 1 - anchor >= LINEAGE_ROUNDS:
+                # restart the lineage from this checkpoint: a lost copy is re-read from disk
+                source = c.submit(load_averaged, checkpoint_f.result(),
+                                  key=f"dw2v-load-r{r}-{rid}")
+                anchor = r + 1
+            else:
+                source = averaged
+            params_f = c.submit(_params_of, source, key=f"dw2v-params-r{r}-{rid}")
+            momentum_f = c.submit(_momentum_of, source, key=f"dw2v-momentum-r{r}-{rid}")
+            del results, averaged
             bar.update(done_hi - done_lo)
             bar.set_postfix(loss=f"{record.loss:.4f}")
             logger.info("round %d/%d: %d words, %.0f words/s, lr %.5f->%.5f, loss %.4f, "
-                        "averaging and transfers %.1f s of %.1f s", r + 1, rounds, record.words,
+                        "outside training %.2f s of %.2f s", r + 1, rounds, record.words,
                         record.words / max(record.seconds, 1e-9), lr_a, lr_b, record.loss,
                         record.seconds - record.seconds_training, record.seconds)
         bar.close()
-        final: Params = params_f.result()
+        if checkpoint_f is not None:
+            checkpoint_f.result()
+        final: Params = c.submit(_model_of, source, key=f"dw2v-model-{rid}").result()
         seconds_total = time.perf_counter() - run_started
     _write_model(out, final, config, len(vocab), records,
                  {"slots": len(plan), "total_words": total_words, "seconds": seconds_total})
