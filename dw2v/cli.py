@@ -150,6 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_options(train)
     _add_cluster_options(train)
     _add_run_options(train)
+    from dw2v.cli_vectors import add_commands
+    add_commands(commands)
+    for sub in commands.choices.values():
+        if not any("--verbose" in a.option_strings for a in sub._actions):
+            sub.add_argument("-v", "--verbose", action="count", default=0)
     return parser
 
 
@@ -234,7 +239,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("train: give at least one INPUT (or --resume)")
     _setup_logging(args.verbose)
     try:
-        return _run_train(args) if args.command == "train" else _run_vocab(args)
+        if args.command == "train":
+            return _run_train(args)
+        if args.command == "vocab":
+            return _run_vocab(args)
+        from dw2v.cli_vectors import run
+        return run(args)
     except Dw2vError as exc:
         print(f"dw2v: error: {exc}", file=sys.stderr)
         return exc.exit_code
