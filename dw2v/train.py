@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from distributed import Client, get_worker, secede
+from distributed import Client, Future, get_worker, secede
 from tqdm.auto import tqdm
 
 from dw2v import __version__
@@ -173,6 +173,121 @@ def _write_model(out: Path, params: Params, config: RunConfig, vocab_size: int,
     os.replace(tmp, out / MODEL_JSON)
 
 
+@dataclass
+class _Pending:
+    """A round submitted but not yet recorded."""
+
+    round: int
+    averaged: Future
+    summary: Future
+    lr: tuple[float, float]
+    words: int
+
+
+class _Rounds:
+    """The rounds of one run. Round r+1 is submitted before round r is recorded, so the
+    workers go from one round to the next without waiting for the driver; each round's
+    checkpoint is written beside the next round (one in flight at a time, in order)."""
+
+    def __init__(self, client: Client, rid: str, out: Path, tc: TrainConfig,
+                 shard_paths: list[list[str]], slot_words: list[int], workers: list[str],
+                 tables: Any, eta: float, bar: Any, records: list[RoundRecord],
+                 state: dict[str, Any], rounds: int) -> None:
+        self.c, self.rid, self.out, self.tc = client, rid, out, tc
+        self.shard_paths, self.slot_words, self.workers = shard_paths, slot_words, workers
+        self.tables, self.eta, self.bar = tables, eta, bar
+        self.records, self.state, self.rounds = records, state, rounds
+        self.total_words = sum(slot_words)
+        self.anchor = state["round"]  # the checkpoint the lineage starts from
+        self.checkpoint: Future | None = None
+        self.last = time.perf_counter()
+
+    def _submit(self, r: int, params: Future, momentum: Future) -> _Pending:
+        c, tc, rid = self.c, self.tc, self.rid
+        lo, hi = r * tc.sync_every, (r + 1) * tc.sync_every
+        done_lo = sum(min(lo, w) for w in self.slot_words)
+        done_hi = sum(min(hi, w) for w in self.slot_words)
+        lr = (_learning_rate(tc, done_lo, self.total_words),
+              _learning_rate(tc, done_hi, self.total_words))
+        results = []
+        for i, slot in enumerate(self.shard_paths):
+            if lo >= self.slot_words[i]:
+                continue
+            seed = int(np.random.SeedSequence([tc.seed, r, i]).generate_state(1)[0])
+            results.append(c.submit(
+                _train_slot, slot, tc.epochs, lo, hi, params, self.tables, tc, *lr, seed,
+                key=f"dw2v-train-r{r}-slot{i}-{rid}",
+                workers=[self.workers[i % len(self.workers)]], allow_other_workers=True))
+        depth = 0
+        while len(results) > SPLIT_EVERY:  # a tree of partial sums on the workers
+            results = [c.submit(weighted_sum, results[i:i + SPLIT_EVERY],
+                                key=f"dw2v-sum-r{r}-l{depth}-{i // SPLIT_EVERY}-{rid}")
+                       for i in range(0, len(results), SPLIT_EVERY)]
+            depth += 1
+        averaged = c.submit(average_round, results, params, momentum, r, self.eta,
+                            key=f"dw2v-average-r{r}-{rid}")
+        summary = c.submit(_summary_of, averaged, key=f"dw2v-summary-r{r}-{rid}")
+        return _Pending(r, averaged, summary, lr, done_hi - done_lo)
+
+    def _record(self, p: _Pending) -> None:
+        """Wait for a round's counters, record it, and submit its checkpoint."""
+        counters, ran_on = p.summary.result()
+        now = time.perf_counter()
+        terms = sum(x.loss_terms for x in counters)
+        record = RoundRecord(
+            round=p.round, words=sum(x.words_read for x in counters),
+            words_kept=sum(x.words_kept for x in counters),
+            examples=sum(x.examples for x in counters),
+            loss=sum(x.loss_sum for x in counters) / terms if terms else float("nan"),
+            seconds=now - self.last, seconds_training=max(x.seconds for x in counters),
+            lr_start=p.lr[0], lr_end=p.lr[1], workers=list(ran_on))
+        self.last = now
+        self.records.append(record)
+        self.state = dict(self.state, round=p.round + 1,
+                          history=[asdict(x) for x in self.records])
+        if self.checkpoint is not None:
+            self.checkpoint.result()  # one checkpoint in flight at a time, in round order
+        self.checkpoint = self.c.submit(_checkpoint, str(self.out), p.averaged, self.state,
+                                        self.anchor, key=f"dw2v-checkpoint-r{p.round}-{self.rid}")
+        self.bar.update(p.words)
+        self.bar.set_postfix(loss=f"{record.loss:.4f}")
+        logger.info("round %d/%d: %d words, %.0f words/s, lr %.5f->%.5f, loss %.4f, "
+                    "outside training %.2f s of %.2f s", p.round + 1, self.rounds, record.words,
+                    record.words / max(record.seconds, 1e-9), *p.lr, record.loss,
+                    record.seconds - record.seconds_training, record.seconds)
+
+    def _split(self, source: Future, name: str) -> tuple[Future, Future]:
+        return (self.c.submit(_params_of, source, key=f"dw2v-params-{name}-{self.rid}"),
+                self.c.submit(_momentum_of, source, key=f"dw2v-momentum-{name}-{self.rid}"))
+
+    def run(self, source: Future) -> Future:
+        """Run the remaining rounds from ``source`` (an ``Averaged``); the last state."""
+        params, momentum = self._split(source, "start")
+        pending: _Pending | None = None
+        for r in range(self.state["round"], self.rounds):
+            if pending is not None and r - self.anchor >= LINEAGE_ROUNDS:
+                # restart the lineage from a checkpoint: a copy lost with every worker that
+                # held it is re-read from disk, not recomputed from the first round
+                self._record(pending)
+                pending = None
+                assert self.checkpoint is not None
+                source = self.c.submit(load_averaged, self.checkpoint.result(),
+                                       key=f"dw2v-load-r{r}-{self.rid}")
+                self.anchor = r
+                params, momentum = self._split(source, f"load-r{r}")
+            submitted = self._submit(r, params, momentum)
+            source = submitted.averaged
+            params, momentum = self._split(source, f"r{r}")
+            if pending is not None:
+                self._record(pending)
+            pending = submitted
+        if pending is not None:
+            self._record(pending)
+        if self.checkpoint is not None:
+            self.checkpoint.result()
+        return source
+
+
 def train(inputs: Sequence[str], output: str | Path, config: RunConfig = RunConfig(), *,
           client: Client | None = None, overwrite: bool = False, resume: bool = False,
           keep_work: bool = False, progress: bool | None = None) -> Embeddings:
@@ -230,71 +345,10 @@ def train(inputs: Sequence[str], output: str | Path, config: RunConfig = RunConf
                    disable=not show_progress(progress), file=sys.stderr)
         bar.update(sum(min(state["round"] * tc.sync_every, w) for w in slot_words))
         eta = tc.block_momentum if tc.block_momentum is not None else 1.0 - 1.0 / len(plan)
-        anchor = state["round"]  # the round whose checkpoint the lineage starts from
-        params_f = c.submit(_params_of, source, key=f"dw2v-params-start-{rid}")
-        momentum_f = c.submit(_momentum_of, source, key=f"dw2v-momentum-start-{rid}")
-        checkpoint_f = None
-        round_started = time.perf_counter()
-        for r in range(state["round"], rounds):
-            lo, hi = r * tc.sync_every, (r + 1) * tc.sync_every
-            done_lo = sum(min(lo, w) for w in slot_words)
-            done_hi = sum(min(hi, w) for w in slot_words)
-            lr_a, lr_b = (_learning_rate(tc, done_lo, total_words),
-                          _learning_rate(tc, done_hi, total_words))
-            results = []
-            for i, slot in enumerate(shard_paths):
-                if lo >= slot_words[i]:
-                    continue
-                seed = int(np.random.SeedSequence([tc.seed, r, i]).generate_state(1)[0])
-                results.append(c.submit(
-                    _train_slot, slot, tc.epochs, lo, hi, params_f, tables, tc, lr_a, lr_b,
-                    seed, key=f"dw2v-train-r{r}-slot{i}-{rid}",
-                    workers=[workers[i % len(workers)]], allow_other_workers=True))
-            depth = 0
-            while len(results) > SPLIT_EVERY:  # a tree of partial sums on the workers
-                results = [c.submit(weighted_sum, results[i:i + SPLIT_EVERY],
-                                    key=f"dw2v-sum-r{r}-l{depth}-{i // SPLIT_EVERY}-{rid}")
-                           for i in range(0, len(results), SPLIT_EVERY)]
-                depth += 1
-            averaged = c.submit(average_round, results, params_f, momentum_f, r, eta,
-                                key=f"dw2v-average-r{r}-{rid}")
-            counters, ran_on = c.submit(_summary_of, averaged,
-                                        key=f"dw2v-summary-r{r}-{rid}").result()
-            now = time.perf_counter()
-            terms = sum(x.loss_terms for x in counters)
-            record = RoundRecord(
-                round=r, words=sum(x.words_read for x in counters),
-                words_kept=sum(x.words_kept for x in counters),
-                examples=sum(x.examples for x in counters),
-                loss=sum(x.loss_sum for x in counters) / terms if terms else float("nan"),
-                seconds=now - round_started, seconds_training=max(x.seconds for x in counters),
-                lr_start=lr_a, lr_end=lr_b, workers=list(ran_on))
-            round_started = now
-            records.append(record)
-            state = dict(state, round=r + 1, history=[asdict(x) for x in records])
-            if checkpoint_f is not None:
-                checkpoint_f.result()  # one checkpoint in flight at a time, in round order
-            checkpoint_f = c.submit(_checkpoint, str(out), averaged, state, anchor,
-                                    key=f"dw2v-checkpoint-r{r}-{rid}")
-            if r + 1 - anchor >= LINEAGE_ROUNDS:
-                # restart the lineage from this checkpoint: a lost copy is re-read from disk
-                source = c.submit(load_averaged, checkpoint_f.result(),
-                                  key=f"dw2v-load-r{r}-{rid}")
-                anchor = r + 1
-            else:
-                source = averaged
-            params_f = c.submit(_params_of, source, key=f"dw2v-params-r{r}-{rid}")
-            momentum_f = c.submit(_momentum_of, source, key=f"dw2v-momentum-r{r}-{rid}")
-            del results, averaged
-            bar.update(done_hi - done_lo)
-            bar.set_postfix(loss=f"{record.loss:.4f}")
-            logger.info("round %d/%d: %d words, %.0f words/s, lr %.5f->%.5f, loss %.4f, "
-                        "outside training %.2f s of %.2f s", r + 1, rounds, record.words,
-                        record.words / max(record.seconds, 1e-9), lr_a, lr_b, record.loss,
-                        record.seconds - record.seconds_training, record.seconds)
+        runner = _Rounds(c, rid, out, tc, shard_paths, slot_words, workers, tables, eta, bar,
+                         records, state, rounds)
+        source = runner.run(source)
         bar.close()
-        if checkpoint_f is not None:
-            checkpoint_f.result()
         final: Params = c.submit(_model_of, source, key=f"dw2v-model-{rid}").result()
         seconds_total = time.perf_counter() - run_started
     _write_model(out, final, config, len(vocab), records,

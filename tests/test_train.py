@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 from pathlib import Path
@@ -16,6 +17,8 @@ from dw2v.shard_train import (SamplingTables, init_params, stream_slices, train_
 from dw2v.token_shards import TokenShardWriter
 from dw2v.train import RunConfig, plan_shards
 from dw2v.vocab import load
+
+TRAIN_MODULE = importlib.import_module("dw2v.train")  # dw2v.train is the function
 
 
 def test_plan_balances_tokens_and_keeps_input_order() -> None:
@@ -125,3 +128,24 @@ def test_unfinished_model_is_refused_with_a_hint(tmp_path: Path) -> None:
 def test_resume_without_checkpoint_is_an_error(tmp_path: Path, client1: Client) -> None:
     with pytest.raises(dw2v.Dw2vError, match="nothing to resume"):
         dw2v.train([], tmp_path, RunConfig(), client=client1, resume=True)
+
+
+def test_restarting_the_lineage_from_checkpoints_changes_nothing(
+        sample_dir: Path, client1: Client, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rounds re-read their parameters and block momentum from a checkpoint every
+    LINEAGE_ROUNDS rounds; with one deterministic worker the vectors are the same bit for bit
+    whether that happens every 2 rounds or never, and old checkpoints are removed."""
+    config = RunConfig(vocab=VocabConfig(min_count=20),
+                       train=TrainConfig(vector_size=16, epochs=1, sync_every=40_000, seed=3,
+                                         block_momentum=0.5))
+    inputs = [str(sample_dir / "kjv-000.parquet")]
+    monkeypatch.setattr(TRAIN_MODULE, "LINEAGE_ROUNDS", 10**6)
+    never = dw2v.train(inputs, tmp_path / "never", config, client=client1)
+    monkeypatch.setattr(TRAIN_MODULE, "LINEAGE_ROUNDS", 2)
+    often = dw2v.train(inputs, tmp_path / "often", config, client=client1, keep_work=True)
+    assert len(often.meta["rounds"]) >= 5
+    np.testing.assert_array_equal(often.vectors, never.vectors)
+    kept = sorted(p.name for p in (tmp_path / "often" / "checkpoints").glob("round-*"))
+    assert 1 <= len(kept) <= 2, kept
+    assert (tmp_path / "often" / "checkpoints" / kept[-1] / "G_in.npy").exists()
