@@ -77,6 +77,9 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
                             "is taken if busy)")
     group.add_argument("--no-dashboard", dest="dashboard", action="store_const", const=None,
                        help="start the LocalCluster without its dashboard")
+    group.add_argument("--worker-timeout", type=float, default=300.0, metavar="SECONDS",
+                       help="training: how long to wait when the cluster has no workers "
+                            "before stopping (the last checkpoint is kept; default 300)")
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -114,6 +117,9 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
                        help="Hogwild threads inside each worker's kernel (default 1)")
     group.add_argument("--device", choices=["cpu", "gpu", "auto"], default="cpu")
     group.add_argument("--seed", type=int, default=1)
+    group.add_argument("--skip-bad-shards", action="store_true",
+                       help="skip a token-id shard that cannot be read during training, with "
+                            "a warning (default: stop with an error naming it)")
     group.add_argument("--save-output-vectors", action="store_true",
                        help="also write the output vectors (output_vectors.npy)")
     group.add_argument("--resume", action="store_true",
@@ -173,7 +179,7 @@ def _configs(args: argparse.Namespace) -> tuple[IngestConfig, VocabConfig, Clust
                         ns_exponent=args.ns_exponent)
     cluster = ClusterConfig(scheduler=args.scheduler, scheduler_file=args.scheduler_file,
                             n_workers=args.workers, threads_per_worker=args.threads_per_worker,
-                            dashboard_address=args.dashboard)
+                            dashboard_address=args.dashboard, worker_timeout=args.worker_timeout)
     return ingest, vocab, cluster
 
 
@@ -182,7 +188,9 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
                        negative=args.negative, alpha=args.alpha, min_alpha=args.min_alpha,
                        epochs=args.epochs, seed=args.seed, threads=args.kernel_threads,
                        shared_negatives=args.shared_negatives, sync_every=args.sync_every,
-                       block_momentum=args.block_momentum, device=args.device, save_output_vectors=args.save_output_vectors)
+                       block_momentum=args.block_momentum, device=args.device,
+                       save_output_vectors=args.save_output_vectors,
+                       skip_bad_shards=args.skip_bad_shards)
 
 
 def _run_train(args: argparse.Namespace) -> int:

@@ -118,6 +118,9 @@ class TrainConfig:
     device: str = "cpu"
     #: Also write the output vectors (W_out) with the model.
     save_output_vectors: bool = False
+    #: A token-id shard that cannot be read during training is skipped with a warning (and
+    #: recorded in model.json) instead of stopping the run.
+    skip_bad_shards: bool = False
 
     def __post_init__(self) -> None:
         _require(self.model in ("skipgram", "cbow"), "model", self.model,
@@ -151,8 +154,13 @@ class ClusterConfig:
     n_workers: int | None = None
     threads_per_worker: int | None = None
     dashboard_address: str | None = ":8787"
+    #: Seconds training waits for workers when the cluster has none before it stops (the last
+    #: checkpoint is kept for --resume).
+    worker_timeout: float = 300.0
 
     def __post_init__(self) -> None:
+        _require(self.worker_timeout > 0, "worker_timeout", self.worker_timeout,
+                 "must be positive")
         _require(not (self.scheduler and self.scheduler_file), "scheduler", self.scheduler,
                  "give a scheduler address or a scheduler file, not both")
         for name in ("n_workers", "threads_per_worker"):

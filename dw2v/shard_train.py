@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from dw2v.config import TrainConfig
+from dw2v.errors import InputError
 from dw2v.kernels import cpu
 from dw2v.kernels.cpu_train import train as train_kernel
 from dw2v.token_shards import read_token_shard
@@ -59,6 +60,8 @@ class TrainCounters:
     loss_sum: float
     loss_terms: int
     seconds: float
+    #: Token-id shards skipped as unreadable (``skip_bad_shards``).
+    skipped: tuple[str, ...] = ()
 
     @property
     def loss(self) -> float:
@@ -109,15 +112,30 @@ class WorkerResult:
     worker: str = ""
 
 
-def stream_slices(shards: Sequence[str | Path], epochs: int, lo: int, hi: int) -> list[Slice]:
+def stream_slices(shards: Sequence[str | Path], epochs: int, lo: int, hi: int,
+                  sizes: Sequence[int] | None = None,
+                  skipped: list[str] | None = None) -> list[Slice]:
     """The sentences of positions ``[lo, hi)`` of a worker's stream (its shards in order, epoch
     after epoch). A sentence belongs to the range its first word falls in, so consecutive
-    ranges cover every sentence exactly once."""
+    ranges cover every sentence exactly once. With ``sizes`` (the planned tokens per shard)
+    and a ``skipped`` list, an unreadable shard is skipped (its positions stay reserved) and
+    named in ``skipped``; otherwise it raises ``InputError``."""
     slices = []
     position = 0
     for epoch in range(epochs):
         for index, path in enumerate(shards):
-            offsets = np.load(Path(path) / "offsets.npy", mmap_mode="r")
+            try:
+                offsets = read_token_shard(path).offsets
+            except InputError as exc:
+                if sizes is None or skipped is None:
+                    raise
+                if str(path) not in skipped:
+                    logger.warning("skipping %s", exc)
+                    skipped.append(str(path))
+                position += sizes[index]
+                if position >= hi:
+                    return slices
+                continue
             size = int(offsets[-1])
             if position + size > lo and position < hi and size:
                 a = int(np.searchsorted(offsets[:-1], lo - position, side="left"))
@@ -133,9 +151,13 @@ def stream_slices(shards: Sequence[str | Path], epochs: int, lo: int, hi: int) -
 
 def train_slices(slices: Sequence[Slice], params: Params, tables: SamplingTables,
                  config: TrainConfig, *, lr_start: float, lr_end: float, seed: int,
-                 count_touches: bool = True, worker: str = "") -> WorkerResult:
+                 count_touches: bool = True, worker: str = "",
+                 skipped: list[str] | None = None) -> WorkerResult:
     """Train over ``slices`` in order from a copy of ``params``, the learning rate going
-    linearly from ``lr_start`` to ``lr_end`` over their words."""
+    linearly from ``lr_start`` to ``lr_end`` over their words. A shard that cannot be read
+    raises ``InputError`` naming it, or, given a ``skipped`` list, is skipped and named there."""
+    skipped = [] if skipped is None else skipped
+    bad: set[str] = set(skipped)
     started = time.perf_counter()
     out = params.copy()
     vocab = out.W_in.shape[0]
@@ -145,8 +167,18 @@ def train_slices(slices: Sequence[Slice], params: Params, tables: SamplingTables
     counters = np.zeros(5)
     opened: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for part in slices:
+        if part.shard in bad:
+            continue
         if part.shard not in opened:
-            shard = read_token_shard(part.shard)
+            try:
+                shard = read_token_shard(part.shard, vocab)
+            except InputError as exc:
+                if not config.skip_bad_shards:
+                    raise
+                logger.warning("skipping %s", exc)
+                bad.add(part.shard)
+                skipped.append(part.shard)
+                continue
             opened[part.shard] = (np.asarray(shard.ids), np.asarray(shard.offsets))
         ids, offsets = opened[part.shard]
         a = lr_start + (lr_end - lr_start) * done / total
@@ -166,7 +198,8 @@ def train_slices(slices: Sequence[Slice], params: Params, tables: SamplingTables
                            words_kept=int(counters[cpu.WORDS_KEPT]),
                            examples=int(counters[cpu.EXAMPLES]), loss_sum=float(counters[3]),
                            loss_terms=int(counters[cpu.LOSS_TERMS]),
-                           seconds=time.perf_counter() - started)
+                           seconds=time.perf_counter() - started,
+                           skipped=tuple(dict.fromkeys(skipped)))
     logger.info("trained %d words (%d kept) in %.1f s: %.0f words/s, loss %.4f",
                 result.words_read, result.words_kept, result.seconds, result.words_per_second,
                 result.loss)

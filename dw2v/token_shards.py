@@ -19,6 +19,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from dw2v.errors import InputError
+
 _HEADER_BYTES = 128  # room for any 1-D shape; a multiple of 64 as the .npy format asks
 
 
@@ -116,10 +118,22 @@ class TokenShardWriter:
         return self._ids.length
 
 
-def read_token_shard(path: str | Path) -> TokenShard:
-    """Open a shard written by :class:`TokenShardWriter` (arrays memory-mapped, read-only)."""
+def read_token_shard(path: str | Path, vocab_size: int | None = None) -> TokenShard:
+    """Open a shard written by :class:`TokenShardWriter` (arrays memory-mapped, read-only);
+    a missing, truncated or inconsistent shard raises ``InputError`` naming it."""
     path = Path(path)
-    meta = json.loads((path / "meta.json").read_text())
-    ids = np.load(path / "ids.npy", mmap_mode="r")
-    offsets = np.load(path / "offsets.npy", mmap_mode="r")
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+        ids = np.load(path / "ids.npy", mmap_mode="r")
+        offsets = np.load(path / "offsets.npy", mmap_mode="r")
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputError(str(path), f"token-id shard unreadable ({exc})") from None
+    if ids.ndim != 1 or offsets.ndim != 1 or len(offsets) < 1:
+        raise InputError(str(path), "token-id shard has arrays of the wrong shape")
+    if int(offsets[0]) != 0 or int(offsets[-1]) != len(ids):
+        raise InputError(str(path), f"token-id shard is inconsistent: its offsets end at "
+                                    f"{int(offsets[-1])} but it holds {len(ids)} ids")
+    if vocab_size is not None and len(ids) and int(ids.max()) >= vocab_size:
+        raise InputError(str(path), f"token-id shard holds id {int(ids.max())}, outside the "
+                                    f"vocabulary of {vocab_size} words")
     return TokenShard(path=path, ids=ids, offsets=offsets, meta=meta)

@@ -18,12 +18,13 @@ import shutil
 import sys
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from concurrent.futures import CancelledError
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from distributed import Client, Future, get_worker, secede
+from distributed import Client, Future, get_worker, secede, wait
 from tqdm.auto import tqdm
 
 from dw2v import __version__
@@ -57,6 +58,7 @@ class RoundRecord:
     lr_start: float
     lr_end: float
     workers: list[str]
+    skipped_shards: list[str] = field(default_factory=list)
 
 
 def plan_shards(shards: Sequence[dict[str, Any]], slots: int) -> list[list[dict[str, Any]]]:
@@ -75,16 +77,18 @@ def _learning_rate(config: TrainConfig, done: float, total: float) -> float:
     return config.alpha - (config.alpha - config.min_alpha) * min(done / max(total, 1), 1.0)
 
 
-def _train_slot(shards: list[str], epochs: int, lo: int, hi: int, params: Params,
-                tables: SamplingTables, config: TrainConfig, lr_start: float, lr_end: float,
-                seed: int) -> WorkerResult:
+def _train_slot(shards: list[str], sizes: list[int], epochs: int, lo: int, hi: int,
+                params: Params, tables: SamplingTables, config: TrainConfig, lr_start: float,
+                lr_end: float, seed: int) -> WorkerResult:
     """A worker's task for one round: the words ``[lo, hi)`` of its slot's stream."""
     try:
         worker = get_worker().address
     except ValueError:  # run outside a worker (tests)
         worker = ""
-    return train_slices(stream_slices(shards, epochs, lo, hi), params, tables, config,
-                        lr_start=lr_start, lr_end=lr_end, seed=seed, worker=worker)
+    skipped: list[str] | None = [] if config.skip_bad_shards else None
+    slices = stream_slices(shards, epochs, lo, hi, sizes, skipped)
+    return train_slices(slices, params, tables, config, lr_start=lr_start, lr_end=lr_end,
+                        seed=seed, worker=worker, skipped=skipped)
 
 
 def _checkpoint(model_dir: str, averaged: Averaged, state: dict[str, Any],
@@ -124,6 +128,10 @@ def _summary_of(averaged: Averaged) -> tuple[list[Any], list[str]]:
 
 #: Worker results or partial sums added by one reduction task.
 SPLIT_EVERY = 8
+
+
+def _sampling_tables(model_dir: str) -> SamplingTables:
+    return SamplingTables.from_vocab(load_vocab(model_dir))
 
 
 def _initial(vocab_size: int, dim: int, seed: int) -> Averaged:
@@ -190,11 +198,14 @@ class _Rounds:
     checkpoint is written beside the next round (one in flight at a time, in order)."""
 
     def __init__(self, client: Client, rid: str, out: Path, tc: TrainConfig,
-                 shard_paths: list[list[str]], slot_words: list[int], workers: list[str],
+                 shard_paths: list[list[str]], slot_sizes: list[list[int]],
+                 slot_words: list[int], workers: list[str],
                  tables: Any, eta: float, bar: Any, records: list[RoundRecord],
-                 state: dict[str, Any], rounds: int) -> None:
+                 state: dict[str, Any], rounds: int, worker_timeout: float = 300.0) -> None:
         self.c, self.rid, self.out, self.tc = client, rid, out, tc
+        self.worker_timeout = worker_timeout
         self.shard_paths, self.slot_words, self.workers = shard_paths, slot_words, workers
+        self.slot_sizes = slot_sizes
         self.tables, self.eta, self.bar = tables, eta, bar
         self.records, self.state, self.rounds = records, state, rounds
         self.total_words = sum(slot_words)
@@ -215,7 +226,8 @@ class _Rounds:
                 continue
             seed = int(np.random.SeedSequence([tc.seed, r, i]).generate_state(1)[0])
             results.append(c.submit(
-                _train_slot, slot, tc.epochs, lo, hi, params, self.tables, tc, *lr, seed,
+                _train_slot, slot, self.slot_sizes[i], tc.epochs, lo, hi, params, self.tables,
+                tc, *lr, seed,
                 key=f"dw2v-train-r{r}-slot{i}-{rid}",
                 workers=[self.workers[i % len(self.workers)]], allow_other_workers=True))
         depth = 0
@@ -229,9 +241,39 @@ class _Rounds:
         summary = c.submit(_summary_of, averaged, key=f"dw2v-summary-r{r}-{rid}")
         return _Pending(r, averaged, summary, lr, done_hi - done_lo)
 
+    def wait(self, future: Future, round_index: int) -> Any:
+        """``future.result()``, but stop with a clear error when the cluster has had no
+        workers for ``worker_timeout`` seconds (Dask itself would wait for ever)."""
+        alone_since: float | None = None
+        while True:
+            try:
+                wait(future, timeout=1.0)
+                return future.result()
+            except TimeoutError:
+                pass
+            except CancelledError:
+                raise TrainError(f"round {round_index}: its data was lost with the workers that "
+                                 f"held it; training stopped; {self._kept()}") from None
+            if self.c.nthreads():
+                alone_since = None
+                continue
+            now = time.monotonic()
+            if alone_since is None:
+                alone_since = now
+                logger.warning("round %d: the cluster has no workers; waiting up to %.0f s for "
+                               "some", round_index, self.worker_timeout)
+            elif now - alone_since >= self.worker_timeout:
+                raise TrainError(f"round {round_index}: no workers for {now - alone_since:.0f} s; "
+                                 f"training stopped; {self._kept()}")
+
+    def _kept(self) -> str:
+        kept = latest_checkpoint(self.out)
+        return (f"the checkpoint {kept} is kept: start workers and run again with --resume"
+                if kept else "no round had finished, so there is no checkpoint")
+
     def _record(self, p: _Pending) -> None:
         """Wait for a round's counters, record it, and submit its checkpoint."""
-        counters, ran_on = p.summary.result()
+        counters, ran_on = self.wait(p.summary, p.round)
         now = time.perf_counter()
         terms = sum(x.loss_terms for x in counters)
         record = RoundRecord(
@@ -240,13 +282,17 @@ class _Rounds:
             examples=sum(x.examples for x in counters),
             loss=sum(x.loss_sum for x in counters) / terms if terms else float("nan"),
             seconds=now - self.last, seconds_training=max(x.seconds for x in counters),
-            lr_start=p.lr[0], lr_end=p.lr[1], workers=list(ran_on))
+            lr_start=p.lr[0], lr_end=p.lr[1], workers=list(ran_on),
+            skipped_shards=sorted({path for x in counters for path in x.skipped}))
+        if record.skipped_shards:
+            logger.warning("round %d: skipped unreadable token-id shards: %s", p.round,
+                           ", ".join(record.skipped_shards))
         self.last = now
         self.records.append(record)
         self.state = dict(self.state, round=p.round + 1,
                           history=[asdict(x) for x in self.records])
-        if self.checkpoint is not None:
-            self.checkpoint.result()  # one checkpoint in flight at a time, in round order
+        if self.checkpoint is not None:  # one in flight at a time, in round order
+            self.wait(self.checkpoint, p.round)
         self.checkpoint = self.c.submit(_checkpoint, str(self.out), p.averaged, self.state,
                                         self.anchor, key=f"dw2v-checkpoint-r{p.round}-{self.rid}")
         self.bar.update(p.words)
@@ -271,7 +317,7 @@ class _Rounds:
                 self._record(pending)
                 pending = None
                 assert self.checkpoint is not None
-                source = self.c.submit(load_averaged, self.checkpoint.result(),
+                source = self.c.submit(load_averaged, self.wait(self.checkpoint, r),
                                        key=f"dw2v-load-r{r}-{self.rid}")
                 self.anchor = r
                 params, momentum = self._split(source, f"load-r{r}")
@@ -284,7 +330,7 @@ class _Rounds:
         if pending is not None:
             self._record(pending)
         if self.checkpoint is not None:
-            self.checkpoint.result()
+            self.wait(self.checkpoint, self.rounds - 1)
         return source
 
 
@@ -339,17 +385,21 @@ def train(inputs: Sequence[str], output: str | Path, config: RunConfig = RunConf
             logger.info("slot %d -> %s: %d shards, %d words x %d epochs", i,
                         workers[i % len(workers)], len(slot), slot_words[i] // tc.epochs,
                         tc.epochs)
-        tables = c.scatter(SamplingTables.from_vocab(vocab), broadcast=True)
+        # a task, not scattered data: it can be recomputed (from vocab.parquet) if every
+        # worker holding it is lost
+        tables = c.submit(_sampling_tables, str(out), key=f"dw2v-tables-{rid}")
         run_started = time.perf_counter()
         bar = tqdm(total=total_words, unit="word", unit_scale=True, desc="training",
                    disable=not show_progress(progress), file=sys.stderr)
         bar.update(sum(min(state["round"] * tc.sync_every, w) for w in slot_words))
         eta = tc.block_momentum if tc.block_momentum is not None else 1.0 - 1.0 / len(plan)
-        runner = _Rounds(c, rid, out, tc, shard_paths, slot_words, workers, tables, eta, bar,
-                         records, state, rounds)
+        slot_sizes = [[sizes[p] for p in slot] for slot in plan]
+        runner = _Rounds(c, rid, out, tc, shard_paths, slot_sizes, slot_words, workers, tables, eta, bar,
+                         records, state, rounds, config.cluster.worker_timeout)
         source = runner.run(source)
         bar.close()
-        final: Params = c.submit(_model_of, source, key=f"dw2v-model-{rid}").result()
+        final: Params = runner.wait(c.submit(_model_of, source, key=f"dw2v-model-{rid}"),
+                                    rounds - 1)
         seconds_total = time.perf_counter() - run_started
     _write_model(out, final, config, len(vocab), records,
                  {"slots": len(plan), "total_words": total_words, "seconds": seconds_total})

@@ -73,3 +73,4 @@ def test_trained_sample_has_sensible_neighbours(sample_vocab: tuple[Vocabulary, 
     for word, other in [("lord", "god"), ("israel", "judah"), ("moses", "aaron"),
                         ("gold", "silver"), ("father", "mother")]:
         assert rank(word, other) <= 20, (word, other, rank(word, other))
+

@@ -149,3 +149,19 @@ def test_restarting_the_lineage_from_checkpoints_changes_nothing(
     kept = sorted(p.name for p in (tmp_path / "often" / "checkpoints").glob("round-*"))
     assert 1 <= len(kept) <= 2, kept
     assert (tmp_path / "often" / "checkpoints" / kept[-1] / "G_in.npy").exists()
+
+
+def test_an_unreadable_token_shard_is_named_or_skipped(tmp_path: Path) -> None:
+    from dw2v.errors import InputError
+    from dw2v.token_shards import read_token_shard
+
+    good, bad = _shard(tmp_path / "a", [3, 2]), _shard(tmp_path / "b", [2])
+    (bad / "offsets.npy").write_bytes(b"not numpy")
+    with pytest.raises(InputError, match="b: token-id shard unreadable"):
+        stream_slices([good, bad], 1, 0, 100)
+    skipped: list[str] = []
+    slices = stream_slices([good, bad], 2, 0, 100, sizes=[5, 2], skipped=skipped)
+    assert skipped == [str(bad)]
+    assert [s.shard for s in slices] == [str(good), str(good)]
+    with pytest.raises(InputError, match="outside the vocabulary of 3 words"):
+        read_token_shard(good, vocab_size=3)

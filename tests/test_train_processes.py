@@ -102,3 +102,67 @@ def test_killed_driver_then_resume_completes(sample_dir: Path, tmp_path: Path) -
     assert [r["round"] for r in rounds] == list(range(len(rounds)))
     assert len(rounds) > killed_at >= 2
     assert sum(r["words"] for r in rounds) == model.meta["total_words"]
+
+
+def test_every_worker_lost_stops_after_the_timeout_and_resume_completes(
+        sample_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    with dask_processes(tmp_path / "dask", n_workers=2) as (_, scheduler_file, workers):
+        driver = _driver([str(sample_dir), "-o", str(out), "--scheduler-file",
+                          str(scheduler_file), "--worker-timeout", "3", *TRAIN],
+                         tmp_path / "first.log")
+        try:
+            _wait_for(lambda: _checkpoint_round(out) >= 2 or driver.poll() is not None, 240,
+                      "no checkpoint")
+            assert driver.poll() is None, (tmp_path / "first.log").read_text()
+            for worker in workers:
+                worker.send_signal(signal.SIGKILL)
+            started = time.monotonic()
+            assert driver.wait(timeout=120) == 1, (tmp_path / "first.log").read_text()
+            waited = time.monotonic() - started
+        finally:
+            driver.kill()
+    log = (tmp_path / "first.log").read_text()
+    assert "no workers for" in log and "--resume" in log, log
+    assert waited >= 3
+    kept = _checkpoint_round(out)
+    assert kept >= 2 and not (out / "model.json").exists()
+    # a new cluster: the kept checkpoint is usable
+    with dask_processes(tmp_path / "dask2", n_workers=2) as (_, scheduler_file, _workers):
+        resumed = _driver(["-o", str(out), "--scheduler-file", str(scheduler_file),
+                           "--resume"], tmp_path / "second.log")
+        try:
+            assert resumed.wait(timeout=300) == 0, (tmp_path / "second.log").read_text()
+        finally:
+            resumed.kill()
+    model = _sane(out)
+    assert len(model.meta["rounds"]) > kept
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_a_shard_that_becomes_unreadable_mid_run(sample_dir: Path, tmp_path: Path,
+                                                 skip: bool) -> None:
+    out = tmp_path / "model"
+    with dask_processes(tmp_path / "dask", n_workers=2) as (_, scheduler_file, _workers):
+        args = [str(sample_dir), "-o", str(out), "--scheduler-file", str(scheduler_file),
+                *TRAIN, *(["--skip-bad-shards"] if skip else [])]
+        driver = _driver(args, tmp_path / "driver.log")
+        try:
+            _wait_for(lambda: _checkpoint_round(out) >= 1 or driver.poll() is not None, 240,
+                      "no checkpoint")
+            bad = out / "work" / "shard-00001" / "ids.npy"
+            bad.write_bytes(b"\x93NUMPY garbage: the disk went bad")
+            code = driver.wait(timeout=300)
+        finally:
+            driver.kill()
+    log = (tmp_path / "driver.log").read_text()
+    if skip:
+        assert code == 0, log
+        model = dw2v.load(out)
+        skipped = {s for r in model.meta["rounds"] for s in r["skipped_shards"]}
+        assert skipped == {str(bad.parent)}
+        assert sum(r["words"] for r in model.meta["rounds"]) < model.meta["total_words"]
+    else:
+        assert code == 1, log
+        assert f"{bad.parent}: token-id shard unreadable" in log, log
+        assert _checkpoint_round(out) >= 1 and not (out / "model.json").exists()
