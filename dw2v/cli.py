@@ -9,10 +9,10 @@ import argparse
 import logging
 import os
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 from dw2v.config import ClusterConfig, IngestConfig, TokenizerConfig, TrainConfig, VocabConfig
-from dw2v.errors import Dw2vError
+from dw2v.errors import ConfigError, Dw2vError
 
 logger = logging.getLogger("dw2v")
 
@@ -83,7 +83,7 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-o", "--output", required=True, metavar="OUT_DIR",
+    parser.add_argument("-o", "--output", default=None, metavar="OUT_DIR",
                         help="output directory (must not exist or be empty)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a non-empty output directory, once the vocabulary stage "
@@ -127,6 +127,14 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
                             "(its settings are the checkpoint's; INPUT is not needed)")
     group.add_argument("--keep-work", action="store_true",
                        help="keep the token-id shards and checkpoints after training")
+    group.add_argument("--init-from", default=None, metavar="MODEL_DIR",
+                       help="continue training this model on INPUT: its vocabulary is extended "
+                            "with the new words, its vectors kept")
+    group.add_argument("--config", default=None, metavar="FILE",
+                       help="settings from a TOML file (the shape --print-config writes); "
+                            "flags given here override it")
+    group.add_argument("--print-config", action="store_true",
+                       help="print the effective settings as TOML and exit")
     group.add_argument("--neighbours", default=None, metavar="WORD,...",
                        help="print the nearest neighbours of these words at the end "
                             "(default: five words of decreasing frequency)")
@@ -164,6 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[name]
+    raise KeyError(name)
+
+
 def _version() -> str:
     from dw2v import __version__
     return __version__
@@ -193,13 +208,52 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
                        skip_bad_shards=args.skip_bad_shards)
 
 
-def _run_train(args: argparse.Namespace) -> int:
-    from dw2v.train import RunConfig, train
+def _explicit(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
+    """The destinations the command line sets explicitly (argparse leaves a pre-set attribute
+    alone unless its option is given, so a sentinel marks the ones left at their default)."""
+    sentinel = object()
+    namespace = argparse.Namespace(**{a.dest: sentinel for a in parser._actions})
+    parser.parse_args(list(argv), namespace=namespace)
+    return {k for k, v in vars(namespace).items() if v is not sentinel}
+
+
+def _train_settings(args: argparse.Namespace, parser: argparse.ArgumentParser,
+                    argv: Sequence[str]) -> tuple[list[str], str | None, Any]:
+    """Inputs, output and RunConfig from the command line and, under it, ``--config``."""
+    from dw2v import config_file
+    from dw2v.train import RunConfig
 
     ingest, vocab, cluster = _configs(args)
-    config = RunConfig(ingest=ingest, vocab=vocab, train=_train_config(args), cluster=cluster)
-    model = train(args.inputs, args.output, config, overwrite=args.overwrite,
-                  resume=args.resume, keep_work=args.keep_work, progress=args.progress)
+    tables = config_file.tables_of(ingest, vocab, _train_config(args), cluster)
+    inputs, output = list(args.inputs), args.output
+    if args.config:
+        data = config_file.read(args.config)
+        tables = config_file.merge(tables, _explicit(parser, argv), data)
+        inputs = inputs or list(data.get("inputs", []))
+        output = output or data.get("output")
+    ingest, vocab, train_config, cluster = config_file.build(tables)
+    return inputs, output, RunConfig(ingest=ingest, vocab=vocab, train=train_config,
+                                     cluster=cluster)
+
+
+def _run_train(args: argparse.Namespace, parser: argparse.ArgumentParser,
+               argv: Sequence[str]) -> int:
+    from dw2v import config_file
+    from dw2v.train import train
+
+    inputs, output, config = _train_settings(args, parser, argv)
+    if args.print_config:
+        print(config_file.dumps(inputs, output, config_file.tables_of(
+            config.ingest, config.vocab, config.train, config.cluster)), end="")
+        return 0
+    if not output:
+        raise ConfigError("train: give -o OUT_DIR (or output in the --config file)")
+    if not inputs and not args.resume:
+        raise ConfigError("train: give at least one INPUT (or --resume)")
+    args.output = output
+    model = train(inputs, output, config, overwrite=args.overwrite,
+                  resume=args.resume, keep_work=args.keep_work, progress=args.progress,
+                  init_from=args.init_from)
     rounds = model.meta["rounds"]
     seconds = sum(r["seconds"] for r in rounds)
     words = sum(r["words"] for r in rounds)
@@ -242,13 +296,17 @@ def _run_vocab(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
-    if args.command == "train" and not args.inputs and not args.resume:
+    if args.command == "vocab" and not args.output:
+        parser.error("vocab: the following arguments are required: -o/--output")
+    if (args.command == "train" and not args.inputs and not args.resume and not args.config
+            and not args.print_config):
         parser.error("train: give at least one INPUT (or --resume)")
     _setup_logging(args.verbose)
     try:
         if args.command == "train":
-            return _run_train(args)
+            return _run_train(args, _subparser(parser, "train"), argv[argv.index("train") + 1:])
         if args.command == "vocab":
             return _run_vocab(args)
         from dw2v.cli_vectors import run

@@ -59,6 +59,9 @@ def add_commands(commands: Any) -> None:
         sub.add_argument("--exact", action="store_true", help="exact search, no index")
         sub.add_argument("--json", action="store_true", help="one JSON object on stdout")
 
+    report = commands.add_parser("report", help="(re)write MODEL/report.html and its figures")
+    report.add_argument("model", metavar="MODEL")
+
     ev = commands.add_parser("eval", help="word-similarity and analogy benchmarks")
     ev.add_argument("model", metavar="MODEL")
     ev.add_argument("--similarity", action="append", default=[], metavar="FILE",
@@ -85,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
     """Run one of the vector commands; the exit code."""
     from dw2v.embeddings import load
 
+    if args.command == "report":
+        from dw2v.report import write_report
+        print(f"report written to {write_report(args.model)}")
+        return 0
     emb = load(args.model)
     if args.command == "export":
         from dw2v.export import export

@@ -164,8 +164,9 @@ def _latest_round(root: Path) -> int:
 def write_checkpoint(model_dir: str | Path, params: Params | Averaged, state: dict[str, Any],
                      keep_from: int | None = None) -> Path:
     """Write ``checkpoints/round-NNNNN`` atomically (a temporary directory, fsynced, then
-    renamed), then point ``checkpoints/latest.json`` at it (also atomically) and remove rounds
-    older than ``keep_from`` (default: this one) and leftover temporaries. ``latest`` never
+    renamed), then point ``checkpoints/latest.json`` at it (also atomically) and remove older
+    rounds, except round ``keep_from`` (the one the running lineage restarts from), and
+    leftover temporaries. ``latest`` never
     moves backwards: a stale writer (a task of a driver that died) leaves the newer checkpoint
     in place. With block momentum, the momentum is saved too (``G_in.npy``, ``G_out.npy``)."""
     averaged = params if isinstance(params, Averaged) else Averaged(params, None, 0.0)
@@ -199,10 +200,10 @@ def write_checkpoint(model_dir: str | Path, params: Params | Averaged, state: di
     pointer.write_text(json.dumps({"checkpoint": name, "round": number}))
     os.replace(pointer, root / "latest.json")
     _fsync_dir(root)
-    keep = number if keep_from is None else min(keep_from, number)
+    keep = {name, f"round-{keep_from:05d}" if keep_from is not None else name}
     for old in list(root.glob("round-*")) + list(root.glob(".round-*.tmp-*")):
-        if old.name != name and not (old.name.startswith("round-")
-                                     and int(old.name.split("-")[1]) >= keep):
+        if old.name not in keep and not (old.name.startswith("round-")
+                                         and int(old.name.split("-")[1]) > number):
             shutil.rmtree(old, ignore_errors=True)
     return target
 

@@ -24,7 +24,8 @@ from dw2v.dask_cluster import client_for, run_id, show_progress, tree_reduce, \
     wait_with_progress
 from dw2v.errors import NoInputError
 from dw2v.ingest import ShardInfo, check_shard, encode_shard, find_shards
-from dw2v.vocab import Vocabulary, count_shard, finalize, merge_counts, save, split_counts
+from dw2v.vocab import (Vocabulary, count_shard, extend, finalize, merge_counts, save,
+                        split_counts)
 
 logger = logging.getLogger(__name__)
 
@@ -125,11 +126,14 @@ def _reduce_buckets(client: Client, counts: Sequence[Future], vocab: VocabConfig
 def build_vocab(inputs: Sequence[str], output: str | Path, *,
                 ingest: IngestConfig = IngestConfig(), vocab: VocabConfig = VocabConfig(),
                 cluster: ClusterConfig = ClusterConfig(), client: Client | None = None,
-                overwrite: bool = False, progress: bool | None = None) -> VocabReport:
+                overwrite: bool = False, progress: bool | None = None,
+                base: Vocabulary | None = None) -> VocabReport:
     """Build the vocabulary of ``inputs`` and encode them; write everything to ``output``.
 
     ``output`` gets ``vocab.parquet``, ``vocab_report.json`` and ``work/`` (one token-id
-    shard per non-empty input file, plus ``manifest.json``).
+    shard per non-empty input file, plus ``manifest.json``). With ``base`` (a trained model's
+    vocabulary, for continued training) the vocabulary is ``base`` extended with the new
+    corpus's words (:func:`dw2v.vocab.extend`).
     """
     out = Path(output).absolute()
     check_output_dir(out, overwrite)
@@ -146,7 +150,13 @@ def build_vocab(inputs: Sequence[str], output: str | Path, *,
         counts = [c.submit(count_shard, info, ingest, vocab.max_vocab_size,
                            key=f"dw2v-count-{rid}-{info.index}") for info in infos]
         buckets = _reduce_buckets(c, counts, vocab, rid, sum(i.size_bytes for i in infos))
-        final = c.submit(finalize, buckets, vocab, key=f"dw2v-finalize-{rid}")
+        if base is None:
+            final = c.submit(finalize, buckets, vocab, key=f"dw2v-finalize-{rid}")
+        else:  # every word of the new corpus, then the base extended with it
+            everything = replace(vocab, min_count=1, max_final_vocab=None)
+            final = c.submit(extend, base, c.submit(finalize, buckets, everything,
+                                                    key=f"dw2v-finalize-{rid}"),
+                             vocab, key=f"dw2v-extend-{rid}")
         wait_with_progress(counts, desc="counting", unit="rows",
                            weights=[i.rows for i in infos], enabled=bars)
         words: Vocabulary = final.result()

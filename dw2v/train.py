@@ -10,6 +10,7 @@ with its worker is recomputed elsewhere. The learning rate decays with the words
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from distributed import Client, Future, get_worker, secede, wait
+from distributed import Client, Future, get_worker, secede
 from tqdm.auto import tqdm
 
 from dw2v import __version__
@@ -59,6 +60,9 @@ class RoundRecord:
     lr_end: float
     workers: list[str]
     skipped_shards: list[str] = field(default_factory=list)
+    #: Per worker task, in the order of ``workers``: words read and training seconds.
+    worker_words: list[int] = field(default_factory=list)
+    worker_seconds: list[float] = field(default_factory=list)
 
 
 def plan_shards(shards: Sequence[dict[str, Any]], slots: int) -> list[list[dict[str, Any]]]:
@@ -134,8 +138,28 @@ def _sampling_tables(model_dir: str) -> SamplingTables:
     return SamplingTables.from_vocab(load_vocab(model_dir))
 
 
-def _initial(vocab_size: int, dim: int, seed: int) -> Averaged:
-    return Averaged(init_params(vocab_size, dim, seed), None, 0.0)
+def _initial(vocab_size: int, dim: int, seed: int, base_dir: str | None = None) -> Averaged:
+    """The first parameters: fresh, or a base model's rows followed by fresh ones (its output
+    vectors when it saved them; zeros otherwise)."""
+    params = init_params(vocab_size, dim, seed)
+    if base_dir is not None:
+        base = Path(base_dir)
+        W_in = np.load(base / VECTORS)
+        params.W_in[:len(W_in)] = W_in
+        if (base / OUTPUT_VECTORS).exists():
+            params.W_out[:len(W_in)] = np.load(base / OUTPUT_VECTORS)
+    return Averaged(params, None, 0.0)
+
+
+def _base_model(path: Path) -> Embeddings:
+    """The model ``--init-from`` names, checked; warns when it has no output vectors."""
+    if not (path / MODEL_JSON).exists():
+        raise TrainError(f"--init-from {path}: not a trained dw2v model (no {MODEL_JSON})")
+    base = load_embeddings(path)
+    if not (path / OUTPUT_VECTORS).exists():
+        logger.warning("--init-from %s: the model has no output vectors (train it with "
+                       "--save-output-vectors to continue it best); they start at zero", path)
+    return base
 
 
 class TrainError(Dw2vError):
@@ -211,6 +235,7 @@ class _Rounds:
         self.total_words = sum(slot_words)
         self.anchor = state["round"]  # the checkpoint the lineage starts from
         self.checkpoint: Future | None = None
+        self.source: Future | None = None
         self.last = time.perf_counter()
 
     def _submit(self, r: int, params: Future, momentum: Future) -> _Pending:
@@ -243,28 +268,32 @@ class _Rounds:
 
     def wait(self, future: Future, round_index: int) -> Any:
         """``future.result()``, but stop with a clear error when the cluster has had no
-        workers for ``worker_timeout`` seconds (Dask itself would wait for ever)."""
+        workers for ``worker_timeout`` seconds (Dask itself would wait for ever). Polls
+        ``done()`` rather than catching timeouts: a caught exception's traceback would keep
+        this frame's futures, and so their data on the workers, alive until a garbage
+        collection."""
         alone_since: float | None = None
-        while True:
-            try:
-                wait(future, timeout=1.0)
-                return future.result()
-            except TimeoutError:
-                pass
-            except CancelledError:
-                raise TrainError(f"round {round_index}: its data was lost with the workers that "
-                                 f"held it; training stopped; {self._kept()}") from None
+        checked = time.monotonic()
+        while not future.done():
+            time.sleep(0.01)
+            now = time.monotonic()
+            if now - checked < 1.0:
+                continue
+            checked = now
             if self.c.nthreads():
                 alone_since = None
-                continue
-            now = time.monotonic()
-            if alone_since is None:
+            elif alone_since is None:
                 alone_since = now
                 logger.warning("round %d: the cluster has no workers; waiting up to %.0f s for "
                                "some", round_index, self.worker_timeout)
             elif now - alone_since >= self.worker_timeout:
                 raise TrainError(f"round {round_index}: no workers for {now - alone_since:.0f} s; "
                                  f"training stopped; {self._kept()}")
+        try:
+            return future.result()
+        except CancelledError:
+            raise TrainError(f"round {round_index}: its data was lost with the workers that "
+                             f"held it; training stopped; {self._kept()}") from None
 
     def _kept(self) -> str:
         kept = latest_checkpoint(self.out)
@@ -283,7 +312,9 @@ class _Rounds:
             loss=sum(x.loss_sum for x in counters) / terms if terms else float("nan"),
             seconds=now - self.last, seconds_training=max(x.seconds for x in counters),
             lr_start=p.lr[0], lr_end=p.lr[1], workers=list(ran_on),
-            skipped_shards=sorted({path for x in counters for path in x.skipped}))
+            skipped_shards=sorted({path for x in counters for path in x.skipped}),
+            worker_words=[x.words_read for x in counters],
+            worker_seconds=[x.seconds for x in counters])
         if record.skipped_shards:
             logger.warning("round %d: skipped unreadable token-id shards: %s", p.round,
                            ", ".join(record.skipped_shards))
@@ -306,8 +337,9 @@ class _Rounds:
         return (self.c.submit(_params_of, source, key=f"dw2v-params-{name}-{self.rid}"),
                 self.c.submit(_momentum_of, source, key=f"dw2v-momentum-{name}-{self.rid}"))
 
-    def run(self, source: Future) -> Future:
-        """Run the remaining rounds from ``source`` (an ``Averaged``); the last state."""
+    def run(self) -> Future:
+        """Run the remaining rounds from ``self.source`` (an ``Averaged``); the last state."""
+        source, self.source = self.source, None
         params, momentum = self._split(source, "start")
         pending: _Pending | None = None
         for r in range(self.state["round"], self.rounds):
@@ -336,10 +368,22 @@ class _Rounds:
 
 def train(inputs: Sequence[str], output: str | Path, config: RunConfig = RunConfig(), *,
           client: Client | None = None, overwrite: bool = False, resume: bool = False,
-          keep_work: bool = False, progress: bool | None = None) -> Embeddings:
-    """Train word2vec on ``inputs`` and write the model to ``output``; return its vectors."""
+          keep_work: bool = False, progress: bool | None = None,
+          init_from: str | Path | None = None) -> Embeddings:
+    """Train word2vec on ``inputs`` and write the model to ``output``; return its vectors.
+
+    ``init_from``: continue training a model (a model directory): its vocabulary is extended
+    with the new corpus's words, its vectors are kept, new words' rows start as usual."""
     out = Path(output).absolute()
     tc = config.train
+    base = None
+    if init_from is not None and not resume:
+        base = _base_model(Path(init_from).absolute())
+        if base.vectors.shape[1] != tc.vector_size:
+            logger.info("--init-from: using the base model's %d dimensions",
+                        base.vectors.shape[1])
+            tc = dataclasses.replace(tc, vector_size=int(base.vectors.shape[1]))
+            config = RunConfig(config.ingest, config.vocab, tc, config.cluster)
     if tc.device == "gpu":
         raise TrainError("--device gpu: the GPU kernels are not part of this version; "
                          "use --device cpu")
@@ -361,7 +405,8 @@ def train(inputs: Sequence[str], output: str | Path, config: RunConfig = RunConf
         else:
             check_output_dir(out, overwrite)
             build_vocab(inputs, out, ingest=config.ingest, vocab=config.vocab, client=c,
-                        overwrite=overwrite, progress=progress)
+                        overwrite=overwrite, progress=progress,
+                        base=None if base is None else load_vocab(init_from))
             state = None
         vocab = load_vocab(out)
         manifest = json.loads((out / WORK_DIR / MANIFEST).read_text())
@@ -372,8 +417,10 @@ def train(inputs: Sequence[str], output: str | Path, config: RunConfig = RunConf
             slots = len(workers)
             plan = [[s["path"] for s in slot] for slot in plan_shards(manifest["shards"], slots)]
             source = c.submit(_initial, len(vocab), tc.vector_size, tc.seed,
+                              None if base is None else str(Path(init_from).absolute()),
                               key=f"dw2v-params-init-{rid}")
-            state = {"round": 0, "plan": plan, "history": [], "config": to_dict(tc)}
+            state = {"round": 0, "plan": plan, "history": [], "config": to_dict(tc),
+                     "init_from": None if base is None else str(Path(init_from).absolute())}
         plan = state["plan"]
         records = [RoundRecord(**r) for r in state["history"]]
         shard_paths = [[str(out / WORK_DIR / p) for p in slot] for slot in plan]
@@ -394,16 +441,23 @@ def train(inputs: Sequence[str], output: str | Path, config: RunConfig = RunConf
         bar.update(sum(min(state["round"] * tc.sync_every, w) for w in slot_words))
         eta = tc.block_momentum if tc.block_momentum is not None else 1.0 - 1.0 / len(plan)
         slot_sizes = [[sizes[p] for p in slot] for slot in plan]
-        runner = _Rounds(c, rid, out, tc, shard_paths, slot_sizes, slot_words, workers, tables, eta, bar,
-                         records, state, rounds, config.cluster.worker_timeout)
-        source = runner.run(source)
+        runner = _Rounds(c, rid, out, tc, shard_paths, slot_sizes, slot_words, workers, tables,
+                         eta, bar, records, state, rounds, config.cluster.worker_timeout)
+        runner.source, source = source, None  # held by the runner only, released as it goes
+        source = runner.run()
         bar.close()
         final: Params = runner.wait(c.submit(_model_of, source, key=f"dw2v-model-{rid}"),
                                     rounds - 1)
         seconds_total = time.perf_counter() - run_started
     _write_model(out, final, config, len(vocab), records,
-                 {"slots": len(plan), "total_words": total_words, "seconds": seconds_total})
+                 {"slots": len(plan), "total_words": total_words, "seconds": seconds_total,
+                  "init_from": state.get("init_from")})
     if not keep_work:
         shutil.rmtree(out / WORK_DIR, ignore_errors=True)
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    try:
+        from dw2v.report import write_report
+        write_report(out)
+    except Exception as exc:  # noqa: BLE001 - the model is written; the report is extra
+        logger.warning("the model is written, but its report.html could not be: %s", exc)
     return load_embeddings(out)

@@ -231,6 +231,29 @@ class Vocabulary:
         return int(round(float(np.dot(self.counts, self.keep_probabilities))))
 
 
+def extend(base: Vocabulary, new: Vocabulary, config: VocabConfig) -> Vocabulary:
+    """A trained model's vocabulary extended with a new corpus's words (continued training).
+
+    ``new`` holds the new corpus's counts (every word: no ``min_count`` applied). The base words
+    keep their ids, with the new counts added to theirs; the new corpus's other words with at
+    least ``config.min_count`` occurrences follow, by count descending then token. Noise
+    distribution and keep-probabilities then follow from the merged counts."""
+    base_tokens = base.tokens.to_pylist()
+    new_index = {t: i for i, t in enumerate(new.tokens.to_pylist())}
+    counts = base.counts.astype(np.int64).copy()
+    for i, token in enumerate(base_tokens):
+        j = new_index.pop(token, None)
+        if j is not None:
+            counts[i] += int(new.counts[j])
+    added = sorted(((int(new.counts[j]), t) for t, j in new_index.items()
+                    if new.counts[j] >= config.min_count), key=lambda ct: (-ct[0], ct[1]))
+    tokens = pa.array(base_tokens + [t for _, t in added], pa.string())
+    all_counts = np.concatenate([counts, np.array([c for c, _ in added], np.int64)])
+    return Vocabulary(tokens, all_counts, config, base.stats + new.stats,
+                      base.distinct_seen + len(added), config.min_count,
+                      {"base_words": len(base_tokens), "added_words": len(added)})
+
+
 def finalize(counts: Counts | Sequence[Counts], config: VocabConfig) -> Vocabulary:
     """Apply ``min_count`` and ``max_final_vocab`` and order ids (runs once, on a worker).
 

@@ -106,13 +106,22 @@ def _bad(tmp_path: Path, kind: str) -> tuple[list[str], str]:
     if kind == "invalid-utf8":
         write_invalid_utf8(d / "bytes.parquet")
         return [str(d)], r"bytes\.parquet: invalid UTF-8"
+    if kind == "binary-garbage":
+        (d / "noise.parquet").write_bytes(bytes(range(256)) * 64)
+        return [str(d)], r"noise\.parquet: not a Parquet file, or truncated"
+    if kind == "schema-differs":  # the same column, another type in one shard
+        write_parquet(d / "more.parquet", ["more good text"] * 3)
+        pq.write_table(pa.table({"doc_id": pa.array([1]), "text": pa.array([7])}),
+                       d / "z-ints.parquet")
+        return [str(d)], r"z-ints\.parquet: column 'text' is int64, expected a string column"
     if kind == "empty-vocab":
         return [str(d), "--min-count", "1000"], r"empty vocabulary: .*min_count=1000"
     raise AssertionError(kind)
 
 
 @pytest.mark.parametrize("kind", ["no-match", "not-parquet", "truncated", "missing-column",
-                                  "non-string", "all-null", "invalid-utf8", "empty-vocab"])
+                                  "non-string", "all-null", "invalid-utf8", "empty-vocab",
+                                  "binary-garbage", "schema-differs"])
 def test_bad_input_is_named_and_leaves_nothing(kind: str, tmp_path: Path, scheduler: list[str],
                                                capsys: pytest.CaptureFixture[str]) -> None:
     inputs, message = _bad(tmp_path, kind)
@@ -206,7 +215,7 @@ def test_train_command_end_to_end(sample_dir: Path, tmp_path: Path, scheduler: l
     assert "lord: " in out and "zzzz: not in the vocabulary" in out
     assert {p.name for p in (tmp_path / "m").iterdir()} == {
         "vocab.parquet", "vocab_report.json", "vectors.npy", "output_vectors.npy",
-        "model.json"}
+        "model.json", "report.html", "report"}
     code, _, err = _run(["train", "-o", str(tmp_path / "m"), "--resume", *scheduler], capsys)
     assert code == 1 and "nothing to resume" in err
 
@@ -216,6 +225,11 @@ def test_train_command_end_to_end(sample_dir: Path, tmp_path: Path, scheduler: l
     (["--window", "-1"], "window=-1"),
     (["--sample", "2"], "sample=2.0"),
     (["--sync-every", "10"], "sync_every=10"),
+    (["--negative", "0"], "negative=0"),
+    (["--epochs", "0"], "epochs=0"),
+    (["--alpha", "-0.1"], "alpha=-0.1"),
+    (["--block-momentum", "1"], "block_momentum=1.0"),
+    (["--worker-timeout", "0"], "worker_timeout=0.0"),
 ])
 def test_train_invalid_options_exit_2(args: list[str], message: str, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
@@ -224,3 +238,23 @@ def test_train_invalid_options_exit_2(args: list[str], message: str, tmp_path: P
                         capsys)
     assert code == 2 and message in err
     _assert_nothing_written(tmp_path, {"in"})
+
+
+def test_odd_but_valid_input_is_accepted_and_counted(tmp_path: Path, scheduler: list[str],
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Zero-length documents (skipped and counted), a single huge token (counted once, then
+    pruned by --min-count like any rare word), extra columns (ignored: only the text column is
+    read) and a shard whose strings are large_string: none of them is an error."""
+    d = tmp_path / "in"
+    write_parquet(d / "a.parquet", ["", "the cat sat", "", "the dog sat"] * 5,
+                  extra={"score": pa.array([1.5] * 20), "tags": pa.array([["x"]] * 20)})
+    write_parquet(d / "b.parquet", ["x" * 2_000_000 + " the cat"])
+    pq.write_table(pa.table({"text": pa.array(["the cat ran"] * 5, pa.large_string())}),
+                   d / "c.parquet")
+    code, out, err = _run(["vocab", str(d), "-o", str(tmp_path / "out"), "--min-count", "2",
+                           *scheduler], capsys)
+    assert code == 0, err
+    vocab = load(tmp_path / "out")
+    words = dict(zip(vocab.tokens.to_pylist(), vocab.counts.tolist()))
+    assert words == {"the": 16, "cat": 11, "sat": 10, "dog": 5, "ran": 5}
+    assert "10 empty: skipped" in out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -36,3 +37,52 @@ def test_configs_are_frozen_and_serialisable() -> None:
     as_dict = to_dict(config)
     assert as_dict["storage_options"] == ["key"]  # keys only: values may be credentials
     assert as_dict["tokenizer"]["lowercase"] is True
+
+
+# ------------------------------------------------------------------ TOML settings files
+
+def _print_config(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    from dw2v.cli import main
+
+    assert main(["train", *args, "--print-config"]) == 0
+    return capsys.readouterr().out
+
+
+def test_print_config_round_trips_and_flags_override_the_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import tomllib
+
+    first = _print_config(["in/a", "in/b", "-o", "out", "--dim", "50", "--no-dashboard",
+                           "--storage-option", "anon=true", "--max-final-vocab", "9"], capsys)
+    settings = tomllib.loads(first)
+    assert settings["inputs"] == ["in/a", "in/b"] and settings["output"] == "out"
+    assert settings["train"]["vector_size"] == 50
+    assert settings["ingest"]["storage_options"] == {"anon": "true"}
+    path = tmp_path / "run.toml"
+    path.write_text(first)
+    assert _print_config(["--config", str(path)], capsys) == first
+    # a flag beats the file, even when it gives the default value; the file beats defaults
+    again = tomllib.loads(_print_config(["--config", str(path), "--window", "3", "--dim", "100",
+                                         "-o", "elsewhere"], capsys))
+    assert again["train"]["window"] == 3 and again["train"]["vector_size"] == 100
+    assert again["output"] == "elsewhere" and again["vocab"]["max_final_vocab"] == 9
+    assert again["cluster"]["dashboard_address"] == ""
+
+
+@pytest.mark.parametrize("content,message", [
+    ("[train]\nvector_size = 0\n", "vector_size=0"),
+    ("[train]\ndimension = 10\n", "[train] has no setting 'dimension'"),
+    ("[trian]\nwindow = 3\n", "unknown setting or table 'trian'"),
+    ("[train\n", "not valid TOML"),
+    ("inputs = 'one'\n", "inputs must be a list of strings"),
+])
+def test_bad_settings_files_name_the_file_and_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str) -> None:
+    from dw2v.cli import main
+
+    path = tmp_path / "bad.toml"
+    path.write_text(content)
+    assert main(["train", "x", "-o", str(tmp_path / "o"), "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert not (tmp_path / "o").exists()

@@ -145,16 +145,16 @@ def test_the_model_is_the_look_ahead_point_minus_the_momentum_step() -> None:
                                0.5 * (plain.params.W_in - previous.W_in), atol=1e-6)
 
 
-def test_a_checkpoint_keeps_the_momentum_and_older_rounds_from_keep_from(
+def test_a_checkpoint_keeps_the_momentum_and_the_round_named_by_keep_from(
         tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     previous = Params(np.zeros((50, 4), np.float32), np.zeros((50, 4), np.float32))
     averaged = finalize(weighted_sum(_random_results(rng, workers=2)), previous, None, 0, 0.75)
-    for number in (3, 4, 5):
+    for number in (3, 4, 5, 6):
         write_checkpoint(tmp_path, averaged, {"round": number}, keep_from=4)
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
-        "latest.json", "round-00004", "round-00005"]
-    back = load_averaged(tmp_path / "checkpoints" / "round-00005")
+        "latest.json", "round-00004", "round-00006"]
+    back = load_averaged(tmp_path / "checkpoints" / "round-00006")
     assert isinstance(back, Averaged) and back.eta == 0.75
     np.testing.assert_array_equal(back.params.W_out, averaged.params.W_out)
     np.testing.assert_array_equal(back.momentum.W_in, averaged.momentum.W_in)

@@ -165,3 +165,36 @@ def test_an_unreadable_token_shard_is_named_or_skipped(tmp_path: Path) -> None:
     assert [s.shard for s in slices] == [str(good), str(good)]
     with pytest.raises(InputError, match="outside the vocabulary of 3 words"):
         read_token_shard(good, vocab_size=3)
+
+
+def test_two_jobs_on_one_cluster_at_once_do_not_disturb_each_other(
+        sample_dir: Path, client2: Client, tmp_path: Path) -> None:
+    """Two runs share the cluster at the same time (their task keys carry a run id): both
+    complete, and each gives the vectors it gives alone (one thread per worker: every task is
+    deterministic)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    config = RunConfig(vocab=VocabConfig(min_count=10),
+                       train=TrainConfig(vector_size=16, epochs=1, sync_every=60_000, seed=9))
+    inputs = [str(sample_dir / "kjv-000.parquet"), str(sample_dir / "kjv-001.parquet")]
+    alone = dw2v.train(inputs, tmp_path / "alone", config, client=client2)
+    with ThreadPoolExecutor(2) as pool:
+        jobs = [pool.submit(dw2v.train, inputs, tmp_path / name, config, client=client2)
+                for name in ("first", "second")]
+        first, second = (job.result(timeout=300) for job in jobs)
+    for model in (first, second):
+        assert model.words == alone.words
+        np.testing.assert_array_equal(model.vectors, alone.vectors)
+
+
+def test_parameters_that_diverge_stop_the_run_naming_the_round(
+        sample_dir: Path, client1: Client, tmp_path: Path) -> None:
+    """An absurd learning rate drives the parameters to inf/NaN: the run stops with the round
+    named and writes no model."""
+    config = RunConfig(vocab=VocabConfig(min_count=10),
+                       train=TrainConfig(vector_size=16, epochs=1, sync_every=20_000,
+                                         alpha=1e30, min_alpha=1e30))
+    with pytest.raises(dw2v.Dw2vError, match=r"round \d+: \d+ (input|output) vectors are NaN"):
+        dw2v.train([str(sample_dir / "kjv-000.parquet")], tmp_path / "m", config,
+                   client=client1)
+    assert not (tmp_path / "m" / "model.json").exists()
