@@ -30,6 +30,16 @@ def _driver(args: list[str], log: Path) -> subprocess.Popen[bytes]:
                             stdout=open(log, "wb"), stderr=subprocess.STDOUT, env=env)
 
 
+def _resume(out: Path, scheduler_file: Path, log: Path) -> None:
+    """``dw2v train -o OUT --resume`` on the given cluster, to the end (exit 0)."""
+    resumed = _driver(["-o", str(out), "--scheduler-file", str(scheduler_file), "--resume"],
+                      log)
+    try:
+        assert resumed.wait(timeout=300) == 0, log.read_text()
+    finally:
+        resumed.kill()
+
+
 def _wait_for(predicate, timeout: float, what: str) -> None:  # noqa: ANN001
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -91,12 +101,7 @@ def test_killed_driver_then_resume_completes(sample_dir: Path, tmp_path: Path) -
         assert not (out / "model.json").exists()
         with pytest.raises(dw2v.InputError, match="--resume"):
             dw2v.load(out)
-        resumed = _driver(["-o", str(out), "--scheduler-file", str(scheduler_file),
-                           "--resume"], tmp_path / "second.log")
-        try:
-            assert resumed.wait(timeout=300) == 0, (tmp_path / "second.log").read_text()
-        finally:
-            resumed.kill()
+        _resume(out, scheduler_file, tmp_path / "second.log")
     model = _sane(out)
     rounds = model.meta["rounds"]
     assert [r["round"] for r in rounds] == list(range(len(rounds)))
@@ -129,12 +134,7 @@ def test_every_worker_lost_stops_after_the_timeout_and_resume_completes(
     assert kept >= 2 and not (out / "model.json").exists()
     # a new cluster: the kept checkpoint is usable
     with dask_processes(tmp_path / "dask2", n_workers=2) as (_, scheduler_file, _workers):
-        resumed = _driver(["-o", str(out), "--scheduler-file", str(scheduler_file),
-                           "--resume"], tmp_path / "second.log")
-        try:
-            assert resumed.wait(timeout=300) == 0, (tmp_path / "second.log").read_text()
-        finally:
-            resumed.kill()
+        _resume(out, scheduler_file, tmp_path / "second.log")
     model = _sane(out)
     assert len(model.meta["rounds"]) > kept
 
