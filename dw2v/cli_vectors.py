@@ -12,14 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from dw2v.cli import _positive_int
 from dw2v.errors import ConfigError
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def add_commands(commands: Any) -> None:
@@ -33,7 +27,7 @@ def add_commands(commands: Any) -> None:
     export.add_argument("--format", required=True, choices=FORMATS)
     export.add_argument("-o", "--output", required=True, metavar="PATH")
     export.add_argument("--normalize", action="store_true", help="unit-length vectors")
-    export.add_argument("--limit", type=_positive, default=None, metavar="N",
+    export.add_argument("--limit", type=_positive_int, default=None, metavar="N",
                         help="only the N most frequent words")
     export.add_argument("--overwrite", action="store_true")
 
@@ -53,7 +47,7 @@ def add_commands(commands: Any) -> None:
             sub.add_argument("words", nargs="+", metavar="WORD")
         else:
             sub.add_argument("words", nargs=3, metavar=("A", "B", "C"))
-        sub.add_argument("-k", type=_positive, default=10, help="neighbours (default 10)")
+        sub.add_argument("-k", type=_positive_int, default=10, help="neighbours (default 10)")
         sub.add_argument("--index", default=None, metavar="PATH",
                          help="index directory (default MODEL/index when it exists)")
         sub.add_argument("--exact", action="store_true", help="exact search, no index")
@@ -68,7 +62,7 @@ def add_commands(commands: Any) -> None:
                     help="tab-separated word pairs with a score (repeatable)")
     ev.add_argument("--analogies", action="append", default=[], metavar="FILE",
                     help="Google-format analogy questions (repeatable)")
-    ev.add_argument("--restrict-vocab", type=_positive, default=30_000, metavar="N",
+    ev.add_argument("--restrict-vocab", type=_positive_int, default=30_000, metavar="N",
                     help="only the N most frequent words count (default 30,000)")
     ev.add_argument("--json", action="store_true", help="one JSON object on stdout")
 

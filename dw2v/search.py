@@ -170,9 +170,10 @@ _IMPLS: dict[str, Any] = {"hnswlib": _Hnswlib, "faiss": _Faiss, "usearch": _Usea
 class AnnIndex:
     """An HNSW index over a model's unit vectors; ``query`` gives rows and cosine similarities."""
 
-    def __init__(self, backend: str, impl: Any, words: list[str], vectors_checksum: str,
-                 config: IndexConfig, seconds_build: float = 0.0) -> None:
+    def __init__(self, backend: str, impl: Any, words: list[str], dim: int,
+                 vectors_checksum: str, config: IndexConfig, seconds_build: float = 0.0) -> None:
         self.backend = backend
+        self.dim = dim
         self.impl = impl
         self.words = words
         self.vectors_checksum = vectors_checksum
@@ -189,7 +190,8 @@ class AnnIndex:
         impl = _IMPLS[backend].build(unit, config)
         seconds = time.perf_counter() - started
         logger.info("%s index of %d vectors built in %.1f s", backend, len(unit), seconds)
-        return cls(backend, impl, list(emb.words), checksum(emb.vectors), config, seconds)
+        return cls(backend, impl, list(emb.words), unit.shape[1], checksum(emb.vectors),
+                   config, seconds)
 
     def query(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest rows to each (unit) query and their cosine similarities; rows are
@@ -210,7 +212,7 @@ class AnnIndex:
             (tmp / TOKENS).write_text("".join(w + "\n" for w in self.words), encoding="utf-8")
             (tmp / INDEX_JSON).write_text(json.dumps({
                 "backend": self.backend, "count": len(self.words),
-                "dim": int(self.vectors_checksum.split(":")[0].split("x")[1]),
+                "dim": self.dim,
                 "vectors": self.vectors_checksum, "config": asdict(self.config),
                 "seconds_build": self.seconds_build}, indent=1))
             if path.exists():
@@ -234,5 +236,5 @@ class AnnIndex:
         config = IndexConfig(**info["config"])
         impl_cls = _IMPLS[info["backend"]]
         impl = impl_cls.load(path / impl_cls.file, info["dim"], info["count"], config)
-        return cls(info["backend"], impl, words, info["vectors"], config,
+        return cls(info["backend"], impl, words, info["dim"], info["vectors"], config,
                    info.get("seconds_build", 0.0))

@@ -154,8 +154,9 @@ def train_slices(slices: Sequence[Slice], params: Params, tables: SamplingTables
                  count_touches: bool = True, worker: str = "",
                  skipped: list[str] | None = None) -> WorkerResult:
     """Train over ``slices`` in order from a copy of ``params``, the learning rate going
-    linearly from ``lr_start`` to ``lr_end`` over their words. A shard that cannot be read
-    raises ``InputError`` naming it, or, given a ``skipped`` list, is skipped and named there."""
+    linearly from ``lr_start`` to ``lr_end`` over their words. A shard that cannot be read (or
+    holds ids outside the vocabulary) raises ``InputError`` naming it, or, with
+    ``config.skip_bad_shards``, is skipped with a warning and named in ``skipped``."""
     skipped = [] if skipped is None else skipped
     bad: set[str] = set(skipped)
     started = time.perf_counter()
@@ -169,24 +170,28 @@ def train_slices(slices: Sequence[Slice], params: Params, tables: SamplingTables
     for part in slices:
         if part.shard in bad:
             continue
-        if part.shard not in opened:
-            try:
-                shard = read_token_shard(part.shard, vocab)
-            except InputError as exc:
-                if not config.skip_bad_shards:
-                    raise
-                logger.warning("skipping %s", exc)
-                bad.add(part.shard)
-                skipped.append(part.shard)
-                continue
-            opened[part.shard] = (np.asarray(shard.ids), np.asarray(shard.offsets))
-        ids, offsets = opened[part.shard]
+        try:
+            if part.shard not in opened:
+                shard = read_token_shard(part.shard)
+                opened[part.shard] = (np.asarray(shard.ids), np.asarray(shard.offsets))
+            ids, offsets = opened[part.shard]
+            lo, hi = int(offsets[part.s_lo]), int(offsets[part.s_hi])
+            top = int(ids[lo:hi].max()) if hi > lo else -1  # only the words this part trains
+            if top >= vocab:
+                raise InputError(part.shard, f"token-id shard holds id {top}, outside the "
+                                             f"vocabulary of {vocab} words")
+        except InputError as exc:
+            if not config.skip_bad_shards:
+                raise
+            logger.warning("skipping %s", exc)
+            bad.add(part.shard)
+            skipped.append(part.shard)
+            continue
         a = lr_start + (lr_end - lr_start) * done / total
         done += part.words
         b = lr_start + (lr_end - lr_start) * done / total
         part_seed = int(np.random.SeedSequence(
             [seed, part.epoch, part.index, part.s_lo]).generate_state(1)[0])
-        lo, hi = int(offsets[part.s_lo]), int(offsets[part.s_hi])
         counts, _ = train_kernel(
             ids[lo:hi], offsets[part.s_lo:part.s_hi + 1] - lo, out.W_in, out.W_out,
             tables.keep_prob, tables.alias_prob, tables.alias_idx, sg=config.sg,

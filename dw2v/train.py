@@ -10,6 +10,7 @@ with its worker is recomputed elsewhere. The learning rate decays with the words
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -40,6 +41,7 @@ from dw2v.merge import (CHECKPOINTS, Averaged, average_round, latest_checkpoint,
 from dw2v.prepare import MANIFEST, WORK_DIR, build_vocab
 from dw2v.shard_train import (Params, SamplingTables, WorkerResult, init_params, stream_slices,
                               train_slices)
+from dw2v.vocab import Vocabulary
 from dw2v.vocab import load as load_vocab
 
 logger = logging.getLogger(__name__)
@@ -99,10 +101,8 @@ def _checkpoint(model_dir: str, averaged: Averaged, state: dict[str, Any],
                 keep_from: int) -> str:
     """Write a round's checkpoint outside the worker's thread pool (``secede``): it is mostly
     waiting on the disk, and the worker's next training task need not wait for it."""
-    try:
+    with contextlib.suppress(ValueError):  # ValueError: run outside a worker (tests)
         secede()
-    except ValueError:  # run outside a worker (tests)
-        pass
     return str(write_checkpoint(model_dir, averaged, state, keep_from=keep_from))
 
 
@@ -151,15 +151,20 @@ def _initial(vocab_size: int, dim: int, seed: int, base_dir: str | None = None) 
     return Averaged(params, None, 0.0)
 
 
-def _base_model(path: Path) -> Embeddings:
-    """The model ``--init-from`` names, checked; warns when it has no output vectors."""
+def _base_model(path: Path) -> tuple[Vocabulary, int]:
+    """The vocabulary and dimension of the model ``--init-from`` names (its vectors are read
+    on a worker, by ``_initial``); warns when it has no output vectors."""
     if not (path / MODEL_JSON).exists():
         raise TrainError(f"--init-from {path}: not a trained dw2v model (no {MODEL_JSON})")
-    base = load_embeddings(path)
+    vocab = load_vocab(path)
+    rows, dim = np.load(path / VECTORS, mmap_mode="r").shape
+    if rows != len(vocab):
+        raise TrainError(f"--init-from {path}: {VECTORS} has {rows} rows but the vocabulary "
+                         f"has {len(vocab)} words")
     if not (path / OUTPUT_VECTORS).exists():
         logger.warning("--init-from %s: the model has no output vectors (train it with "
                        "--save-output-vectors to continue it best); they start at zero", path)
-    return base
+    return vocab, int(dim)
 
 
 class TrainError(Dw2vError):
@@ -378,11 +383,10 @@ def train(inputs: Sequence[str], output: str | Path, config: RunConfig = RunConf
     tc = config.train
     base = None
     if init_from is not None and not resume:
-        base = _base_model(Path(init_from).absolute())
-        if base.vectors.shape[1] != tc.vector_size:
-            logger.info("--init-from: using the base model's %d dimensions",
-                        base.vectors.shape[1])
-            tc = dataclasses.replace(tc, vector_size=int(base.vectors.shape[1]))
+        base, base_dim = _base_model(Path(init_from).absolute())
+        if base_dim != tc.vector_size:
+            logger.info("--init-from: using the base model's %d dimensions", base_dim)
+            tc = dataclasses.replace(tc, vector_size=base_dim)
             config = RunConfig(config.ingest, config.vocab, tc, config.cluster)
     if tc.device == "gpu":
         raise TrainError("--device gpu: the GPU kernels are not part of this version; "
@@ -405,8 +409,7 @@ def train(inputs: Sequence[str], output: str | Path, config: RunConfig = RunConf
         else:
             check_output_dir(out, overwrite)
             build_vocab(inputs, out, ingest=config.ingest, vocab=config.vocab, client=c,
-                        overwrite=overwrite, progress=progress,
-                        base=None if base is None else load_vocab(init_from))
+                        overwrite=overwrite, progress=progress, base=base)
             state = None
         vocab = load_vocab(out)
         manifest = json.loads((out / WORK_DIR / MANIFEST).read_text())
