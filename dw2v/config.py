@@ -70,7 +70,7 @@ class VocabConfig:
     max_final_vocab: int | None = None
     sample: float = 1e-3
     ns_exponent: float = 0.75
-    #: How many partial counts one reduction task merges (the tree's fan-in).
+    #: How many partial counts one merge task takes (the reduction's fan-in).
     split_every: int = 8
     #: Counts are split by token hash into this many buckets, merged in parallel; None: 8 for
     #: inputs of 64 MiB or more, else 1 (the split's extra tasks cost more than they save on

@@ -1,4 +1,4 @@
-"""Getting a Dask client, and the two cluster patterns dw2v uses: tree reduction and progress.
+"""Getting a Dask client, and the two cluster patterns dw2v uses: reduction and progress.
 
 With no scheduler, dw2v starts an embedded ``LocalCluster`` of worker processes sized to the
 machine and closes it afterwards. A user's own ``Client`` is used as it is and never closed.
@@ -56,24 +56,27 @@ def run_id() -> str:
     return uuid.uuid4().hex[:8]
 
 
-def tree_reduce(client: Client, futures: Sequence[Future], func: Callable[..., Any], *,
-                split_every: int, name: str, **kwargs: Any) -> Future:
-    """Reduce futures on the workers: ``func(list_of_parts, **kwargs)`` over groups of
-    ``split_every``, level by level, until one future is left (``func`` runs at least once,
-    so the result is always its output). The tree's shape depends only on
-    the order of ``futures``, so results do not depend on the number of workers."""
+def chain_reduce(client: Client, futures: Sequence[Future], func: Callable[..., Any], *,
+                 split_every: int, name: str, priority: int = 0, **kwargs: Any) -> Future:
+    """Reduce futures on the workers with ``func(list_of_parts, **kwargs)``: the first task
+    takes ``split_every`` parts, each next one the running result and the next
+    ``split_every - 1`` parts (``func`` runs at least once, so the result is always its output).
+
+    A reduction tree whose every level is kept until the level above is complete holds more
+    partial results the more parts there are; this chain holds one, so memory does not grow
+    with the number of parts. Its shape depends only on the order of ``futures``, so results
+    do not depend on the number of workers. A ``priority`` above that of the tasks making the
+    parts lets each step run as soon as its parts exist, before more parts are made."""
     if not futures:
         raise ValueError("nothing to reduce")
-    level = list(futures)
-    depth = 0
-    while depth == 0 or len(level) > 1:  # at least one level, so the result is func's
-        level = [
-            client.submit(func, level[i:i + split_every], key=f"{name}-l{depth}-{i // split_every}",
+    parts = list(futures)
+    total = client.submit(func, parts[:split_every], key=f"{name}-0", priority=priority,
                           **kwargs)
-            for i in range(0, len(level), split_every)
-        ]
-        depth += 1
-    return level[0]
+    step = split_every - 1
+    for i, start in enumerate(range(split_every, len(parts), step), start=1):
+        total = client.submit(func, [total, *parts[start:start + step]], key=f"{name}-{i}",
+                              priority=priority, **kwargs)
+    return total
 
 
 def show_progress(enabled: bool | None) -> bool:
@@ -81,14 +84,22 @@ def show_progress(enabled: bool | None) -> bool:
     return sys.stderr.isatty() if enabled is None else enabled
 
 
-def wait_with_progress(futures: Sequence[Future], *, desc: str, unit: str,
-                       weights: Sequence[int] | None = None, enabled: bool = False) -> None:
-    """Wait for futures with a bar; raises the first task error as it arrives."""
+def wait_with_progress(futures: list[Future], *, desc: str, unit: str,
+                       weights: Sequence[int] | None = None, enabled: bool = False,
+                       release: bool = False) -> None:
+    """Wait for futures with a bar; raises the first task error as it arrives.
+
+    ``release=True`` empties ``futures`` and lets go of each one once it is done, so that the
+    cluster can free a result as soon as the tasks that consume it have run (a caller that
+    holds the list would keep every result alive until the end)."""
     total = sum(weights) if weights is not None else len(futures)
     weight_of = {f.key: (weights[i] if weights is not None else 1) for i, f in enumerate(futures)}
+    pending = as_completed(futures)
+    if release:
+        futures.clear()
     with tqdm(total=total, desc=desc, unit=unit, unit_scale=True, disable=not enabled,
               file=sys.stderr) as bar:
-        for future in as_completed(futures):
+        for future in pending:
             if future.status == "error":
                 future.result()  # raises the task's own exception
             bar.update(weight_of[future.key])

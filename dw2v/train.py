@@ -18,6 +18,7 @@ import math
 import os
 import shutil
 import sys
+import threading
 import time
 import uuid
 from concurrent.futures import CancelledError
@@ -273,18 +274,15 @@ class _Rounds:
 
     def wait(self, future: Future, round_index: int) -> Any:
         """``future.result()``, but stop with a clear error when the cluster has had no
-        workers for ``worker_timeout`` seconds (Dask itself would wait for ever). Polls
-        ``done()`` rather than catching timeouts: a caught exception's traceback would keep
+        workers for ``worker_timeout`` seconds (Dask itself would wait for ever). Waits on a
+        done-callback rather than catching timeouts: a caught exception's traceback would keep
         this frame's futures, and so their data on the workers, alive until a garbage
         collection."""
         alone_since: float | None = None
-        checked = time.monotonic()
-        while not future.done():
-            time.sleep(0.01)
+        finished = threading.Event()
+        future.add_done_callback(lambda _: finished.set())
+        while not finished.wait(1.0):  # no busy polling: the driver shares the workers' cores
             now = time.monotonic()
-            if now - checked < 1.0:
-                continue
-            checked = now
             if self.c.nthreads():
                 alone_since = None
             elif alone_since is None:

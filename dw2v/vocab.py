@@ -1,7 +1,7 @@
-"""The global vocabulary: per-shard counts, their tree merge, pruning, and the derived tables.
+"""The global vocabulary: per-shard counts, their merge, pruning, and the derived tables.
 
-Counting is ``count_shard`` per shard (Arrow ``value_counts``), ``merge_counts`` as a tree on
-the workers, and ``finalize`` once. A budget on distinct words (``max_vocab_size``, as in
+Counting is ``count_shard`` per shard (Arrow ``value_counts``), ``merge_counts`` as a reduction
+on the workers, and ``finalize`` once. A budget on distinct words (``max_vocab_size``, as in
 gensim) is enforced at every step, so memory stays bounded however many distinct tokens the
 corpus holds; what the budget cut is counted and reported.
 """
@@ -73,9 +73,10 @@ def prune(table: pa.Table, budget: int | None) -> tuple[pa.Table, int, int]:
     """Keep the ``budget`` most frequent tokens (ties by token); return what was cut too."""
     if budget is None or table.num_rows <= budget:
         return table, 0, 0
-    ordered = table.sort_by([("count", "descending"), ("token", "ascending")])
-    kept, cut = ordered.slice(0, budget), ordered.slice(budget)
-    return kept, cut.num_rows, int(pc.sum(cut["count"]).as_py())
+    order = pc.sort_indices(table, sort_keys=[("count", "descending"), ("token", "ascending")])
+    cut = pc.take(table["count"], order[budget:])
+    # take, not slice: a slice would carry (and ship between workers) the cut rows too
+    return table.take(order[:budget]), len(cut), int(pc.sum(cut).as_py())
 
 
 def _sum_counts(tables: Sequence[pa.Table]) -> pa.Table:
@@ -167,8 +168,8 @@ def split_counts(counts: Counts, buckets: int) -> tuple[Counts, ...]:
     bucket = token_buckets(table["token"].combine_chunks(), buckets)
     order = np.argsort(bucket, kind="stable")
     bounds = np.searchsorted(bucket[order], np.arange(buckets + 1))
-    ordered = table.take(pa.array(order))
-    return tuple(Counts(ordered.slice(bounds[b], bounds[b + 1] - bounds[b]),
+    # a table per bucket, not slices of one: a slice is pickled with its parent's buffers
+    return tuple(Counts(table.take(order[bounds[b]:bounds[b + 1]]),
                         counts.stats if b == 0 else CountStats()) for b in range(buckets))
 
 
@@ -276,7 +277,7 @@ def finalize(counts: Counts | Sequence[Counts], config: VocabConfig) -> Vocabula
             f"empty vocabulary: no token occurs at least min_count={min_count} times "
             f"({len(count_array)} distinct tokens, the most frequent {most} times in "
             f"{counts.stats.tokens} tokens); lower --min-count or add text")
-    tokens = table["token"].slice(0, keep).combine_chunks()
+    tokens = pc.take(table["token"], pa.array(np.arange(keep))).combine_chunks()  # a copy
     return Vocabulary(tokens=tokens, counts=count_array[:keep].copy(), config=config,
                       stats=counts.stats, distinct_seen=len(count_array), min_count=min_count)
 
