@@ -1,7 +1,7 @@
 """Benchmark: ``dw2v train`` end to end on large synthetic corpora, in bounded memory.
 
 For each corpus, one ``dw2v train`` command (a fresh process; the embedded LocalCluster of
-``--workers`` single-threaded workers) while this script samples, every 0.5 s, the resident
+``--workers`` single-threaded workers) while this script samples, every 0.1 s, the resident
 memory of the driver and of every worker process (psutil; the peak of each is reported) and
 the disk used by the model directory's work area. Reports wall time per stage (vocabulary and
 encoding from ``vocab_report.json``, training from ``model.json``), training words/s, and the
@@ -73,17 +73,22 @@ def run(corpus: Path, extra: list[str], workers: int, work: Path) -> dict[str, A
     series: list[dict[str, Any]] = []
     stop = threading.Event()
 
+    stage_peaks: dict[str, dict[str, int]] = {"vocab": {}, "train": {}}
+
     def sample() -> None:
         ticks = 0
-        while not stop.wait(0.5):
+        while not stop.wait(0.1):
             rss_now = _tree_rss(root)
+            # the vocabulary stage ends when its report appears in the model directory
+            stage = stage_peaks["train" if (out / "vocab_report.json").exists() else "vocab"]
             for key, rss in rss_now.items():
                 peaks[key] = max(peaks.get(key, 0), rss)
+                stage[key] = max(stage.get(key, 0), rss)
             ticks += 1
-            if ticks % 10 == 0:  # every 5 s: the curve, to see which stage holds the peak
+            if ticks % 50 == 0:  # every 5 s: the curve, to see which stage holds the peak
                 series.append({"t": round(time.perf_counter() - started, 1),
                                **{k: round(v / 2**20) for k, v in rss_now.items()}})
-            if out.exists():
+            if ticks % 5 == 0 and out.exists():  # disk use every 0.5 s
                 disk["model_dir_peak"] = max(disk["model_dir_peak"], _du(out))
                 disk["work_peak"] = max(disk["work_peak"], _du(out / "work"))
 
@@ -111,6 +116,8 @@ def run(corpus: Path, extra: list[str], workers: int, work: Path) -> dict[str, A
         "peak_rss_driver_mib": peaks.get("driver", 0) / 2**20,
         "peak_rss_workers_mib": [v / 2**20 for v in sorted(workers_rss, reverse=True)],
         "peak_rss_other_mib": sum(v for k, v in peaks.items() if k.startswith("other")) / 2**20,
+        "peak_rss_by_stage_mib": {name: {k: round(v / 2**20) for k, v in stage.items()}
+                                  for name, stage in stage_peaks.items()},
         "work_dir_peak_mib": disk["work_peak"] / 2**20,
         "model_dir_peak_mib": disk["model_dir_peak"] / 2**20,
         "final_loss": rounds[-1]["loss"],

@@ -108,8 +108,10 @@ class Averaged:
 
 
 def finalize(total: Partial, previous: Params, momentum: Params | None, round_index: int,
-             eta: float = 0.0) -> Averaged:
-    """Touched-row weighted averages, then block momentum ``eta`` (0: none); refuse NaN/inf."""
+             eta: float = 0.0, *, in_place: bool = False) -> Averaged:
+    """Touched-row weighted averages, then block momentum ``eta`` (0: none); refuse NaN/inf.
+    ``in_place``: write the new parameters over ``total``'s sums (one model copy less at the
+    round's peak; only for a ``total`` nothing else holds)."""
     if not 0.0 <= eta < 1.0:
         raise ValueError(f"block momentum must be in [0, 1), not {eta}")
     matrices = []
@@ -119,7 +121,8 @@ def finalize(total: Partial, previous: Params, momentum: Params | None, round_in
                               None if momentum is None else momentum.W_out)):
         shape = p.shape if eta > 0 else (0, p.shape[1])
         g = np.zeros(shape, np.float32) if g is None or eta == 0 else g
-        new_p, new_g = np.empty_like(p), np.empty(shape, np.float32)
+        new_p = t if in_place else np.empty_like(p)  # block_update reads t[r, j] first
+        new_g = np.empty(shape, np.float32)
         bad = block_update(t, w, p, g, eta, new_p, new_g)
         if bad:
             raise NumericalError(
@@ -134,7 +137,7 @@ def finalize(total: Partial, previous: Params, momentum: Params | None, round_in
 def average_round(parts: Sequence[WorkerResult | Partial], previous: Params,
                   momentum: Params | None, round_index: int, eta: float = 0.0) -> Averaged:
     """The last step of a round's reduction: add ``parts`` and ``finalize`` in one task."""
-    return finalize(weighted_sum(parts), previous, momentum, round_index, eta)
+    return finalize(weighted_sum(parts), previous, momentum, round_index, eta, in_place=True)
 
 
 # ------------------------------------------------------------------------- checkpoints

@@ -241,6 +241,7 @@ class _Rounds:
         self.total_words = sum(slot_words)
         self.anchor = state["round"]  # the checkpoint the lineage starts from
         self.checkpoint: Future | None = None
+        self.checkpoint_round = -1  # the round whose checkpoint is in flight
         self.source: Future | None = None
         self.last = time.perf_counter()
 
@@ -298,9 +299,20 @@ class _Rounds:
             raise TrainError(f"round {round_index}: its data was lost with the workers that "
                              f"held it; training stopped; {self._kept()}") from None
 
-    def _kept(self) -> str:
+    def _written(self) -> str:
+        """Wait for the checkpoint in flight and return its path; a failed write (a full
+        disk, say) stops training with the previous checkpoint named, which it left intact."""
+        assert self.checkpoint is not None
+        try:
+            return self.wait(self.checkpoint, self.checkpoint_round)
+        except OSError as exc:
+            raise TrainError(f"writing the checkpoint after round {self.checkpoint_round + 1} "
+                             f"failed ({exc}); training stopped; "
+                             f"{self._kept('free space and run again with --resume')}") from None
+
+    def _kept(self, then: str = "start workers and run again with --resume") -> str:
         kept = latest_checkpoint(self.out)
-        return (f"the checkpoint {kept} is kept: start workers and run again with --resume"
+        return (f"the checkpoint {kept} is kept: {then}"
                 if kept else "no round had finished, so there is no checkpoint")
 
     def _record(self, p: _Pending) -> None:
@@ -326,9 +338,10 @@ class _Rounds:
         self.state = dict(self.state, round=p.round + 1,
                           history=[asdict(x) for x in self.records])
         if self.checkpoint is not None:  # one in flight at a time, in round order
-            self.wait(self.checkpoint, p.round)
+            self._written()
         self.checkpoint = self.c.submit(_checkpoint, str(self.out), p.averaged, self.state,
                                         self.anchor, key=f"dw2v-checkpoint-r{p.round}-{self.rid}")
+        self.checkpoint_round = p.round
         self.bar.update(p.words)
         self.bar.set_postfix(loss=f"{record.loss:.4f}")
         logger.info("round %d/%d: %d words, %.0f words/s, lr %.5f->%.5f, loss %.4f, "
@@ -351,9 +364,11 @@ class _Rounds:
                 # held it is re-read from disk, not recomputed from the first round
                 self._record(pending)
                 pending = None
-                assert self.checkpoint is not None
-                source = self.c.submit(load_averaged, self.wait(self.checkpoint, r),
-                                       key=f"dw2v-load-r{r}-{self.rid}")
+                path = self._written()
+                # drop the state the checkpoint replaces first, so that the workers free it
+                # before they load the copy (not both in memory at once)
+                source = params = momentum = None
+                source = self.c.submit(load_averaged, path, key=f"dw2v-load-r{r}-{self.rid}")
                 self.anchor = r
                 params, momentum = self._split(source, f"load-r{r}")
             submitted = self._submit(r, params, momentum)
@@ -365,7 +380,7 @@ class _Rounds:
         if pending is not None:
             self._record(pending)
         if self.checkpoint is not None:
-            self.wait(self.checkpoint, self.rounds - 1)
+            self._written()
         return source
 
 
