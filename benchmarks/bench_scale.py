@@ -2,7 +2,8 @@
 
 For each corpus, one ``dw2v train`` command (a fresh process; the embedded LocalCluster of
 ``--workers`` single-threaded workers) while this script samples, every 0.1 s, the resident
-memory of the driver and of every worker process (psutil; the peak of each is reported) and
+memory of the driver and of every worker process (psutil), and reads each one's exact peak
+(the kernel's ``VmHWM``, which sampling can miss: the reported peak) and
 the disk used by the model directory's work area. Reports wall time per stage (vocabulary and
 encoding from ``vocab_report.json``, training from ``model.json``), training words/s, and the
 peak figures; then compares the peaks across corpora (the target: within 10 % when the
@@ -49,6 +50,18 @@ def _tree_rss(root: psutil.Process) -> dict[str, int]:
     return out
 
 
+def _high_water_mark(key: str, root: psutil.Process) -> int | None:
+    """The kernel's exact peak RSS of a process (``VmHWM``, Linux), which sampling can miss."""
+    pid = root.pid if key == "driver" else int(key.rsplit("-", 1)[1])
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def _du(path: Path) -> int:
     total = 0
     for p in path.rglob("*"):
@@ -74,6 +87,7 @@ def run(corpus: Path, extra: list[str], workers: int, work: Path) -> dict[str, A
     stop = threading.Event()
 
     stage_peaks: dict[str, dict[str, int]] = {"vocab": {}, "train": {}}
+    exact: dict[str, int] = {}  # VmHWM, read until the process ends
 
     def sample() -> None:
         ticks = 0
@@ -84,6 +98,9 @@ def run(corpus: Path, extra: list[str], workers: int, work: Path) -> dict[str, A
             for key, rss in rss_now.items():
                 peaks[key] = max(peaks.get(key, 0), rss)
                 stage[key] = max(stage.get(key, 0), rss)
+                hwm = _high_water_mark(key, root)
+                if hwm is not None:
+                    exact[key] = max(exact.get(key, 0), hwm)
             ticks += 1
             if ticks % 50 == 0:  # every 5 s: the curve, to see which stage holds the peak
                 series.append({"t": round(time.perf_counter() - started, 1),
@@ -105,6 +122,10 @@ def run(corpus: Path, extra: list[str], workers: int, work: Path) -> dict[str, A
     rounds = model["rounds"]
     train_seconds = sum(r["seconds"] for r in rounds)
     words = sum(r["words"] for r in rounds)
+    sampled_workers = [v for k, v in peaks.items() if k.startswith("worker")]
+    sampled_driver = peaks.get("driver", 0)
+    if exact:  # the kernel's high-water marks: the true peaks
+        peaks = {k: max(v, peaks.get(k, 0)) for k, v in exact.items()}
     workers_rss = [v for k, v in peaks.items() if k.startswith("worker")]
     result = {
         "corpus": corpus.name,
@@ -116,6 +137,9 @@ def run(corpus: Path, extra: list[str], workers: int, work: Path) -> dict[str, A
         "peak_rss_driver_mib": peaks.get("driver", 0) / 2**20,
         "peak_rss_workers_mib": [v / 2**20 for v in sorted(workers_rss, reverse=True)],
         "peak_rss_other_mib": sum(v for k, v in peaks.items() if k.startswith("other")) / 2**20,
+        "peak_rss_from": "VmHWM" if exact else "sampled",
+        "sampled_peak_rss_driver_mib": sampled_driver / 2**20,
+        "sampled_peak_rss_workers_mib": [v / 2**20 for v in sorted(sampled_workers, reverse=True)],
         "peak_rss_by_stage_mib": {name: {k: round(v / 2**20) for k, v in stage.items()}
                                   for name, stage in stage_peaks.items()},
         "work_dir_peak_mib": disk["work_peak"] / 2**20,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
 import json
 import shutil
@@ -198,3 +199,41 @@ def test_parameters_that_diverge_stop_the_run_naming_the_round(
         dw2v.train([str(sample_dir / "kjv-000.parquet")], tmp_path / "m", config,
                    client=client1)
     assert not (tmp_path / "m" / "model.json").exists()
+
+
+def test_a_checkpoint_write_that_fails_stops_and_resume_completes(
+        sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fills on the third checkpoint (ENOSPC from the writer, in-process workers so
+    the writer can be replaced): the run stops naming the kept checkpoint, which is intact, and
+    ``resume`` completes from it. ``benchmarks/fault_disk_full.py`` does the same on a real
+    tmpfs."""
+    from distributed import LocalCluster
+
+    train_module = importlib.import_module("dw2v.train")  # dw2v.train is also the function
+    real = train_module.write_checkpoint
+    calls: list[int] = []
+
+    def filling_disk(model_dir, averaged, state, keep_from=None):
+        calls.append(state["round"])
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(model_dir, averaged, state, keep_from=keep_from)
+
+    config = RunConfig(vocab=VocabConfig(min_count=10),
+                       train=TrainConfig(vector_size=16, epochs=1, sync_every=20_000, seed=2))
+    inputs = [str(sample_dir / "kjv-000.parquet")]
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
+        monkeypatch.setattr(train_module, "write_checkpoint", filling_disk)
+        with pytest.raises(dw2v.Dw2vError, match=r"writing the checkpoint after round 3 failed "
+                           r"\(\[Errno 28\] No space left on device\); training stopped; "
+                           r"the checkpoint .*round-00002 is kept: free space"):
+            dw2v.train(inputs, tmp_path / "m", config, client=client)
+        kept = tmp_path / "m" / "checkpoints"
+        assert json.loads((kept / "latest.json").read_text())["round"] == 2
+        assert np.isfinite(np.load(kept / "round-00002" / "W_in.npy")).all()
+        assert not [p for p in kept.iterdir() if ".tmp-" in p.name]
+        monkeypatch.setattr(train_module, "write_checkpoint", real)
+        model = dw2v.train(inputs, tmp_path / "m", config, client=client, resume=True)
+    assert len(model) > 0 and np.isfinite(model.vectors).all()
+    assert [r["round"] for r in model.meta["rounds"]] == list(range(len(model.meta["rounds"])))
