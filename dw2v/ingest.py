@@ -128,7 +128,8 @@ def _all_null(url: str, column: str, rows: int) -> InputError:
 
 
 def iter_text(shard: ShardInfo, config: IngestConfig) -> Iterator[pa.Array]:
-    """Yield the text column of a shard in record batches, checked for valid UTF-8."""
+    """Yield the text column of a shard in record batches, checked for valid UTF-8, cut into
+    pieces of at most ``PIECE_BYTES`` of text."""
     if shard.empty:
         return
     column = config.text_column
@@ -151,8 +152,27 @@ def iter_text(shard: ShardInfo, config: IngestConfig) -> Iterator[pa.Array]:
             except pa.ArrowInvalid as exc:
                 raise InputError(shard.url, f"invalid UTF-8 in column {column!r} in rows "
                                             f"{start}..{start + len(text) - 1} ({exc})") from None
-            yield text
+            yield from _pieces(text, PIECE_BYTES)
             start += len(text)
+
+
+#: Text handed to the tokenizer at once, at most (a longer row goes alone): what one tokenized
+#: batch and its count table hold is bounded by this, whatever the rows per batch.
+PIECE_BYTES = 8 * 2**20
+
+
+def _pieces(text: pa.Array, max_bytes: int) -> Iterator[pa.Array]:
+    """Cut a batch into runs of whole rows holding at most ``max_bytes`` of text each."""
+    if text.nbytes <= max_bytes or len(text) < 2:
+        yield text
+        return
+    ends = np.cumsum(pc.fill_null(pc.binary_length(text), 0).to_numpy(zero_copy_only=False))
+    lo = 0
+    while lo < len(text):
+        before = int(ends[lo - 1]) if lo else 0
+        hi = max(int(np.searchsorted(ends, before + max_bytes, side="right")), lo + 1)
+        yield text.slice(lo, hi - lo)
+        lo = hi
 
 
 @dataclass(frozen=True)

@@ -157,3 +157,18 @@ def test_encode_shard_maps_tokens_to_ids_and_drops_unknown(tmp_path: Path) -> No
     assert result.sentences == shard.n_sentences
     assert shard.ids.dtype == np.int32
     assert shard.meta["source"] == str(path)
+
+
+def test_batches_are_cut_into_pieces_of_bounded_text() -> None:
+    """Every row once, in order; each piece within the bound unless it is one longer row."""
+    from dw2v.ingest import _pieces
+
+    rows = ["a" * n if n % 7 else None for n in [3, 50, 10, 400, 1, 0, 90, 60, 60, 5] * 3]
+    text = pa.array(rows, pa.string())
+    pieces = list(_pieces(text, 100))
+    assert sum((p.to_pylist() for p in pieces), []) == rows
+    for piece in pieces:
+        size = sum(len(r or "") for r in piece.to_pylist())
+        assert size <= 100 or len(piece) == 1
+    assert len(pieces) > 5
+    assert list(_pieces(text, 10**6)) == [text]  # small batches pass whole
