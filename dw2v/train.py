@@ -280,10 +280,18 @@ class _Rounds:
         this frame's futures, and so their data on the workers, alive until a garbage
         collection."""
         alone_since: float | None = None
-        finished = threading.Event()
+        finished = threading.Event()  # wakes the loop at once when the future finishes
         future.add_done_callback(lambda _: finished.set())
-        while not finished.wait(1.0):  # no busy polling: the driver shares the workers' cores
+        checked = time.monotonic()
+        # no busy polling (the driver shares the workers' cores), but done() decides: a future
+        # that finished and then lost its data with its workers is not done
+        while not future.done():
+            finished.wait(0.5)
+            finished.clear()
             now = time.monotonic()
+            if now - checked < 1.0:
+                continue
+            checked = now
             if self.c.nthreads():
                 alone_since = None
             elif alone_since is None:
