@@ -27,6 +27,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_scale import high_water_mark  # noqa: E402
+
 TOKENS_PER_DOC = 100
 CHUNK = 4_000_000  # tokens per row group
 
@@ -54,17 +57,6 @@ def write_flood(out: Path, distinct: int, shards: int = 8) -> int:
     return text_bytes
 
 
-def _high_water_mark(pid: int) -> int:
-    """The kernel's exact peak RSS of a process (``VmHWM``, Linux; 0 elsewhere)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    return 0
-
-
 def measure(corpus: Path, out: Path, budget: int, workers: int) -> dict:
     cmd = [sys.executable, "-m", "dw2v.cli", "vocab", str(corpus), "-o", str(out),
            "--max-vocab-size", str(budget), "--min-count", "1", "--workers", str(workers),
@@ -84,7 +76,7 @@ def measure(corpus: Path, out: Path, budget: int, workers: int) -> dict:
             for p in procs:
                 try:
                     peaks[p.pid] = max(peaks.get(p.pid, 0), p.memory_info().rss,
-                                       _high_water_mark(p.pid))
+                                       high_water_mark(p.pid))
                 except psutil.Error:
                     pass
 

@@ -50,16 +50,16 @@ def _tree_rss(root: psutil.Process) -> dict[str, int]:
     return out
 
 
-def _high_water_mark(key: str, root: psutil.Process) -> int | None:
-    """The kernel's exact peak RSS of a process (``VmHWM``, Linux), which sampling can miss."""
-    pid = root.pid if key == "driver" else int(key.rsplit("-", 1)[1])
+def high_water_mark(pid: int) -> int:
+    """The kernel's exact peak RSS of a process (``VmHWM``, Linux; 0 elsewhere), which
+    sampling can miss."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
     except (OSError, ValueError):
         pass
-    return None
+    return 0
 
 
 def _du(path: Path) -> int:
@@ -98,8 +98,8 @@ def run(corpus: Path, extra: list[str], workers: int, work: Path) -> dict[str, A
             for key, rss in rss_now.items():
                 peaks[key] = max(peaks.get(key, 0), rss)
                 stage[key] = max(stage.get(key, 0), rss)
-                hwm = _high_water_mark(key, root)
-                if hwm is not None:
+                hwm = high_water_mark(root.pid if key == "driver" else int(key.split("-")[1]))
+                if hwm:
                     exact[key] = max(exact.get(key, 0), hwm)
             ticks += 1
             if ticks % 50 == 0:  # every 5 s: the curve, to see which stage holds the peak
@@ -158,8 +158,10 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None,
                         help="where the models go while they run (default: a temp dir)")
     parser.add_argument("--json", type=Path, default=None)
-    args, extra = parser.parse_known_args()  # the rest (after --) goes to dw2v train
-    extra = [a for a in extra if a != "--"]
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:cut])
+    extra = argv[cut + 1:]  # what follows -- goes to dw2v train
     with tempfile.TemporaryDirectory(prefix="bench-scale-", dir=args.work) as tmp:
         results = []
         for corpus in args.corpora:
