@@ -18,7 +18,6 @@ import math
 import os
 import shutil
 import sys
-import threading
 import time
 import uuid
 from concurrent.futures import CancelledError
@@ -273,39 +272,39 @@ class _Rounds:
         summary = c.submit(_summary_of, averaged, key=f"dw2v-summary-r{r}-{rid}")
         return _Pending(r, averaged, summary, lr, done_hi - done_lo)
 
-    def wait(self, future: Future, round_index: int) -> Any:
+    def wait(self, future: Future, round_index: int, fetch_timeout: float | None = 5.0) -> Any:
         """``future.result()``, but stop with a clear error when the cluster has had no
-        workers for ``worker_timeout`` seconds (Dask itself would wait for ever). Waits on a
-        done-callback rather than catching timeouts: a caught exception's traceback would keep
+        workers for ``worker_timeout`` seconds (Dask itself would wait for ever). Polls
+        ``done()`` rather than catching timeouts: a caught exception's traceback would keep
         this frame's futures, and so their data on the workers, alive until a garbage
-        collection."""
+        collection. A result lost with its workers while it is fetched is waited for again
+        (the fetch gives up after ``fetch_timeout`` seconds; None: never)."""
         alone_since: float | None = None
-        finished = threading.Event()  # wakes the loop at once when the future finishes
-        future.add_done_callback(lambda _: finished.set())
         checked = time.monotonic()
-        # no busy polling (the driver shares the workers' cores), but done() decides: a future
-        # that finished and then lost its data with its workers is not done
-        while not future.done():
-            finished.wait(0.5)
-            finished.clear()
-            now = time.monotonic()
-            if now - checked < 1.0:
-                continue
-            checked = now
-            if self.c.nthreads():
-                alone_since = None
-            elif alone_since is None:
-                alone_since = now
-                logger.warning("round %d: the cluster has no workers; waiting up to %.0f s for "
-                               "some", round_index, self.worker_timeout)
-            elif now - alone_since >= self.worker_timeout:
-                raise TrainError(f"round {round_index}: no workers for {now - alone_since:.0f} s; "
-                                 f"training stopped; {self._kept()}")
-        try:
-            return future.result()
-        except CancelledError:
-            raise TrainError(f"round {round_index}: its data was lost with the workers that "
-                             f"held it; training stopped; {self._kept()}") from None
+        while True:
+            while not future.done():
+                time.sleep(0.01)
+                now = time.monotonic()
+                if now - checked < 1.0:
+                    continue
+                checked = now
+                if self.c.nthreads():
+                    alone_since = None
+                elif alone_since is None:
+                    alone_since = now
+                    logger.warning("round %d: the cluster has no workers; waiting up to %.0f s "
+                                   "for some", round_index, self.worker_timeout)
+                elif now - alone_since >= self.worker_timeout:
+                    raise TrainError(f"round {round_index}: no workers for "
+                                     f"{now - alone_since:.0f} s; training stopped; "
+                                     f"{self._kept()}")
+            try:
+                return future.result(timeout=fetch_timeout)
+            except CancelledError:
+                raise TrainError(f"round {round_index}: its data was lost with the workers "
+                                 f"that held it; training stopped; {self._kept()}") from None
+            except TimeoutError:
+                continue  # lost while fetched (Dask recomputes it), or slow: wait again
 
     def _written(self) -> str:
         """Wait for the checkpoint in flight and return its path; a failed write (a full
@@ -471,7 +470,7 @@ def train(inputs: Sequence[str], output: str | Path, config: RunConfig = RunConf
         source = runner.run()
         bar.close()
         final: Params = runner.wait(c.submit(_model_of, source, key=f"dw2v-model-{rid}"),
-                                    rounds - 1)
+                                    rounds - 1, fetch_timeout=None)  # large: no time limit
         seconds_total = time.perf_counter() - run_started
     _write_model(out, final, config, len(vocab), records,
                  {"slots": len(plan), "total_words": total_words, "seconds": seconds_total,
