@@ -2,7 +2,8 @@
 
 Everything heavy runs as Dask tasks: footers are checked, shards counted and encoded on the
 workers; counts are merged there (by hash bucket, each a chain of merges); the client only
-receives the small final vocabulary, which it writes. The output directory appears only when every step succeeded.
+receives the small final vocabulary, which it writes. The output directory appears only when
+every step succeeded.
 """
 
 from __future__ import annotations
@@ -115,8 +116,8 @@ def _reduce_buckets(client: Client, counts: Sequence[Future], vocab: VocabConfig
     n = vocab.buckets or (8 if input_bytes >= AUTO_BUCKETS_BYTES else 1)
     if n == 1:
         return [chain_reduce(client, counts, merge_counts, split_every=vocab.split_every,
-                            name=f"dw2v-merge-counts-{rid}", priority=MERGE_PRIORITY,
-                            budget=vocab.max_vocab_size)]
+                             name=f"dw2v-merge-counts-{rid}", priority=MERGE_PRIORITY,
+                             budget=vocab.max_vocab_size)]
     budget = -(-vocab.max_vocab_size // n) if vocab.max_vocab_size else None
     splits = [client.submit(split_counts, counts_i, n, key=f"dw2v-split-{rid}-{i}",
                             priority=MERGE_PRIORITY) for i, counts_i in enumerate(counts)]
@@ -125,8 +126,8 @@ def _reduce_buckets(client: Client, counts: Sequence[Future], vocab: VocabConfig
         parts = [client.submit(operator.itemgetter(b), split, key=f"dw2v-bucket-{rid}-{i}-{b}",
                                priority=MERGE_PRIORITY) for i, split in enumerate(splits)]
         totals.append(chain_reduce(client, parts, merge_counts, split_every=vocab.split_every,
-                                  name=f"dw2v-merge-counts-{rid}-b{b}", priority=MERGE_PRIORITY,
-                                  budget=budget))
+                                   name=f"dw2v-merge-counts-{rid}-b{b}",
+                                   priority=MERGE_PRIORITY, budget=budget))
     return totals
 
 

@@ -275,10 +275,11 @@ class _Rounds:
     def wait(self, future: Future, round_index: int, fetch_timeout: float | None = 5.0) -> Any:
         """``future.result()``, but stop with a clear error when the cluster has had no
         workers for ``worker_timeout`` seconds (Dask itself would wait for ever). Polls
-        ``done()`` rather than catching timeouts: a caught exception's traceback would keep
+        ``done()`` rather than waiting with timeouts: a caught exception's traceback would keep
         this frame's futures, and so their data on the workers, alive until a garbage
-        collection. A result lost with its workers while it is fetched is waited for again
-        (the fetch gives up after ``fetch_timeout`` seconds; None: never)."""
+        collection. Only the fetch of a done result has a timeout (``fetch_timeout`` seconds;
+        None: none), for the rare result lost with its workers while it is fetched, which Dask
+        recomputes: it is then waited for again, under the same ``worker_timeout``."""
         alone_since: float | None = None
         checked = time.monotonic()
         while True:
