@@ -106,9 +106,13 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--sync-every", type=int, default=TrainConfig.sync_every,
                        metavar="WORDS", help="words each worker trains between parameter "
                                              f"averagings (default {TrainConfig.sync_every:,})")
-    group.add_argument("--block-momentum", type=float, default=None, metavar="ETA",
-                       help="momentum of the averaging, in [0, 1) (default 1 - 1/workers; 0: "
-                            "plain touched-row weighted average)")
+    group.add_argument("--scale-lr", action=argparse.BooleanOptionalAction, default=True,
+                       help="each worker's learning rate is --alpha/--min-alpha times the "
+                            "number of workers, since averaging divides each worker's updates "
+                            "by that number (default; --no-scale-lr: --alpha as given)")
+    group.add_argument("--block-momentum", type=float, default=0.0, metavar="ETA",
+                       help="momentum of the averaging (BMUF), in [0, 1) (default 0: the plain "
+                            "touched-row weighted average)")
     group.add_argument("--shared-negatives", action=argparse.BooleanOptionalAction,
                        default=True, help="skip-gram: the HogBatch kernel, negatives shared by "
                                           "a centre word's window (default; --no-shared-"
@@ -203,7 +207,8 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
                        negative=args.negative, alpha=args.alpha, min_alpha=args.min_alpha,
                        epochs=args.epochs, seed=args.seed, threads=args.kernel_threads,
                        shared_negatives=args.shared_negatives, sync_every=args.sync_every,
-                       block_momentum=args.block_momentum, device=args.device,
+                       scale_lr=args.scale_lr, block_momentum=args.block_momentum,
+                       device=args.device,
                        save_output_vectors=args.save_output_vectors,
                        skip_bad_shards=args.skip_bad_shards)
 

@@ -112,9 +112,14 @@ class TrainConfig:
     shared_negatives: bool = True
     #: Words each worker trains between two parameter averagings (a round).
     sync_every: int = 1_000_000
-    #: Block momentum of the averaging (BMUF): None is 1 - 1/workers (none with one worker);
-    #: 0 is the plain touched-row weighted average. See dw2v.merge.
-    block_momentum: float | None = None
+    #: Each worker's learning rate is ``alpha`` (and ``min_alpha``) times the number of workers
+    #: training at once: averaging N workers' updates of a row they all touched moves it by
+    #: the mean of their updates, where one worker reading the same words would move it by
+    #: about their sum (the linear scaling rule of large-batch SGD). See dw2v.train.
+    scale_lr: bool = True
+    #: Block momentum of the averaging (BMUF), in [0, 1): 0 (the default) is the plain
+    #: touched-row weighted average; None is 1 - 1/workers. See dw2v.merge.
+    block_momentum: float | None = 0.0
     device: str = "cpu"
     #: Also write the output vectors (W_out) with the model.
     save_output_vectors: bool = False

@@ -31,6 +31,7 @@ CLI_FIELDS: dict[str, tuple[str, str]] = {
     "negative": ("train", "negative"), "epochs": ("train", "epochs"),
     "alpha": ("train", "alpha"), "min_alpha": ("train", "min_alpha"),
     "sync_every": ("train", "sync_every"), "block_momentum": ("train", "block_momentum"),
+    "scale_lr": ("train", "scale_lr"),
     "shared_negatives": ("train", "shared_negatives"), "kernel_threads": ("train", "threads"),
     "device": ("train", "device"), "seed": ("train", "seed"),
     "skip_bad_shards": ("train", "skip_bad_shards"),

@@ -5,7 +5,9 @@ epoch after epoch) from the same parameters; the results are averaged on the wor
 (touched rows only, weighted by touches; see ``merge``), checkpointed atomically, and the
 averaged parameters stay on the cluster as a future for the next round. Tasks are pure functions
 of (parameters, slice, learning-rate range, seed), soft-pinned to their worker, so a task lost
-with its worker is recomputed elsewhere. The learning rate decays with the words of all workers.
+with its worker is recomputed elsewhere. The learning rate decays with the words of all workers;
+with ``scale_lr`` each of the N workers of a round trains at N times it, because the average
+moves a row every worker touched by the mean of their updates, not by their sum.
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ class RoundRecord:
     #: Per worker task, in the order of ``workers``: words read and training seconds.
     worker_words: list[int] = field(default_factory=list)
     worker_seconds: list[float] = field(default_factory=list)
+    #: The workers' learning rates are the schedule's times this (``scale_lr``; else 1).
+    lr_scale: int = 1
 
 
 def plan_shards(shards: Sequence[dict[str, Any]], slots: int) -> list[list[dict[str, Any]]]:
@@ -219,6 +223,7 @@ class _Pending:
     summary: Future
     lr: tuple[float, float]
     words: int
+    lr_scale: int
 
 
 class _Rounds:
@@ -249,8 +254,10 @@ class _Rounds:
         lo, hi = r * tc.sync_every, (r + 1) * tc.sync_every
         done_lo = sum(min(lo, w) for w in self.slot_words)
         done_hi = sum(min(hi, w) for w in self.slot_words)
-        lr = (_learning_rate(tc, done_lo, self.total_words),
-              _learning_rate(tc, done_hi, self.total_words))
+        # the workers training this round; averaging divides each one's updates by them
+        scale = sum(lo < w for w in self.slot_words) if tc.scale_lr else 1
+        lr = (scale * _learning_rate(tc, done_lo, self.total_words),
+              scale * _learning_rate(tc, done_hi, self.total_words))
         results = []
         for i, slot in enumerate(self.shard_paths):
             if lo >= self.slot_words[i]:
@@ -270,7 +277,7 @@ class _Rounds:
         averaged = c.submit(average_round, results, params, momentum, r, self.eta,
                             key=f"dw2v-average-r{r}-{rid}")
         summary = c.submit(_summary_of, averaged, key=f"dw2v-summary-r{r}-{rid}")
-        return _Pending(r, averaged, summary, lr, done_hi - done_lo)
+        return _Pending(r, averaged, summary, lr, done_hi - done_lo, scale)
 
     def wait(self, future: Future, round_index: int, fetch_timeout: float | None = 5.0) -> Any:
         """``future.result()``, but stop with a clear error when the cluster has had no
@@ -337,7 +344,7 @@ class _Rounds:
             lr_start=p.lr[0], lr_end=p.lr[1], workers=list(ran_on),
             skipped_shards=sorted({path for x in counters for path in x.skipped}),
             worker_words=[x.words_read for x in counters],
-            worker_seconds=[x.seconds for x in counters])
+            worker_seconds=[x.seconds for x in counters], lr_scale=p.lr_scale)
         if record.skipped_shards:
             logger.warning("round %d: skipped unreadable token-id shards: %s", p.round,
                            ", ".join(record.skipped_shards))

@@ -53,10 +53,11 @@ def test_print_config_round_trips_and_flags_override_the_file(
     import tomllib
 
     first = _print_config(["in/a", "in/b", "-o", "out", "--dim", "50", "--no-dashboard",
-                           "--storage-option", "anon=true", "--max-final-vocab", "9"], capsys)
+                           "--storage-option", "anon=true", "--max-final-vocab", "9",
+                           "--no-scale-lr"], capsys)
     settings = tomllib.loads(first)
     assert settings["inputs"] == ["in/a", "in/b"] and settings["output"] == "out"
-    assert settings["train"]["vector_size"] == 50
+    assert settings["train"]["vector_size"] == 50 and settings["train"]["scale_lr"] is False
     assert settings["ingest"]["storage_options"] == {"anon": "true"}
     path = tmp_path / "run.toml"
     path.write_text(first)

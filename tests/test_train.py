@@ -69,10 +69,14 @@ def test_model_files_and_history(sample_model: Path) -> None:
     assert sum(r["words"] for r in rounds) == meta["total_words"]
     assert rounds[-1]["loss"] < rounds[0]["loss"]
     assert all(r["lr_start"] >= r["lr_end"] for r in rounds)
-    assert rounds[0]["lr_start"] == pytest.approx(0.025)
-    assert rounds[-1]["lr_end"] == pytest.approx(0.0001)
+    # each worker's learning rate is the schedule's times the workers training in the round
+    assert all(r["lr_scale"] == len(r["worker_words"]) for r in rounds)
+    assert rounds[0]["lr_scale"] == 2
+    assert rounds[0]["lr_start"] == pytest.approx(2 * 0.025)
+    assert rounds[-1]["lr_end"] / rounds[-1]["lr_scale"] == pytest.approx(0.0001)
     for before, after in zip(rounds, rounds[1:]):  # one schedule across rounds
-        assert after["lr_start"] == pytest.approx(before["lr_end"])
+        assert after["lr_start"] / after["lr_scale"] == pytest.approx(
+            before["lr_end"] / before["lr_scale"])
     assert meta["slots"] == 2 and len(set(sum((r["workers"] for r in rounds), []))) == 2
     model = dw2v.load(sample_model)
     assert model.vectors.dtype == np.float32 and model.vectors.shape == (len(model), 32)
