@@ -13,8 +13,13 @@
 Settings as bench_train.py: skip-gram, negative=5, window=5, dim=100, min_count=5, sample=1e-3,
 epochs=5, alpha=0.025, min_alpha=0.0001.
 
+Each run is a fresh process; with several ``--seeds`` the table gives means over seeds and the
+scaling ratio is taken per seed (the 1- and 2-worker runs of a seed run back to back: one
+worker's speed on this shared machine moves by 10-20 % between runs).
+
     python benchmarks/bench_distributed.py [--corpus DIR] [--workers 1 2 4 8]
-                                           [--sync 250000 1000000 4000000] [--json PATH]
+                                           [--sync 250000 1000000 4000000] [--seeds 1 2 3]
+                                           [--json PATH]
 """
 
 from __future__ import annotations
@@ -38,10 +43,10 @@ from bench_train import SETTINGS, evaluate, prepare, run_gensim  # noqa: E402
 
 
 def run_dw2v(corpus: Path, out: Path, workers: int, sync_every: int, seed: int) -> dict[str, Any]:
-    """One ``dw2v train`` on a fresh LocalCluster; figures from its model.json."""
-    from distributed import Client, LocalCluster
-
+    """One ``dw2v train`` on a fresh LocalCluster (as ``dw2v train`` makes it); figures from
+    its model.json."""
     import dw2v
+    from dw2v.dask_cluster import local_cluster
 
     config = dw2v.RunConfig(
         vocab=dw2v.VocabConfig(min_count=SETTINGS["min_count"], sample=SETTINGS["sample"]),
@@ -49,8 +54,7 @@ def run_dw2v(corpus: Path, out: Path, workers: int, sync_every: int, seed: int) 
                                negative=SETTINGS["negative"], epochs=SETTINGS["epochs"],
                                alpha=SETTINGS["alpha"], min_alpha=SETTINGS["min_alpha"],
                                sync_every=sync_every, seed=seed))
-    with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0") as lc, \
-            Client(lc) as client:
+    with local_cluster(workers) as client:  # the embedded cluster's settings
         client.run(lambda: __import__("dw2v.kernels.cpu"))  # compile/load kernels first
         started = time.perf_counter()
         model = dw2v.train([str(corpus)], out / "model", config, client=client, overwrite=True)
@@ -86,6 +90,39 @@ def measure(corpus: Path, work: Path, workers: int, sync_every: int, seed: int) 
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def summary(results: list[dict[str, Any]], gensim: dict[str, Any]) -> str:
+    """Means over seeds per (sync period, workers), against one worker and gensim; then the
+    scaling ratio 2 workers / 1 worker per seed (runs alternate, so each pair shares the
+    machine's state of the moment) with its mean and range."""
+    def mean(rows: list[dict[str, Any]], key: str) -> float:
+        return float(np.mean([r[key] for r in rows]))
+
+    groups: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for r in results:
+        groups.setdefault((r["sync_every"], r["workers"]), []).append(r)
+    lines = ["| sync every | workers | seeds | rounds | words/s | outside training | WS-353 | "
+             "- 1 worker | - gensim | analogy | / 1 worker | / gensim |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (sync_every, workers), rows in groups.items():
+        base = groups.get((sync_every, 1))
+        ws, an = mean(rows, "spearman"), mean(rows, "analogy")
+        vs_ws = f"{ws - mean(base, 'spearman'):+.3f}" if base else "-"
+        vs_an = f"{an / mean(base, 'analogy'):.1%}" if base else "-"
+        lines.append(f"| {sync_every:,} | {workers} | {len(rows)} | {rows[0]['rounds']} | "
+                     f"{mean(rows, 'words_per_s'):,.0f} | {mean(rows, 'outside_share'):.1%} | "
+                     f"{ws:.3f} | {vs_ws} | {ws - gensim['spearman']:+.3f} | {an:.4f} | "
+                     f"{vs_an} | {an / gensim['analogy']:.1%} |")
+    for sync_every in sorted({s for s, _ in groups}):
+        ones = {r["seed"]: r for r in groups.get((sync_every, 1), [])}
+        ratios = [r["words_per_s"] / ones[r["seed"]]["words_per_s"]
+                  for r in groups.get((sync_every, 2), []) if r["seed"] in ones]
+        if ratios:
+            lines.append(f"scaling at sync {sync_every:,}: 2 workers / 1 worker = "
+                         f"{np.mean(ratios):.2f}x (per seed {min(ratios):.2f}-"
+                         f"{max(ratios):.2f}x, {len(ratios)} pairs; target 1.8x)")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", type=Path, default=SHARED / "devcorpus")
@@ -111,31 +148,14 @@ def main() -> None:
         print(json.dumps(gensim), flush=True)
         results = []
         for sync_every in args.sync:
-            for workers in args.workers:
-                for seed in args.seeds:
+            for seed in args.seeds:  # 1, 2, ... workers of a seed run one after the other
+                for workers in args.workers:
                     result = measure(args.corpus, work, workers, sync_every, seed)
                     results.append(result)
                     print(json.dumps(result), flush=True)
         print(f"\ngensim (2 threads): Spearman {gensim['spearman']:.3f}, analogy "
               f"{gensim['analogy']:.4f}, {gensim['words_per_s']:,.0f} words/s")
-        print("| sync every | workers | rounds | words/s | outside training | "
-              "WS-353 | - 1 worker | - gensim | analogy | / 1 worker | / gensim |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
-        for r in results:
-            base = next(b for b in results if b["workers"] == 1
-                        and b["sync_every"] == r["sync_every"] and b["seed"] == r["seed"])
-            print(f"| {r['sync_every']:,} | {r['workers']} | {r['rounds']} | "
-                  f"{r['words_per_s']:,.0f} | {r['outside_share']:.1%} | {r['spearman']:.3f} | "
-                  f"{r['spearman'] - base['spearman']:+.3f} | "
-                  f"{r['spearman'] - gensim['spearman']:+.3f} | {r['analogy']:.4f} | "
-                  f"{r['analogy'] / base['analogy']:.1%} | "
-                  f"{r['analogy'] / gensim['analogy']:.1%} |")
-        ones = {r["sync_every"]: r for r in results if r["workers"] == 1}
-        twos = {r["sync_every"]: r for r in results if r["workers"] == 2}
-        for sync_every in sorted(set(ones) & set(twos)):
-            print(f"scaling at sync {sync_every:,}: 2 workers / 1 worker = "
-                  f"{twos[sync_every]['words_per_s'] / ones[sync_every]['words_per_s']:.2f}x "
-                  "(target 1.8x)")
+        print(summary(results, gensim))
         if args.json:
             args.json.write_text(json.dumps({"gensim": gensim, "results": results}, indent=1))
 

@@ -13,6 +13,7 @@ import uuid
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 
+import dask
 from distributed import Client, Future, LocalCluster, as_completed
 from tqdm.auto import tqdm
 
@@ -26,6 +27,30 @@ def _cpu_count() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+#: Dask settings of the embedded LocalCluster. Its background chores (event-loop ticks every
+#: 20 ms, system and memory monitors, the statistical profiler sampling every 10 ms) took 13 %
+#: of a core in an idle 2-worker cluster, and on a machine whose cores all train, that time is
+#: taken from the kernels; these intervals cut it to about 1.5 % (benchmarks/RESULTS.md §3d).
+#: The cost: the dashboard's system plots refresh every 5 s and its profile page stays empty.
+QUIET_CLUSTER = {
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "5s",
+    "distributed.worker.memory.monitor-interval": "1s",
+    "distributed.worker.profile.enabled": False,
+}
+
+
+@contextmanager
+def local_cluster(n_workers: int, threads_per_worker: int = 1,
+                  dashboard_address: str | None = ":0") -> Iterator[Client]:
+    """A LocalCluster of worker processes with ``QUIET_CLUSTER`` settings, and its client."""
+    with dask.config.set(QUIET_CLUSTER), \
+            LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
+                         processes=True, dashboard_address=dashboard_address) as cluster, \
+            Client(cluster) as client:
+        yield client
 
 
 @contextmanager
@@ -42,9 +67,7 @@ def client_for(config: ClusterConfig, client: Client | None = None) -> Iterator[
         return
     n_workers = config.n_workers or _cpu_count()
     threads = config.threads_per_worker or 1
-    with LocalCluster(n_workers=n_workers, threads_per_worker=threads, processes=True,
-                      dashboard_address=config.dashboard_address) as cluster, \
-            Client(cluster) as local:
+    with local_cluster(n_workers, threads, config.dashboard_address) as local:
         logger.info("started a LocalCluster: %d workers x %d threads", n_workers, threads)
         if config.dashboard_address:
             print(f"dw2v: Dask dashboard at {local.dashboard_link}", file=sys.stderr)

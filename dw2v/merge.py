@@ -7,10 +7,13 @@ often each touched it; a row no worker touched keeps its value. Plain sums of up
 
 Even the touched-row average moves a row that every worker touched by about the *mean* of their
 updates, where sequential SGD over the same words would move it by about their sum, so N workers
-learn frequent words about N times slower. Block momentum (BMUF; Chen & Huo, ICASSP 2016) gives
-that progress back without the sum's instability: ``G = eta G + (average - P)``, and the next
-round starts from the Nesterov look-ahead ``P + (average - P) + eta G``; ``eta = 1 - 1/N`` by
-default. Measured in benchmarks/RESULTS.md.
+would learn frequent words about N times slower. dw2v gives that progress back where it is
+lost, in the workers: each trains at N times the learning rate (``TrainConfig.scale_lr``, the
+linear scaling rule of large-batch SGD; Goyal et al., 2017). Scaling the averaged step instead
+diverged with 4 workers, and block momentum (BMUF; Chen & Huo, ICASSP 2016: ``G = eta G +
+(average - P)``, the next round starting from the Nesterov look-ahead ``P + (average - P) + eta
+G``) needs many rounds to build up; it is still available (``eta``, default 0). Measured in
+benchmarks/RESULTS.md §3.
 
 Partial results are sums (``total``: sum of touches x rows, ``weight``: sum of touches), so the
 reduction runs as a tree on the workers; ``finalize`` divides, applies the momentum and refuses
