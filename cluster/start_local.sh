@@ -12,6 +12,13 @@ dir=${3:-dask-local}
 mkdir -p "$dir"
 scheduler_file="$dir/scheduler.json"
 rm -f "$scheduler_file"
+# Dask's background chores (event-loop ticks, system and memory monitors, the profiler) take
+# time from the kernels when every core trains; the embedded LocalCluster uses the same settings
+# (dw2v.dask_cluster.QUIET_CLUSTER). Set any of them in the environment to override.
+export DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL=${DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL:-1s}
+export DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__INTERVAL=${DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__INTERVAL:-5s}
+export DASK_DISTRIBUTED__WORKER__MEMORY__MONITOR_INTERVAL=${DASK_DISTRIBUTED__WORKER__MEMORY__MONITOR_INTERVAL:-1s}
+export DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=${DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED:-False}
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM

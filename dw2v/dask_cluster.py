@@ -30,9 +30,9 @@ def _cpu_count() -> int:
 
 
 #: Dask settings of the embedded LocalCluster. Its background chores (event-loop ticks every
-#: 20 ms, system and memory monitors, the statistical profiler sampling every 10 ms) took 13 %
+#: 20 ms, system and memory monitors, the statistical profiler sampling every 10 ms) took 15 %
 #: of a core in an idle 2-worker cluster, and on a machine whose cores all train, that time is
-#: taken from the kernels; these intervals cut it to about 1.5 % (benchmarks/RESULTS.md §3d).
+#: taken from the kernels; these intervals cut it to 2 % (benchmarks/RESULTS.md §3d).
 #: The cost: the dashboard's system plots refresh every 5 s and its profile page stays empty.
 QUIET_CLUSTER = {
     "distributed.admin.tick.interval": "1s",

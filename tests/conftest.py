@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from distributed import Client, LocalCluster
+from distributed import Client
 
+from dw2v.dask_cluster import local_cluster
 from dw2v.testing import SAMPLE_DIR
 
 
@@ -17,8 +18,8 @@ def sample_dir() -> Path:
 
 
 def _cluster(n_workers: int) -> Iterator[Client]:
-    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                      dashboard_address=":0") as cluster, Client(cluster) as client:
+    """A LocalCluster of worker processes as ``dw2v train`` makes it (its Dask settings)."""
+    with local_cluster(n_workers) as client:
         yield client
 
 
