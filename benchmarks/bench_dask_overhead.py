@@ -13,7 +13,6 @@ alternately, ``--repeat`` times:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import subprocess
 import sys
@@ -44,15 +43,11 @@ def spin(seconds: float) -> int:
 
 def run(quiet: bool, workers: int, seconds: float) -> dict[str, Any]:
     """One cluster: idle CPU seconds per process kind, then busy iterations per worker."""
-    import dask
     import psutil
-    from distributed import Client, LocalCluster
 
-    from dw2v.dask_cluster import QUIET_CLUSTER
+    from dw2v.dask_cluster import QUIET_CLUSTER, local_cluster
 
-    settings = dask.config.set(QUIET_CLUSTER) if quiet else contextlib.nullcontext()
-    with settings, LocalCluster(n_workers=workers, threads_per_worker=1,
-                                dashboard_address=":0") as cluster, Client(cluster) as client:
+    with local_cluster(workers, settings=QUIET_CLUSTER if quiet else {}) as client:
         client.run(lambda: __import__("numba"))
         time.sleep(2.0)  # let start-up settle
         me = psutil.Process()

@@ -42,11 +42,20 @@ QUIET_CLUSTER = {
 }
 
 
+def dask_environment(settings: dict[str, Any] = QUIET_CLUSTER) -> dict[str, str]:
+    """``settings`` as the environment variables Dask reads them from (for processes that
+    dw2v does not start itself: ``dask scheduler``, ``dask worker``)."""
+    return {"DASK_" + key.upper().replace(".", "__").replace("-", "_"): str(value)
+            for key, value in settings.items()}
+
+
 @contextmanager
 def local_cluster(n_workers: int, threads_per_worker: int = 1,
-                  dashboard_address: str | None = ":0") -> Iterator[Client]:
-    """A LocalCluster of worker processes with ``QUIET_CLUSTER`` settings, and its client."""
-    with dask.config.set(QUIET_CLUSTER), \
+                  dashboard_address: str | None = ":0",
+                  settings: dict[str, Any] = QUIET_CLUSTER) -> Iterator[Client]:
+    """A LocalCluster of worker processes with Dask ``settings`` (by default the quiet ones
+    ``dw2v train`` uses), and its client."""
+    with dask.config.set(settings), \
             LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
                          processes=True, dashboard_address=dashboard_address) as cluster, \
             Client(cluster) as client:

@@ -18,6 +18,8 @@ from typing import Any, Iterable, Iterator, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dw2v.dask_cluster import dask_environment
+
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "sample"
 
 #: The default token pattern in Python's ``re`` syntax (``[^\W_]`` is a letter or a digit).
@@ -70,7 +72,9 @@ def dask_processes(workdir: str | Path, n_workers: int = 2, *, nthreads: int = 1
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     scheduler_file = workdir / "scheduler.json"
-    env = dict(os.environ)
+    # the embedded cluster's Dask settings, as cluster/start_local.sh gives them; the
+    # environment overrides them
+    env = {**dask_environment(), **os.environ}
     log = open(workdir / "dask.log", "ab")
     procs: list[subprocess.Popen[bytes]] = []
     try:

@@ -254,14 +254,15 @@ class _Rounds:
         lo, hi = r * tc.sync_every, (r + 1) * tc.sync_every
         done_lo = sum(min(lo, w) for w in self.slot_words)
         done_hi = sum(min(hi, w) for w in self.slot_words)
-        # the workers training this round; averaging divides each one's updates by them
-        scale = sum(lo < w for w in self.slot_words) if tc.scale_lr else 1
+        # the slots with words left train this round; averaging divides each one's updates by
+        # their number, so (scale_lr) each trains at that many times the schedule's rate
+        active = [i for i, words in enumerate(self.slot_words) if lo < words]
+        scale = len(active) if tc.scale_lr else 1
         lr = (scale * _learning_rate(tc, done_lo, self.total_words),
               scale * _learning_rate(tc, done_hi, self.total_words))
         results = []
-        for i, slot in enumerate(self.shard_paths):
-            if lo >= self.slot_words[i]:
-                continue
+        for i in active:
+            slot = self.shard_paths[i]
             seed = int(np.random.SeedSequence([tc.seed, r, i]).generate_state(1)[0])
             results.append(c.submit(
                 _train_slot, slot, self.slot_sizes[i], tc.epochs, lo, hi, params, self.tables,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import operator
+import re
+from pathlib import Path
 
 import dask
 from distributed import Client
 
-from dw2v.dask_cluster import QUIET_CLUSTER, chain_reduce
+from dw2v.dask_cluster import QUIET_CLUSTER, chain_reduce, dask_environment
 
 
 def test_the_embedded_cluster_runs_with_quiet_background_chores(client2: Client) -> None:
@@ -16,7 +18,13 @@ def test_the_embedded_cluster_runs_with_quiet_background_chores(client2: Client)
 
     for worker_settings in client2.run(settings).values():
         assert worker_settings == QUIET_CLUSTER
-    assert dask.config.get("distributed.admin.tick.interval") == "1s"  # and the scheduler's
+    assert client2.run_on_scheduler(settings) == QUIET_CLUSTER
+
+
+def test_start_local_sh_gives_its_processes_the_same_settings() -> None:
+    script = (Path(__file__).parent.parent / "cluster" / "start_local.sh").read_text()
+    exported = dict(re.findall(r"^export (DASK_\w+)=\$\{\1:-([^}]*)\}$", script, re.M))
+    assert exported == dask_environment()
 
 
 def _concat(parts: list[list[int]]) -> list[int]:
