@@ -8,7 +8,9 @@
     worker and against gensim ``Word2Vec`` (2 threads) trained in the same run;
 (c) the share of the rounds' time spent outside the workers' training: averaging, moving
     parameters, checkpointing, scheduling (1 - sum over rounds of the slowest worker's
-    training seconds / the rounds' seconds; rounds overlap, so per-round shares mean little).
+    training seconds / the rounds' seconds; rounds overlap, so per-round shares mean little),
+    and the share a worker spends waiting, its training done, for the slowest of its round
+    (sum over rounds of the slowest's seconds - the workers' mean, / the rounds' seconds).
 
 Settings as bench_train.py: skip-gram, negative=5, window=5, dim=100, min_count=5, sample=1e-3,
 epochs=5, alpha=0.025, min_alpha=0.0001.
@@ -55,13 +57,16 @@ def run_dw2v(corpus: Path, out: Path, workers: int, sync_every: int, seed: int) 
                                alpha=SETTINGS["alpha"], min_alpha=SETTINGS["min_alpha"],
                                sync_every=sync_every, seed=seed))
     with local_cluster(workers) as client:  # the embedded cluster's settings
-        client.run(lambda: __import__("dw2v.kernels.cpu"))  # compile/load kernels first
+        client.run(lambda: __import__("dw2v.kernels.cpu"))  # import the kernels' module first
         started = time.perf_counter()
         model = dw2v.train([str(corpus)], out / "model", config, client=client, overwrite=True)
         wall = time.perf_counter() - started
     rounds = model.meta["rounds"]
     seconds = sum(r["seconds"] for r in rounds)
     outside = 1.0 - sum(r["seconds_training"] for r in rounds) / seconds
+    # a worker done before the slowest of its round waits: the mean such wait, as a share
+    waiting = sum(max(r["worker_seconds"]) - float(np.mean(r["worker_seconds"]))
+                  for r in rounds) / seconds
     words = model.words
     np.save(out / "vectors.npy", model.vectors)
     (out / "vectors.words.json").write_text(json.dumps(words))
@@ -69,7 +74,7 @@ def run_dw2v(corpus: Path, out: Path, workers: int, sync_every: int, seed: int) 
             "rounds": len(rounds), "words": sum(r["words"] for r in rounds),
             "train_seconds": seconds, "wall_seconds": wall,
             "words_per_s": sum(r["words"] for r in rounds) / seconds,
-            "outside_share": outside,
+            "outside_share": outside, "waiting_share": waiting,
             "final_loss": rounds[-1]["loss"], **evaluate(out / "vectors")}
 
 
@@ -100,9 +105,9 @@ def summary(results: list[dict[str, Any]], gensim: dict[str, Any]) -> str:
     groups: dict[tuple[int, int], list[dict[str, Any]]] = {}
     for r in results:
         groups.setdefault((r["sync_every"], r["workers"]), []).append(r)
-    lines = ["| sync every | workers | seeds | rounds | words/s | outside training | WS-353 | "
-             "- 1 worker | - gensim | analogy | / 1 worker | / gensim |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| sync every | workers | seeds | rounds | words/s | outside training | waiting | "
+             "WS-353 | - 1 worker | - gensim | analogy | / 1 worker | / gensim |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for (sync_every, workers), rows in groups.items():
         base = groups.get((sync_every, 1))
         ws, an = mean(rows, "spearman"), mean(rows, "analogy")
@@ -110,6 +115,7 @@ def summary(results: list[dict[str, Any]], gensim: dict[str, Any]) -> str:
         vs_an = f"{an / mean(base, 'analogy'):.1%}" if base else "-"
         lines.append(f"| {sync_every:,} | {workers} | {len(rows)} | {rows[0]['rounds']} | "
                      f"{mean(rows, 'words_per_s'):,.0f} | {mean(rows, 'outside_share'):.1%} | "
+                     f"{mean(rows, 'waiting_share'):.1%} | "
                      f"{ws:.3f} | {vs_ws} | {ws - gensim['spearman']:+.3f} | {an:.4f} | "
                      f"{vs_an} | {an / gensim['analogy']:.1%} |")
     for sync_every in sorted({s for s, _ in groups}):

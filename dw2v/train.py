@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -38,8 +39,8 @@ from dw2v.dask_cluster import client_for, run_id, show_progress
 from dw2v.embeddings import MODEL_JSON, OUTPUT_VECTORS, VECTORS, Embeddings
 from dw2v.embeddings import load as load_embeddings
 from dw2v.errors import Dw2vError
-from dw2v.merge import (CHECKPOINTS, Averaged, average_round, latest_checkpoint, load_averaged,
-                        weighted_sum, write_checkpoint)
+from dw2v.merge import (CHECKPOINTS, Averaged, Partial, average_round, latest_checkpoint,
+                        load_averaged, weighted_sum, write_checkpoint)
 from dw2v.prepare import MANIFEST, WORK_DIR, build_vocab
 from dw2v.shard_train import (Params, SamplingTables, WorkerResult, init_params, stream_slices,
                               train_slices)
@@ -88,7 +89,7 @@ def _learning_rate(config: TrainConfig, done: float, total: float) -> float:
 
 
 def _train_slot(shards: list[str], sizes: list[int], epochs: int, lo: int, hi: int,
-                params: Params, tables: SamplingTables, config: TrainConfig, lr_start: float,
+                params: Params, model_dir: str, config: TrainConfig, lr_start: float,
                 lr_end: float, seed: int) -> WorkerResult:
     """A worker's task for one round: the words ``[lo, hi)`` of its slot's stream."""
     try:
@@ -97,8 +98,14 @@ def _train_slot(shards: list[str], sizes: list[int], epochs: int, lo: int, hi: i
         worker = ""
     skipped: list[str] | None = [] if config.skip_bad_shards else None
     slices = stream_slices(shards, epochs, lo, hi, sizes, skipped)
-    return train_slices(slices, params, tables, config, lr_start=lr_start, lr_end=lr_end,
-                        seed=seed, worker=worker, skipped=skipped)
+    return train_slices(slices, params, _sampling_tables(model_dir), config, lr_start=lr_start,
+                        lr_end=lr_end, seed=seed, worker=worker, skipped=skipped)
+
+
+def _average(parts: list[WorkerResult | Partial], previous: Averaged, round_index: int,
+             eta: float) -> Averaged:
+    """The round's average from the state the round started from (``merge.average_round``)."""
+    return average_round(parts, previous.params, previous.momentum, round_index, eta)
 
 
 def _checkpoint(model_dir: str, averaged: Averaged, state: dict[str, Any],
@@ -112,10 +119,6 @@ def _checkpoint(model_dir: str, averaged: Averaged, state: dict[str, Any],
 
 def _params_of(averaged: Averaged) -> Params:
     return averaged.params
-
-
-def _momentum_of(averaged: Averaged) -> Params | None:
-    return averaged.momentum
 
 
 def _model_of(averaged: Averaged) -> Params:
@@ -138,8 +141,18 @@ def _summary_of(averaged: Averaged) -> tuple[list[Any], list[str]]:
 SPLIT_EVERY = 8
 
 
-def _sampling_tables(model_dir: str) -> SamplingTables:
+@functools.lru_cache(maxsize=4)
+def _tables_for(model_dir: str, stamp: tuple[int, int]) -> SamplingTables:
     return SamplingTables.from_vocab(load_vocab(model_dir))
+
+
+def _sampling_tables(model_dir: str) -> SamplingTables:
+    """The kernels' tables of the vocabulary in ``model_dir``, built once per worker process
+    by its first training task (so the workers build them, and load Numba, side by side, not
+    one after another); keyed by the file's time and size, so a directory trained again gets
+    new ones."""
+    info = (Path(model_dir) / "vocab.parquet").stat()
+    return _tables_for(model_dir, (info.st_mtime_ns, info.st_size))
 
 
 def _initial(vocab_size: int, dim: int, seed: int, base_dir: str | None = None) -> Averaged:
@@ -234,13 +247,13 @@ class _Rounds:
     def __init__(self, client: Client, rid: str, out: Path, tc: TrainConfig,
                  shard_paths: list[list[str]], slot_sizes: list[list[int]],
                  slot_words: list[int], workers: list[str],
-                 tables: Any, eta: float, bar: Any, records: list[RoundRecord],
+                 eta: float, bar: Any, records: list[RoundRecord],
                  state: dict[str, Any], rounds: int, worker_timeout: float = 300.0) -> None:
         self.c, self.rid, self.out, self.tc = client, rid, out, tc
         self.worker_timeout = worker_timeout
         self.shard_paths, self.slot_words, self.workers = shard_paths, slot_words, workers
         self.slot_sizes = slot_sizes
-        self.tables, self.eta, self.bar = tables, eta, bar
+        self.eta, self.bar = eta, bar
         self.records, self.state, self.rounds = records, state, rounds
         self.total_words = sum(slot_words)
         self.anchor = state["round"]  # the checkpoint the lineage starts from
@@ -249,7 +262,9 @@ class _Rounds:
         self.source: Future | None = None
         self.last = time.perf_counter()
 
-    def _submit(self, r: int, params: Future, momentum: Future) -> _Pending:
+    def _submit(self, r: int, source: Future) -> _Pending:
+        """Submit round ``r`` from ``source`` (an ``Averaged``): every active slot trains from
+        its parameters, then a tree of partial sums and one average on the workers."""
         c, tc, rid = self.c, self.tc, self.rid
         lo, hi = r * tc.sync_every, (r + 1) * tc.sync_every
         done_lo = sum(min(lo, w) for w in self.slot_words)
@@ -260,24 +275,26 @@ class _Rounds:
         scale = len(active) if tc.scale_lr else 1
         lr = (scale * _learning_rate(tc, done_lo, self.total_words),
               scale * _learning_rate(tc, done_hi, self.total_words))
-        results = []
+        # the workers fetch the parameters alone, not the block momentum beside them
+        params = c.submit(_params_of, source, key=f"dw2v-params-r{r}-{rid}")
+        parts = []
         for i in active:
-            slot = self.shard_paths[i]
             seed = int(np.random.SeedSequence([tc.seed, r, i]).generate_state(1)[0])
-            results.append(c.submit(
-                _train_slot, slot, self.slot_sizes[i], tc.epochs, lo, hi, params, self.tables,
-                tc, *lr, seed,
-                key=f"dw2v-train-r{r}-slot{i}-{rid}",
+            parts.append(c.submit(
+                _train_slot, self.shard_paths[i], self.slot_sizes[i], tc.epochs, lo, hi, params,
+                str(self.out), tc, *lr, seed, key=f"dw2v-train-r{r}-slot{i}-{rid}",
                 workers=[self.workers[i % len(self.workers)]], allow_other_workers=True))
         depth = 0
-        while len(results) > SPLIT_EVERY:  # a tree of partial sums on the workers
-            results = [c.submit(weighted_sum, results[i:i + SPLIT_EVERY],
-                                key=f"dw2v-sum-r{r}-l{depth}-{i // SPLIT_EVERY}-{rid}")
-                       for i in range(0, len(results), SPLIT_EVERY)]
+        while len(parts) > SPLIT_EVERY:  # a tree of partial sums on the workers
+            parts = [c.submit(weighted_sum, parts[i:i + SPLIT_EVERY],
+                              key=f"dw2v-sum-r{r}-l{depth}-{i // SPLIT_EVERY}-{rid}")
+                     for i in range(0, len(parts), SPLIT_EVERY)]
             depth += 1
-        averaged = c.submit(average_round, results, params, momentum, r, self.eta,
+        averaged = c.submit(_average, parts, source, r, self.eta,
                             key=f"dw2v-average-r{r}-{rid}")
-        summary = c.submit(_summary_of, averaged, key=f"dw2v-summary-r{r}-{rid}")
+        # first in line where it runs (priority): the driver waits for it before it submits
+        # the round after next
+        summary = c.submit(_summary_of, averaged, key=f"dw2v-summary-r{r}-{rid}", priority=1)
         return _Pending(r, averaged, summary, lr, done_hi - done_lo, scale)
 
     def wait(self, future: Future, round_index: int, fetch_timeout: float | None = 5.0) -> Any:
@@ -292,7 +309,7 @@ class _Rounds:
         checked = time.monotonic()
         while True:
             while not future.done():
-                time.sleep(0.01)
+                time.sleep(0.05)
                 now = time.monotonic()
                 if now - checked < 1.0:
                     continue
@@ -365,14 +382,9 @@ class _Rounds:
                     record.words / max(record.seconds, 1e-9), *p.lr, record.loss,
                     record.seconds - record.seconds_training, record.seconds)
 
-    def _split(self, source: Future, name: str) -> tuple[Future, Future]:
-        return (self.c.submit(_params_of, source, key=f"dw2v-params-{name}-{self.rid}"),
-                self.c.submit(_momentum_of, source, key=f"dw2v-momentum-{name}-{self.rid}"))
-
     def run(self) -> Future:
         """Run the remaining rounds from ``self.source`` (an ``Averaged``); the last state."""
         source, self.source = self.source, None
-        params, momentum = self._split(source, "start")
         pending: _Pending | None = None
         for r in range(self.state["round"], self.rounds):
             if pending is not None and r - self.anchor >= LINEAGE_ROUNDS:
@@ -383,16 +395,14 @@ class _Rounds:
                 path = self._written()
                 # drop the state the checkpoint replaces first, so that the workers free it
                 # before they load the copy (not both in memory at once)
-                source = params = momentum = None
+                source = None
                 source = self.c.submit(load_averaged, path, key=f"dw2v-load-r{r}-{self.rid}")
                 self.anchor = r
-                params, momentum = self._split(source, f"load-r{r}")
-            submitted = self._submit(r, params, momentum)
+            submitted = self._submit(r, source)
             source = submitted.averaged
-            params, momentum = self._split(source, f"r{r}")
             if pending is not None:
                 self._record(pending)
-            pending = submitted
+            pending, submitted = submitted, None
         if pending is not None:
             self._record(pending)
         if self.checkpoint is not None:
@@ -464,17 +474,14 @@ def train(inputs: Sequence[str], output: str | Path, config: RunConfig = RunConf
             logger.info("slot %d -> %s: %d shards, %d words x %d epochs", i,
                         workers[i % len(workers)], len(slot), slot_words[i] // tc.epochs,
                         tc.epochs)
-        # a task, not scattered data: it can be recomputed (from vocab.parquet) if every
-        # worker holding it is lost
-        tables = c.submit(_sampling_tables, str(out), key=f"dw2v-tables-{rid}")
         run_started = time.perf_counter()
         bar = tqdm(total=total_words, unit="word", unit_scale=True, desc="training",
                    disable=not show_progress(progress), file=sys.stderr)
         bar.update(sum(min(state["round"] * tc.sync_every, w) for w in slot_words))
         eta = tc.block_momentum if tc.block_momentum is not None else 1.0 - 1.0 / len(plan)
         slot_sizes = [[sizes[p] for p in slot] for slot in plan]
-        runner = _Rounds(c, rid, out, tc, shard_paths, slot_sizes, slot_words, workers, tables,
-                         eta, bar, records, state, rounds, config.cluster.worker_timeout)
+        runner = _Rounds(c, rid, out, tc, shard_paths, slot_sizes, slot_words, workers, eta, bar,
+                         records, state, rounds, config.cluster.worker_timeout)
         runner.source, source = source, None  # held by the runner only, released as it goes
         source = runner.run()
         bar.close()

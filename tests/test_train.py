@@ -156,6 +156,28 @@ def test_restarting_the_lineage_from_checkpoints_changes_nothing(
     assert (tmp_path / "often" / "checkpoints" / kept[-1] / "G_in.npy").exists()
 
 
+def test_sampling_tables_are_built_once_per_vocabulary_file(sample_model: Path,
+                                                             tmp_path: Path) -> None:
+    """Each worker process builds the kernels' tables once per vocabulary file (its path, time
+    and size): again for a file written anew, never from a stale copy."""
+    import os
+
+    tables = TRAIN_MODULE._sampling_tables
+    first = tables(str(sample_model))
+    assert tables(str(sample_model)) is first
+    expected = SamplingTables.from_vocab(load(sample_model))
+    np.testing.assert_array_equal(first.alias_idx, expected.alias_idx)
+    np.testing.assert_array_equal(first.keep_prob, expected.keep_prob)
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copy(sample_model / "vocab.parquet", copy / "vocab.parquet")
+    again = tables(str(copy))
+    assert again is not first
+    info = (copy / "vocab.parquet").stat()
+    os.utime(copy / "vocab.parquet", ns=(info.st_atime_ns, info.st_mtime_ns + 10**9))
+    assert tables(str(copy)) is not again
+
+
 def test_an_unreadable_token_shard_is_named_or_skipped(tmp_path: Path) -> None:
     from dw2v.errors import InputError
     from dw2v.token_shards import read_token_shard
