@@ -25,7 +25,7 @@ from dw2v.dask_cluster import chain_reduce, client_for, run_id, show_progress, \
     wait_with_progress
 from dw2v.errors import NoInputError
 from dw2v.ingest import ShardInfo, check_shard, encode_shard, find_shards
-from dw2v.vocab import (Vocabulary, count_shard, extend, finalize, merge_counts, save,
+from dw2v.vocab import (VOCAB_FILE, Vocabulary, count_shard, extend, finalize, merge_counts, save,
                         split_counts)
 
 logger = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ def build_vocab(inputs: Sequence[str], output: str | Path, *,
         encode_done = time.perf_counter()
         settings = {"ingest": to_dict(ingest), "vocab": to_dict(vocab)}
         words = replace(words, extra={"ingest": settings["ingest"], "dw2v_version": __version__})
-        save(words, stage / "vocab.parquet")
+        save(words, stage / VOCAB_FILE)
         (work / MANIFEST).write_text(json.dumps({
             "vocab_size": len(words),
             "tokens": sum(s.tokens for s in shards),

@@ -44,7 +44,7 @@ from dw2v.merge import (CHECKPOINTS, Averaged, Partial, average_round, latest_ch
 from dw2v.prepare import MANIFEST, WORK_DIR, build_vocab
 from dw2v.shard_train import (Params, SamplingTables, WorkerResult, init_params, stream_slices,
                               train_slices)
-from dw2v.vocab import Vocabulary
+from dw2v.vocab import VOCAB_FILE, Vocabulary
 from dw2v.vocab import load as load_vocab
 
 logger = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ def _sampling_tables(model_dir: str) -> SamplingTables:
     by its first training task (so the workers build them, and load Numba, side by side, not
     one after another); keyed by the file's time and size, so a directory trained again gets
     new ones."""
-    info = (Path(model_dir) / "vocab.parquet").stat()
+    info = (Path(model_dir) / VOCAB_FILE).stat()
     return _tables_for(model_dir, (info.st_mtime_ns, info.st_size))
 
 

@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 COUNT_SCHEMA = pa.schema([("token", pa.string()), ("count", pa.int64())])
 METADATA_KEY = b"dw2v.vocab"
+#: The vocabulary's file name in a model or work directory.
+VOCAB_FILE = "vocab.parquet"
 FORMAT_VERSION = 1
 #: Partial counts are merged once this many (token, count) rows are buffered.
 _FLUSH_ROWS = 2_000_000
@@ -320,7 +322,7 @@ def load(path: str | Path) -> Vocabulary:
     """Read a vocabulary written by :func:`save` (a file, or a directory holding one)."""
     path = Path(path)
     if path.is_dir():
-        path = path / "vocab.parquet"
+        path = path / VOCAB_FILE
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
