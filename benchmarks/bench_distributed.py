@@ -20,7 +20,7 @@ scaling ratio is taken per seed (the 1- and 2-worker runs of a seed run back to 
 worker's speed on this shared machine moves by 10-20 % between runs).
 
     python benchmarks/bench_distributed.py [--corpus DIR] [--workers 1 2 4 8]
-                                           [--sync 250000 1000000 4000000] [--seeds 1 2 3]
+                                           [--sync auto 1000000 250000] [--seeds 1 2 3]
                                            [--json PATH]
 """
 
@@ -44,7 +44,12 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from bench_train import SETTINGS, evaluate, prepare, run_gensim  # noqa: E402
 
 
-def run_dw2v(corpus: Path, out: Path, workers: int, sync_every: int, seed: int) -> dict[str, Any]:
+def _period(text: str) -> int | None:
+    """``--sync`` values: words, or ``auto`` (dw2v's default: None)."""
+    return None if text == "auto" else int(text)
+
+
+def run_dw2v(corpus: Path, out: Path, workers: int, sync_every: str, seed: int) -> dict[str, Any]:
     """One ``dw2v train`` on a fresh LocalCluster (as ``dw2v train`` makes it); figures from
     its model.json."""
     import dw2v
@@ -55,7 +60,7 @@ def run_dw2v(corpus: Path, out: Path, workers: int, sync_every: int, seed: int) 
         train=dw2v.TrainConfig(vector_size=SETTINGS["vector_size"], window=SETTINGS["window"],
                                negative=SETTINGS["negative"], epochs=SETTINGS["epochs"],
                                alpha=SETTINGS["alpha"], min_alpha=SETTINGS["min_alpha"],
-                               sync_every=sync_every, seed=seed))
+                               sync_every=_period(sync_every), seed=seed))
     with local_cluster(workers) as client:  # the embedded cluster's settings
         client.run(lambda: __import__("dw2v.kernels.cpu"))  # import the kernels' module first
         started = time.perf_counter()
@@ -71,6 +76,7 @@ def run_dw2v(corpus: Path, out: Path, workers: int, sync_every: int, seed: int) 
     np.save(out / "vectors.npy", model.vectors)
     (out / "vectors.words.json").write_text(json.dumps(words))
     return {"tool": "dw2v", "workers": workers, "sync_every": sync_every, "seed": seed,
+            "period": model.meta["sync_every"],
             "rounds": len(rounds), "words": sum(r["words"] for r in rounds),
             "train_seconds": seconds, "wall_seconds": wall,
             "words_per_s": sum(r["words"] for r in rounds) / seconds,
@@ -84,7 +90,7 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps(run_dw2v(Path(args.corpus), out, args.n, args.s, args.seed)))
 
 
-def measure(corpus: Path, work: Path, workers: int, sync_every: int, seed: int) -> dict[str, Any]:
+def measure(corpus: Path, work: Path, workers: int, sync_every: str, seed: int) -> dict[str, Any]:
     """A fresh process per run, so runs do not share compiled state or memory."""
     out = work / f"w{workers}-s{sync_every}-seed{seed}"
     done = subprocess.run([sys.executable, __file__, "--_child", "--corpus", str(corpus),
@@ -102,7 +108,7 @@ def summary(results: list[dict[str, Any]], gensim: dict[str, Any]) -> str:
     def mean(rows: list[dict[str, Any]], key: str) -> float:
         return float(np.mean([r[key] for r in rows]))
 
-    groups: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for r in results:
         groups.setdefault((r["sync_every"], r["workers"]), []).append(r)
     lines = ["| sync every | workers | seeds | rounds | words/s | outside training | waiting | "
@@ -113,17 +119,19 @@ def summary(results: list[dict[str, Any]], gensim: dict[str, Any]) -> str:
         ws, an = mean(rows, "spearman"), mean(rows, "analogy")
         vs_ws = f"{ws - mean(base, 'spearman'):+.3f}" if base else "-"
         vs_an = f"{an / mean(base, 'analogy'):.1%}" if base else "-"
-        lines.append(f"| {sync_every:,} | {workers} | {len(rows)} | {rows[0]['rounds']} | "
+        label = (f"{int(sync_every):,}" if sync_every != "auto"
+                 else f"auto ({rows[0]['period']:,})")
+        lines.append(f"| {label} | {workers} | {len(rows)} | {rows[0]['rounds']} | "
                      f"{mean(rows, 'words_per_s'):,.0f} | {mean(rows, 'outside_share'):.1%} | "
                      f"{mean(rows, 'waiting_share'):.1%} | "
                      f"{ws:.3f} | {vs_ws} | {ws - gensim['spearman']:+.3f} | {an:.4f} | "
                      f"{vs_an} | {an / gensim['analogy']:.1%} |")
-    for sync_every in sorted({s for s, _ in groups}):
+    for sync_every in dict.fromkeys(s for s, _ in groups):
         ones = {r["seed"]: r for r in groups.get((sync_every, 1), [])}
         ratios = [r["words_per_s"] / ones[r["seed"]]["words_per_s"]
                   for r in groups.get((sync_every, 2), []) if r["seed"] in ones]
         if ratios:
-            lines.append(f"scaling at sync {sync_every:,}: 2 workers / 1 worker = "
+            lines.append(f"scaling at sync {sync_every}: 2 workers / 1 worker = "
                          f"{np.mean(ratios):.2f}x (per seed {min(ratios):.2f}-"
                          f"{max(ratios):.2f}x, {len(ratios)} pairs; target 1.8x)")
     return "\n".join(lines)
@@ -133,12 +141,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", type=Path, default=SHARED / "devcorpus")
     parser.add_argument("--workers", nargs="+", type=int, default=[1, 2, 4, 8])
-    parser.add_argument("--sync", nargs="+", type=int, default=[250_000, 1_000_000, 4_000_000])
+    parser.add_argument("--sync", nargs="+", default=["auto", "1000000", "250000"],
+                        help="words per worker between averagings, or auto (the default)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1])
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--s", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--s", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()

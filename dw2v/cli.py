@@ -94,6 +94,16 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="more logging (-vv: Dask's too)")
 
 
+def _sync_every(text: str) -> int | None:
+    """``--sync-every``: a number of words, or ``auto`` (None)."""
+    if text == "auto":
+        return None
+    try:
+        return int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of words or 'auto', not {text!r}")
+
+
 def _add_train_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training")
     group.add_argument("--model", choices=["skipgram", "cbow"], default="skipgram")
@@ -103,9 +113,10 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--epochs", type=int, default=5)
     group.add_argument("--alpha", type=float, default=0.025, help="initial learning rate")
     group.add_argument("--min-alpha", type=float, default=0.0001, help="final learning rate")
-    group.add_argument("--sync-every", type=int, default=TrainConfig.sync_every,
-                       metavar="WORDS", help="words each worker trains between parameter "
-                                             f"averagings (default {TrainConfig.sync_every:,})")
+    group.add_argument("--sync-every", type=_sync_every, default=None, metavar="WORDS|auto",
+                       help="words each worker trains between parameter averagings (default "
+                            "auto: about 128 averagings per run, rounds of 20,000 to "
+                            "1,000,000 words)")
     group.add_argument("--scale-lr", action=argparse.BooleanOptionalAction, default=True,
                        help="each worker's learning rate is --alpha/--min-alpha times the "
                             "number of workers, since averaging divides each worker's updates "

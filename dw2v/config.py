@@ -110,8 +110,10 @@ class TrainConfig:
     #: default because it measured 1.26x faster than per-pair negatives at the same quality
     #: (benchmarks/RESULTS.md). CBOW always shares its negatives; this has no effect there.
     shared_negatives: bool = True
-    #: Words each worker trains between two parameter averagings (a round).
-    sync_every: int = 1_000_000
+    #: Words each worker trains between two parameter averagings (a round); None (or "auto")
+    #: chooses them from the run's size (``dw2v.train.sync_period``): about 128 averagings
+    #: per run, rounds of 20,000 to 1,000,000 words.
+    sync_every: int | None = None
     #: Each worker's learning rate is ``alpha`` (and ``min_alpha``) times the number of workers
     #: training at once: averaging N workers' updates of a row they all touched moves it by
     #: the mean of their updates, where one worker reading the same words would move it by
@@ -138,8 +140,11 @@ class TrainConfig:
                  "must be in [0, alpha]")
         _require(self.epochs >= 1, "epochs", self.epochs, "must be at least 1")
         _require(self.threads >= 1, "threads", self.threads, "must be at least 1")
-        _require(self.sync_every >= 1_000, "sync_every", self.sync_every,
-                 "must be at least 1000 words")
+        if self.sync_every == "auto":
+            object.__setattr__(self, "sync_every", None)
+        _require(self.sync_every is None or (isinstance(self.sync_every, int)
+                                             and self.sync_every >= 1_000),
+                 "sync_every", self.sync_every, "must be at least 1000 words, or 'auto'")
         _require(self.block_momentum is None or 0 <= self.block_momentum < 1, "block_momentum",
                  self.block_momentum, "must be in [0, 1) (or unset: 1 - 1/workers)")
         _require(self.device in ("cpu", "gpu", "auto"), "device", self.device,

@@ -21,6 +21,7 @@ import math
 import os
 import shutil
 import sys
+import threading
 import time
 import uuid
 from concurrent.futures import CancelledError
@@ -82,6 +83,33 @@ def plan_shards(shards: Sequence[dict[str, Any]], slots: int) -> list[list[dict[
         plan[slot].append(shard)
         loads[slot] += shard["tokens"]
     return [sorted(p, key=lambda s: s["index"]) for p in plan]
+
+
+#: ``sync_every`` unset (auto): rounds of the longest slot's words / AUTO_ROUNDS, so that a run
+#: averages about this many times whatever its size. On the development corpus four workers
+#: kept 78.5 % of one worker's analogy accuracy with 4 averagings (1,000,000-word rounds), 101 %
+#: with 122 (25,000 words) and 98 % with auto's 128 (23,686 words); benchmarks/RESULTS.md §3f.
+AUTO_ROUNDS = 128
+#: ... but rounds of at least AUTO_MIN_WORDS words (each round costs a fixed time to schedule,
+#: move and average the parameters), and of at least one word per AUTO_VALUES_PER_WORD values
+#: of a vector matrix (that time grows with the model: 23,400 words for 30,000 x 100) ...
+AUTO_MIN_WORDS = 20_000
+AUTO_VALUES_PER_WORD = 128
+#: ... and at most this many: a large corpus keeps long, cheap rounds (and one worker, with
+#: nothing to average, rounds of this size: they only mark checkpoints).
+AUTO_MAX_WORDS = 1_000_000
+
+
+def sync_period(config: TrainConfig, slot_words: Sequence[int], vocab_size: int) -> int:
+    """Words each slot trains per round: ``config.sync_every``, or when unset (auto) about
+    AUTO_ROUNDS averagings per run within [AUTO_MIN_WORDS, AUTO_MAX_WORDS] (see above)."""
+    if config.sync_every is not None:
+        return config.sync_every
+    if len(slot_words) < 2:
+        return AUTO_MAX_WORDS
+    wanted = max(math.ceil(max(slot_words) / AUTO_ROUNDS), AUTO_MIN_WORDS,
+                 math.ceil(vocab_size * config.vector_size / AUTO_VALUES_PER_WORD))
+    return min(wanted, AUTO_MAX_WORDS)
 
 
 def _learning_rate(config: TrainConfig, done: float, total: float) -> float:
@@ -248,8 +276,10 @@ class _Rounds:
                  shard_paths: list[list[str]], slot_sizes: list[list[int]],
                  slot_words: list[int], workers: list[str],
                  eta: float, bar: Any, records: list[RoundRecord],
-                 state: dict[str, Any], rounds: int, worker_timeout: float = 300.0) -> None:
+                 state: dict[str, Any], rounds: int, period: int,
+                 worker_timeout: float = 300.0) -> None:
         self.c, self.rid, self.out, self.tc = client, rid, out, tc
+        self.period = period
         self.worker_timeout = worker_timeout
         self.shard_paths, self.slot_words, self.workers = shard_paths, slot_words, workers
         self.slot_sizes = slot_sizes
@@ -266,7 +296,7 @@ class _Rounds:
         """Submit round ``r`` from ``source`` (an ``Averaged``): every active slot trains from
         its parameters, then a tree of partial sums and one average on the workers."""
         c, tc, rid = self.c, self.tc, self.rid
-        lo, hi = r * tc.sync_every, (r + 1) * tc.sync_every
+        lo, hi = r * self.period, (r + 1) * self.period
         done_lo = sum(min(lo, w) for w in self.slot_words)
         done_hi = sum(min(hi, w) for w in self.slot_words)
         # the slots with words left train this round; averaging divides each one's updates by
@@ -299,17 +329,27 @@ class _Rounds:
 
     def wait(self, future: Future, round_index: int, fetch_timeout: float | None = 5.0) -> Any:
         """``future.result()``, but stop with a clear error when the cluster has had no
-        workers for ``worker_timeout`` seconds (Dask itself would wait for ever). Polls
+        workers for ``worker_timeout`` seconds (Dask itself would wait for ever). Checks
         ``done()`` rather than waiting with timeouts: a caught exception's traceback would keep
         this frame's futures, and so their data on the workers, alive until a garbage
         collection. Only the fetch of a done result has a timeout (``fetch_timeout`` seconds;
         None: none), for the rare result lost with its workers while it is fetched, which Dask
-        recomputes: it is then waited for again, under the same ``worker_timeout``."""
+        recomputes: it is then waited for again, under the same ``worker_timeout``. The wait
+        wakes on the future's done-callback, not a poll: with short rounds, a poll's delay
+        held up the next round's submission (a 50 ms poll: 10 % of 20,000-word rounds waited
+        over 100 ms for the next one)."""
         alone_since: float | None = None
         checked = time.monotonic()
+        finished = threading.Event()
+        future.add_done_callback(lambda _: finished.set())
         while True:
             while not future.done():
-                time.sleep(0.05)
+                # the done-callback wakes this at once; a future lost with its workers fires it
+                # without being done (Dask recomputes it), so then this polls
+                if finished.is_set():
+                    time.sleep(0.05)
+                else:
+                    finished.wait(1.0)
                 now = time.monotonic()
                 if now - checked < 1.0:
                     continue
@@ -469,7 +509,10 @@ def train(inputs: Sequence[str], output: str | Path, config: RunConfig = RunConf
         sizes = {s["path"]: s["tokens"] for s in manifest["shards"]}
         slot_words = [sum(sizes[p] for p in slot) * tc.epochs for slot in plan]
         total_words = sum(slot_words)
-        rounds = max(math.ceil(max(slot_words) / tc.sync_every), 1)
+        period = state.setdefault("sync_every", sync_period(tc, slot_words, len(vocab)))
+        rounds = max(math.ceil(max(slot_words) / period), 1)
+        logger.info("%d rounds of %d words per worker slot%s", rounds, period,
+                    " (--sync-every auto)" if tc.sync_every is None else "")
         for i, slot in enumerate(plan):
             logger.info("slot %d -> %s: %d shards, %d words x %d epochs", i,
                         workers[i % len(workers)], len(slot), slot_words[i] // tc.epochs,
@@ -477,11 +520,11 @@ def train(inputs: Sequence[str], output: str | Path, config: RunConfig = RunConf
         run_started = time.perf_counter()
         bar = tqdm(total=total_words, unit="word", unit_scale=True, desc="training",
                    disable=not show_progress(progress), file=sys.stderr)
-        bar.update(sum(min(state["round"] * tc.sync_every, w) for w in slot_words))
+        bar.update(sum(min(state["round"] * period, w) for w in slot_words))
         eta = tc.block_momentum if tc.block_momentum is not None else 1.0 - 1.0 / len(plan)
         slot_sizes = [[sizes[p] for p in slot] for slot in plan]
         runner = _Rounds(c, rid, out, tc, shard_paths, slot_sizes, slot_words, workers, eta, bar,
-                         records, state, rounds, config.cluster.worker_timeout)
+                         records, state, rounds, period, config.cluster.worker_timeout)
         runner.source, source = source, None  # held by the runner only, released as it goes
         source = runner.run()
         bar.close()
@@ -489,7 +532,9 @@ def train(inputs: Sequence[str], output: str | Path, config: RunConfig = RunConf
                                     rounds - 1, fetch_timeout=None)  # large: no time limit
         seconds_total = time.perf_counter() - run_started
     _write_model(out, final, config, len(vocab), records,
-                 {"slots": len(plan), "total_words": total_words, "seconds": seconds_total,
+                 {"slots": len(plan), "sync_every": period, "slot_words": slot_words,
+                  "total_words": total_words,
+                  "seconds": seconds_total,
                   "init_from": state.get("init_from")})
     if not keep_work:
         shutil.rmtree(out / WORK_DIR, ignore_errors=True)

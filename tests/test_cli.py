@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from distributed import Client
 
-from dw2v.cli import main
+from dw2v.cli import _sync_every, main
 from dw2v.testing import write_parquet
 from dw2v.vocab import load
 from tests.test_ingest import write_invalid_utf8
@@ -175,6 +175,15 @@ def test_existing_output_is_refused_unless_overwrite(sample_dir: Path, tmp_path:
     assert code == 0, err
     assert not (out / "precious.txt").exists() and (out / "vocab.parquet").exists()
     _assert_nothing_written(tmp_path, {"out"})
+
+
+def test_sync_every_takes_words_or_auto(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", str(tmp_path), "-o", str(tmp_path / "o"), "--sync-every", "often"])
+    assert exit_.value.code == 2
+    assert "expected a number of words or 'auto', not 'often'" in capsys.readouterr().err
+    assert _sync_every("auto") is None and _sync_every("50_000") == 50_000
 
 
 @pytest.mark.parametrize("args,message", [

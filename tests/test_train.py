@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import importlib
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -16,7 +17,8 @@ import dw2v
 from dw2v.config import TrainConfig, VocabConfig
 from dw2v.shard_train import (SamplingTables, init_params, stream_slices, train_slices)
 from dw2v.token_shards import TokenShardWriter
-from dw2v.train import RunConfig, plan_shards
+from dw2v.train import (AUTO_MAX_WORDS, AUTO_MIN_WORDS, AUTO_ROUNDS, RunConfig, plan_shards,
+                        sync_period)
 from dw2v.vocab import load
 
 TRAIN_MODULE = importlib.import_module("dw2v.train")  # dw2v.train is the function
@@ -30,6 +32,19 @@ def test_plan_balances_tokens_and_keeps_input_order() -> None:
     assert sorted(loads) == [140, 150]
     assert all([s["index"] for s in slot] == sorted(s["index"] for s in slot) for slot in plan)
     assert len(plan_shards(shards[:1], 3)) == 3  # more slots than shards: some stay empty
+
+
+def test_sync_period_auto_aims_at_a_number_of_averagings_within_bounds() -> None:
+    auto, dim = TrainConfig(vector_size=100), 100
+    assert TrainConfig().sync_every is None and TrainConfig(sync_every="auto").sync_every is None
+    assert sync_period(TrainConfig(sync_every=50_000), [10**9, 10**9], 10) == 50_000  # as given
+    # about AUTO_ROUNDS averagings per run: the longest slot sets the rounds
+    assert sync_period(auto, [6_000_000, 5_000_000], 1000) == math.ceil(6e6 / AUTO_ROUNDS)
+    assert sync_period(auto, [10**6] * 4, 1000) == AUTO_MIN_WORDS  # a small run: the floor
+    assert sync_period(auto, [10**10] * 2, 1000) == AUTO_MAX_WORDS  # a large one: the cap
+    # a large model: rounds long enough for what moving and averaging it costs
+    assert sync_period(auto, [10**7] * 2, 200_000) == math.ceil(200_000 * dim / 128)
+    assert sync_period(auto, [10**6], 1000) == AUTO_MAX_WORDS  # one worker: nothing to average
 
 
 def _shard(path: Path, lengths: list[int]) -> Path:
@@ -55,7 +70,7 @@ def test_stream_slices_cover_every_sentence_once_across_rounds(tmp_path: Path) -
 def sample_model(sample_dir: Path, client2: Client,
                  tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("train") / "model"
-    config = RunConfig(train=TrainConfig(vector_size=32, epochs=2, sync_every=150_000))
+    config = RunConfig(train=TrainConfig(vector_size=32, epochs=2))  # sync_every: auto
     dw2v.train([str(sample_dir)], out, config, client=client2, keep_work=True)
     return out
 
@@ -78,6 +93,12 @@ def test_model_files_and_history(sample_model: Path) -> None:
         assert after["lr_start"] / after["lr_scale"] == pytest.approx(
             before["lr_end"] / before["lr_scale"])
     assert meta["slots"] == 2 and len(set(sum((r["workers"] for r in rounds), []))) == 2
+    # --sync-every auto: the small sample gets the shortest rounds (each the words whose
+    # sentences start in it: the period up to a sentence)
+    assert meta["sync_every"] == AUTO_MIN_WORDS
+    assert all(max(r["worker_words"]) == pytest.approx(AUTO_MIN_WORDS, rel=0.02)
+               for r in rounds[:-1])
+    assert len(rounds) == math.ceil(max(meta["slot_words"]) / AUTO_MIN_WORDS)
     model = dw2v.load(sample_model)
     assert model.vectors.dtype == np.float32 and model.vectors.shape == (len(model), 32)
     assert "lord" in model and np.isfinite(model.vectors).all()
