@@ -129,7 +129,8 @@ def write_report(model_dir: str | Path) -> Path:
     seconds = sum(r["seconds"] for r in rounds)
     settings = emb.meta.get("settings", {})
     facts = [("vocabulary", f"{len(emb):,} words x {emb.vectors.shape[1]} dimensions"),
-             ("rounds", f"{len(rounds)}"),
+             ("rounds", f"{len(rounds)}" + (f" of {emb.meta['sync_every']:,} words per worker"
+                                            if emb.meta.get("sync_every") else "")),
              ("words trained", f"{words:,} in {seconds:,.1f} s "
                                f"({words / max(seconds, 1e-9):,.0f} words/s)"),
              ("final loss", f"{rounds[-1]['loss']:.4f}" if rounds else "-"),

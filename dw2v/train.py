@@ -533,8 +533,7 @@ def train(inputs: Sequence[str], output: str | Path, config: RunConfig = RunConf
         seconds_total = time.perf_counter() - run_started
     _write_model(out, final, config, len(vocab), records,
                  {"slots": len(plan), "sync_every": period, "slot_words": slot_words,
-                  "total_words": total_words,
-                  "seconds": seconds_total,
+                  "total_words": total_words, "seconds": seconds_total,
                   "init_from": state.get("init_from")})
     if not keep_work:
         shutil.rmtree(out / WORK_DIR, ignore_errors=True)

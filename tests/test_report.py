@@ -37,6 +37,7 @@ def test_every_trained_model_gets_a_report_with_its_figures(model: Path) -> None
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5_000, image
     text = page.read_text()
     assert "words trained" in text and "&quot;vector_size&quot;: 16" in text
+    assert "of 100,000 words per worker" in text  # the round length the run used
 
 
 def test_dw2v_report_regenerates_it(model: Path, capsys: pytest.CaptureFixture[str]) -> None:

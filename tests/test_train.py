@@ -17,8 +17,8 @@ import dw2v
 from dw2v.config import TrainConfig, VocabConfig
 from dw2v.shard_train import (SamplingTables, init_params, stream_slices, train_slices)
 from dw2v.token_shards import TokenShardWriter
-from dw2v.train import (AUTO_MAX_WORDS, AUTO_MIN_WORDS, AUTO_ROUNDS, RunConfig, plan_shards,
-                        sync_period)
+from dw2v.train import (AUTO_MAX_WORDS, AUTO_MIN_WORDS, AUTO_ROUNDS, AUTO_VALUES_PER_WORD,
+                        RunConfig, plan_shards, sync_period)
 from dw2v.vocab import load
 
 TRAIN_MODULE = importlib.import_module("dw2v.train")  # dw2v.train is the function
@@ -43,7 +43,8 @@ def test_sync_period_auto_aims_at_a_number_of_averagings_within_bounds() -> None
     assert sync_period(auto, [10**6] * 4, 1000) == AUTO_MIN_WORDS  # a small run: the floor
     assert sync_period(auto, [10**10] * 2, 1000) == AUTO_MAX_WORDS  # a large one: the cap
     # a large model: rounds long enough for what moving and averaging it costs
-    assert sync_period(auto, [10**7] * 2, 200_000) == math.ceil(200_000 * dim / 128)
+    assert sync_period(auto, [10**7] * 2, 200_000) == math.ceil(
+        200_000 * dim / AUTO_VALUES_PER_WORD)
     assert sync_period(auto, [10**6], 1000) == AUTO_MAX_WORDS  # one worker: nothing to average
 
 
