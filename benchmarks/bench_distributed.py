@@ -21,7 +21,11 @@ worker's speed on this shared machine moves by 10-20 % between runs).
 
     python benchmarks/bench_distributed.py [--corpus DIR] [--workers 1 2 4 8]
                                            [--sync auto 1000000 250000] [--seeds 1 2 3]
-                                           [--json PATH]
+                                           [--speed-only] [--json PATH]
+
+``--speed-only`` (for synthetic corpora from make_corpus.py, which have no word pairs or
+analogies): no gensim and no evaluation, only throughput, the share outside training, and the
+scaling ratio.
 """
 
 from __future__ import annotations
@@ -49,7 +53,8 @@ def _period(text: str) -> int | None:
     return None if text == "auto" else int(text)
 
 
-def run_dw2v(corpus: Path, out: Path, workers: int, sync_every: str, seed: int) -> dict[str, Any]:
+def run_dw2v(corpus: Path, out: Path, workers: int, sync_every: str, seed: int,
+             quality: bool = True) -> dict[str, Any]:
     """One ``dw2v train`` on a fresh LocalCluster (as ``dw2v train`` makes it); figures from
     its model.json."""
     import dw2v
@@ -72,30 +77,35 @@ def run_dw2v(corpus: Path, out: Path, workers: int, sync_every: str, seed: int) 
     # a worker done before the slowest of its round waits: the mean such wait, as a share
     waiting = sum(max(r["worker_seconds"]) - float(np.mean(r["worker_seconds"]))
                   for r in rounds) / seconds
-    words = model.words
-    np.save(out / "vectors.npy", model.vectors)
-    (out / "vectors.words.json").write_text(json.dumps(words))
+    scores: dict[str, float] = {}
+    if quality:
+        np.save(out / "vectors.npy", model.vectors)
+        (out / "vectors.words.json").write_text(json.dumps(model.words))
+        scores = evaluate(out / "vectors")
     return {"tool": "dw2v", "workers": workers, "sync_every": sync_every, "seed": seed,
             "period": model.meta["sync_every"],
             "rounds": len(rounds), "words": sum(r["words"] for r in rounds),
             "train_seconds": seconds, "wall_seconds": wall,
             "words_per_s": sum(r["words"] for r in rounds) / seconds,
             "outside_share": outside, "waiting_share": waiting,
-            "final_loss": rounds[-1]["loss"], **evaluate(out / "vectors")}
+            "vocab": len(model.words), "final_loss": rounds[-1]["loss"], **scores}
 
 
 def child(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    print(json.dumps(run_dw2v(Path(args.corpus), out, args.n, args.s, args.seed)))
+    print(json.dumps(run_dw2v(Path(args.corpus), out, args.n, args.s, args.seed,
+                              quality=not args.speed_only)))
 
 
-def measure(corpus: Path, work: Path, workers: int, sync_every: str, seed: int) -> dict[str, Any]:
+def measure(corpus: Path, work: Path, workers: int, sync_every: str, seed: int,
+            speed_only: bool = False) -> dict[str, Any]:
     """A fresh process per run, so runs do not share compiled state or memory."""
     out = work / f"w{workers}-s{sync_every}-seed{seed}"
     done = subprocess.run([sys.executable, __file__, "--_child", "--corpus", str(corpus),
                            "--n", str(workers), "--s", str(sync_every), "--seed", str(seed),
-                           "--out", str(out)], capture_output=True, text=True)
+                           "--out", str(out)] + (["--speed-only"] if speed_only else []),
+                          capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(done.stderr[-3000:])
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -119,22 +129,43 @@ def summary(results: list[dict[str, Any]], gensim: dict[str, Any]) -> str:
         ws, an = mean(rows, "spearman"), mean(rows, "analogy")
         vs_ws = f"{ws - mean(base, 'spearman'):+.3f}" if base else "-"
         vs_an = f"{an / mean(base, 'analogy'):.1%}" if base else "-"
-        label = (f"{int(sync_every):,}" if sync_every != "auto"
-                 else f"auto ({rows[0]['period']:,})")
-        lines.append(f"| {label} | {workers} | {len(rows)} | {rows[0]['rounds']} | "
+        lines.append(f"| {_label(sync_every, rows)} | {workers} | {len(rows)} | "
+                     f"{rows[0]['rounds']} | "
                      f"{mean(rows, 'words_per_s'):,.0f} | {mean(rows, 'outside_share'):.1%} | "
                      f"{mean(rows, 'waiting_share'):.1%} | "
                      f"{ws:.3f} | {vs_ws} | {ws - gensim['spearman']:+.3f} | {an:.4f} | "
                      f"{vs_an} | {an / gensim['analogy']:.1%} |")
-    for sync_every in dict.fromkeys(s for s, _ in groups):
-        ones = {r["seed"]: r for r in groups.get((sync_every, 1), [])}
-        ratios = [r["words_per_s"] / ones[r["seed"]]["words_per_s"]
-                  for r in groups.get((sync_every, 2), []) if r["seed"] in ones]
+    return "\n".join(lines + scaling(results))
+
+
+def _label(sync_every: str, rows: list[dict[str, Any]]) -> str:
+    return f"{int(sync_every):,}" if sync_every != "auto" else f"auto ({rows[0]['period']:,})"
+
+
+def scaling(results: list[dict[str, Any]]) -> list[str]:
+    """2 workers / 1 worker words/s per seed, for each sync period: mean and range."""
+    lines = []
+    for sync_every in dict.fromkeys(r["sync_every"] for r in results):
+        ones = {r["seed"]: r for r in results if (r["sync_every"], r["workers"]) == (sync_every, 1)}
+        ratios = [r["words_per_s"] / ones[r["seed"]]["words_per_s"] for r in results
+                  if (r["sync_every"], r["workers"]) == (sync_every, 2) and r["seed"] in ones]
         if ratios:
             lines.append(f"scaling at sync {sync_every}: 2 workers / 1 worker = "
                          f"{np.mean(ratios):.2f}x (per seed {min(ratios):.2f}-"
                          f"{max(ratios):.2f}x, {len(ratios)} pairs; target 1.8x)")
-    return "\n".join(lines)
+    return lines
+
+
+def speed_summary(results: list[dict[str, Any]]) -> str:
+    """Without quality figures (``--speed-only``): each run's throughput, then scaling."""
+    lines = ["| sync every | workers | seed | vocabulary | rounds | words | words/s | "
+             "outside training | waiting |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {_label(r['sync_every'], [r])} | {r['workers']} | {r['seed']} | "
+                     f"{r['vocab']:,} | {r['rounds']} | {r['words']:,} | "
+                     f"{r['words_per_s']:,.0f} | {r['outside_share']:.1%} | "
+                     f"{r['waiting_share']:.1%} |")
+    return "\n".join(lines + scaling(results))
 
 
 def main() -> None:
@@ -145,6 +176,9 @@ def main() -> None:
                         help="words per worker between averagings, or auto (the default)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1])
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--speed-only", action="store_true",
+                        help="throughput and scaling only: no gensim, no evaluation (for "
+                             "synthetic corpora, which have no word pairs or analogies)")
     parser.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--s", help=argparse.SUPPRESS)
@@ -153,6 +187,20 @@ def main() -> None:
     args = parser.parse_args()
     if args._child:
         child(args)
+        return
+    if args.speed_only:
+        with tempfile.TemporaryDirectory(prefix="bench-dist-") as tmp:
+            results = []
+            for sync_every in args.sync:
+                for seed in args.seeds:
+                    for workers in args.workers:
+                        result = measure(args.corpus, Path(tmp), workers, sync_every, seed,
+                                         speed_only=True)
+                        results.append(result)
+                        print(json.dumps(result), flush=True)
+        print(speed_summary(results))
+        if args.json:
+            args.json.write_text(json.dumps({"results": results}, indent=1))
         return
     with tempfile.TemporaryDirectory(prefix="bench-dist-") as tmp:
         work = Path(tmp)
