@@ -48,16 +48,12 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from bench_train import SETTINGS, evaluate, prepare, run_gensim  # noqa: E402
 
 
-def _period(text: str) -> int | None:
-    """``--sync`` values: words, or ``auto`` (dw2v's default: None)."""
-    return None if text == "auto" else int(text)
-
-
 def run_dw2v(corpus: Path, out: Path, workers: int, sync_every: str, seed: int,
              quality: bool = True) -> dict[str, Any]:
     """One ``dw2v train`` on a fresh LocalCluster (as ``dw2v train`` makes it); figures from
     its model.json."""
     import dw2v
+    from dw2v.cli import _sync_every as period_of  # "auto" or words, as --sync-every reads it
     from dw2v.dask_cluster import local_cluster
 
     config = dw2v.RunConfig(
@@ -65,7 +61,7 @@ def run_dw2v(corpus: Path, out: Path, workers: int, sync_every: str, seed: int,
         train=dw2v.TrainConfig(vector_size=SETTINGS["vector_size"], window=SETTINGS["window"],
                                negative=SETTINGS["negative"], epochs=SETTINGS["epochs"],
                                alpha=SETTINGS["alpha"], min_alpha=SETTINGS["min_alpha"],
-                               sync_every=_period(sync_every), seed=seed))
+                               sync_every=period_of(sync_every), seed=seed))
     with local_cluster(workers) as client:  # the embedded cluster's settings
         client.run(lambda: __import__("dw2v.kernels.cpu"))  # import the kernels' module first
         started = time.perf_counter()
@@ -168,6 +164,20 @@ def speed_summary(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines + scaling(results))
 
 
+def run_all(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
+    """Every (period, seed, workers) run, each printed as it ends; the workers of a seed run one
+    after the other, so a scaling pair shares the machine's state of the moment."""
+    results = []
+    for sync_every in args.sync:
+        for seed in args.seeds:
+            for workers in args.workers:
+                result = measure(args.corpus, work, workers, sync_every, seed,
+                                 speed_only=args.speed_only)
+                results.append(result)
+                print(json.dumps(result), flush=True)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", type=Path, default=SHARED / "devcorpus")
@@ -190,14 +200,7 @@ def main() -> None:
         return
     if args.speed_only:
         with tempfile.TemporaryDirectory(prefix="bench-dist-") as tmp:
-            results = []
-            for sync_every in args.sync:
-                for seed in args.seeds:
-                    for workers in args.workers:
-                        result = measure(args.corpus, Path(tmp), workers, sync_every, seed,
-                                         speed_only=True)
-                        results.append(result)
-                        print(json.dumps(result), flush=True)
+            results = run_all(args, Path(tmp))
         print(speed_summary(results))
         if args.json:
             args.json.write_text(json.dumps({"results": results}, indent=1))
@@ -209,13 +212,7 @@ def main() -> None:
         gensim.update(evaluate(work / "gensim"), tool="gensim", workers="2 threads",
                       words_per_s=corpus["tokens"] * SETTINGS["epochs"] / gensim["seconds"])
         print(json.dumps(gensim), flush=True)
-        results = []
-        for sync_every in args.sync:
-            for seed in args.seeds:  # 1, 2, ... workers of a seed run one after the other
-                for workers in args.workers:
-                    result = measure(args.corpus, work, workers, sync_every, seed)
-                    results.append(result)
-                    print(json.dumps(result), flush=True)
+        results = run_all(args, work)
         print(f"\ngensim (2 threads): Spearman {gensim['spearman']:.3f}, analogy "
               f"{gensim['analogy']:.4f}, {gensim['words_per_s']:,.0f} words/s")
         print(summary(results, gensim))

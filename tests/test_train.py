@@ -130,9 +130,14 @@ def test_resume_after_the_last_round_only_writes_the_model(sample_model: Path, c
     (copy / "model.json").unlink()
     before = np.load(copy / "vectors.npy")
     (copy / "vectors.npy").unlink()
+    # the checkpoint keeps the round length auto chose; resuming uses it, not the one given
+    latest = json.loads((copy / "checkpoints" / "latest.json").read_text())["checkpoint"]
+    state = json.loads((copy / "checkpoints" / latest / "state.json").read_text())
+    assert state["sync_every"] == AUTO_MIN_WORDS
     config = RunConfig(train=TrainConfig(vector_size=32, epochs=2, sync_every=150_000))
     model = dw2v.train([], copy, config, client=client2, resume=True)
     np.testing.assert_array_equal(model.vectors, before)  # no round ran again
+    assert model.meta["sync_every"] == AUTO_MIN_WORDS
     assert model.meta["rounds"] == json.loads((sample_model / "model.json").read_text())[
         "rounds"]
     assert not (copy / "checkpoints").exists() and not (copy / "work").exists()
