@@ -6,13 +6,16 @@ Exit codes: 0 success, 1 bad data (the message names the file), 2 bad usage or s
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
+import signal
 import sys
 from typing import Any, Sequence
 
-from dw2v.config import ClusterConfig, IngestConfig, TokenizerConfig, TrainConfig, VocabConfig
-from dw2v.errors import ConfigError, Dw2vError
+from dw2v.config import (MAX_TOKEN_BYTES, ClusterConfig, IngestConfig, TokenizerConfig,
+                         TrainConfig, VocabConfig)
+from dw2v.errors import ConfigError, Dw2vError, Terminated
 
 logger = logging.getLogger("dw2v")
 
@@ -42,6 +45,9 @@ def _add_input_options(parser: argparse.ArgumentParser, required: bool = True) -
     group.add_argument("--token-pattern", default=None,
                        help="RE2 regex a token must match (default: letters and digits, "
                             "apostrophes inside words)")
+    group.add_argument("--max-token-bytes", type=int, default=MAX_TOKEN_BYTES, metavar="N",
+                       help=f"drop (and count) tokens longer than N UTF-8 bytes (default "
+                            f"{MAX_TOKEN_BYTES}, word2vec C's limit)")
     group.add_argument("--batch-size", type=_positive_int, default=65_536,
                        help="rows read at a time (bounds memory per task)")
     group.add_argument("--storage-option", type=_key_value, action="append", default=[],
@@ -80,14 +86,18 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--worker-timeout", type=float, default=300.0, metavar="SECONDS",
                        help="training: how long to wait when the cluster has no workers "
                             "before stopping (the last checkpoint is kept; default 300)")
+    group.add_argument("--connect-timeout", type=float, default=30.0, metavar="SECONDS",
+                       help="how long to wait for --scheduler / --scheduler-file to answer "
+                            "(default 30)")
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", default=None, metavar="OUT_DIR",
-                        help="output directory (must not exist or be empty)")
+                        help="output directory (must not exist or be empty, and must not be, "
+                             "hold or lie inside an input)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace a non-empty output directory, once the vocabulary stage "
-                             "has succeeded (bad input never destroys the old one)")
+                        help="replace an output directory that holds only dw2v output; the "
+                             "new one is built beside it and swapped in only when complete")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bars (default: when stderr is a terminal)")
     parser.add_argument("-v", "--verbose", action="count", default=0,
@@ -157,7 +167,8 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="dw2v", description="Distributed word2vec on Dask, from Parquet text shards.")
+        prog="dw2v", description="Distributed word2vec on Dask, from Parquet text shards.",
+        allow_abbrev=False)
     parser.add_argument("--version", action="version",
                         version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -182,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     from dw2v.cli_vectors import add_commands
     add_commands(commands)
     for sub in commands.choices.values():
+        sub.allow_abbrev = False  # --threads must not mean --threads-per-worker
         if not any("--verbose" in a.option_strings for a in sub._actions):
             sub.add_argument("-v", "--verbose", action="count", default=0)
     return parser
@@ -200,7 +212,7 @@ def _version() -> str:
 
 
 def _configs(args: argparse.Namespace) -> tuple[IngestConfig, VocabConfig, ClusterConfig]:
-    tokenizer = TokenizerConfig(lowercase=args.lowercase,
+    tokenizer = TokenizerConfig(lowercase=args.lowercase, max_token_bytes=args.max_token_bytes,
                                 **({"pattern": args.token_pattern} if args.token_pattern else {}))
     ingest = IngestConfig(text_column=args.text_column, batch_size=args.batch_size,
                           storage_options=dict(args.storage_option), tokenizer=tokenizer)
@@ -209,7 +221,8 @@ def _configs(args: argparse.Namespace) -> tuple[IngestConfig, VocabConfig, Clust
                         ns_exponent=args.ns_exponent)
     cluster = ClusterConfig(scheduler=args.scheduler, scheduler_file=args.scheduler_file,
                             n_workers=args.workers, threads_per_worker=args.threads_per_worker,
-                            dashboard_address=args.dashboard, worker_timeout=args.worker_timeout)
+                            dashboard_address=args.dashboard, worker_timeout=args.worker_timeout,
+                            connect_timeout=args.connect_timeout)
     return ingest, vocab, cluster
 
 
@@ -226,11 +239,71 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 
 def _explicit(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
     """The destinations the command line sets explicitly (argparse leaves a pre-set attribute
-    alone unless its option is given, so a sentinel marks the ones left at their default)."""
+    alone unless its option is given, so a sentinel marks the ones left at their default;
+    counting and appending options start from None, which they take as empty)."""
     sentinel = object()
-    namespace = argparse.Namespace(**{a.dest: sentinel for a in parser._actions})
+    growing = (argparse._CountAction, argparse._AppendAction)
+    namespace = argparse.Namespace(**{a.dest: None if isinstance(a, growing) else sentinel
+                                      for a in parser._actions})
     parser.parse_args(list(argv), namespace=namespace)
-    return {k for k, v in vars(namespace).items() if v is not sentinel}
+    return {k for k, v in vars(namespace).items() if v is not sentinel and v is not None}
+
+
+def _flag(parser: argparse.ArgumentParser, dest: str) -> str | None:
+    """The option a user types for ``dest`` (``--dim`` for ``dim``)."""
+    for action in parser._actions:
+        if action.dest == dest and action.option_strings:
+            longs = [o for o in action.option_strings if o.startswith("--")]
+            plain = [o for o in longs if not o.startswith("--no-")]
+            return (plain or longs or action.option_strings)[0]
+    return None
+
+
+def _as_typed(flag: str, value: Any, argv: Sequence[str]) -> str:
+    """What the user typed after ``flag`` (its last use), else the parsed value."""
+    typed = None
+    for i, word in enumerate(argv):
+        if word == flag and i + 1 < len(argv):
+            typed = argv[i + 1]
+        elif word.startswith(flag + "="):
+            typed = word[len(flag) + 1:]
+    text = typed if typed is not None else str(value)
+    return repr(text) if not text or " " in text else text
+
+
+def _as_toml(value: Any) -> str:
+    """A value as the TOML file spells it (tables inline)."""
+    import tomli_w
+
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_as_toml(v)}" for k, v in value.items()) + " }"
+    return tomli_w.dumps({"x": value}).removeprefix("x = ").strip()
+
+
+def _user_words(exc: ConfigError, parser: argparse.ArgumentParser, argv: Sequence[str],
+                config_path: str | None = None, data: dict[str, Any] | None = None
+                ) -> ConfigError:
+    """``exc`` (a settings class's error, naming a field) rephrased with what the user typed:
+    the flag (``--dim 0``), or the ``--config`` file's key where the value came from there."""
+    from dw2v import config_file
+
+    if exc.field is None or exc.owner is None or exc.rule is None:
+        return exc
+    explicit = _explicit(parser, argv)
+    table = config_file.table_of_field(exc.owner)
+    if table is None:
+        return exc
+    dest = next((d for d, where in config_file.CLI_FIELDS.items() if where == (table, exc.field)),
+                None)
+    in_file, value = (config_file.file_value(data, table, exc.field) if data is not None
+                      else (False, None))
+    if in_file and dest not in explicit:
+        return ConfigError(f"--config {config_path}: [{table}] {exc.field} = "
+                           f"{_as_toml(value)}: {exc.rule}")
+    flag = _flag(parser, dest) if dest else None
+    if flag is None:
+        return exc
+    return ConfigError(f"{flag} {_as_typed(flag, exc.value, argv)}: {exc.rule}")
 
 
 def _train_settings(args: argparse.Namespace, parser: argparse.ArgumentParser,
@@ -239,15 +312,23 @@ def _train_settings(args: argparse.Namespace, parser: argparse.ArgumentParser,
     from dw2v import config_file
     from dw2v.train import RunConfig
 
-    ingest, vocab, cluster = _configs(args)
-    tables = config_file.tables_of(ingest, vocab, _train_config(args), cluster)
+    explicit = _explicit(parser, argv)
+    try:
+        ingest, vocab, cluster = _configs(args)
+        tables = config_file.tables_of(ingest, vocab, _train_config(args), cluster)
+    except ConfigError as exc:
+        raise _user_words(exc, parser, argv) from None
     inputs, output = list(args.inputs), args.output
+    data: dict[str, Any] | None = None
     if args.config:
         data = config_file.read(args.config)
-        tables = config_file.merge(tables, _explicit(parser, argv), data)
+        tables = config_file.merge(tables, explicit, data)
         inputs = inputs or list(data.get("inputs", []))
         output = output or data.get("output")
-    ingest, vocab, train_config, cluster = config_file.build(tables)
+    try:
+        ingest, vocab, train_config, cluster = config_file.build(tables)
+    except ConfigError as exc:
+        raise _user_words(exc, parser, argv, args.config, data) from None
     return inputs, output, RunConfig(ingest=ingest, vocab=vocab, train=train_config,
                                      cluster=cluster)
 
@@ -297,11 +378,15 @@ def _setup_logging(verbose: int) -> None:
     logging.getLogger("distributed").setLevel(dask_level.upper())
 
 
-def _run_vocab(args: argparse.Namespace) -> int:
+def _run_vocab(args: argparse.Namespace, parser: argparse.ArgumentParser,
+               argv: Sequence[str]) -> int:
     from dw2v.prepare import build_vocab
     from dw2v.vocab import load
 
-    ingest, vocab, cluster = _configs(args)
+    try:
+        ingest, vocab, cluster = _configs(args)
+    except ConfigError as exc:
+        raise _user_words(exc, parser, argv) from None
     report = build_vocab(args.inputs, args.output, ingest=ingest, vocab=vocab, cluster=cluster,
                          overwrite=args.overwrite, progress=args.progress)
     print(report.summary())
@@ -320,21 +405,40 @@ def main(argv: Sequence[str] | None = None) -> int:
             and not args.print_config):
         parser.error("train: give at least one INPUT (or --resume)")
     _setup_logging(args.verbose)
+    previous = {sig: signal.signal(sig, functools.partial(_stop, verbose=args.verbose))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         if args.command == "train":
             return _run_train(args, _subparser(parser, "train"), argv[argv.index("train") + 1:])
         if args.command == "vocab":
-            return _run_vocab(args)
+            return _run_vocab(args, _subparser(parser, "vocab"), argv[argv.index("vocab") + 1:])
         from dw2v.cli_vectors import run
         return run(args)
     except Dw2vError as exc:
         print(f"dw2v: error: {exc}", file=sys.stderr)
+        for note in getattr(exc, "__notes__", []):
+            print(f"dw2v: {note}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        hint = ("; continue with --resume" if args.command == "train" else
-                "; no output written")
-        print(f"dw2v: interrupted{hint}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # not from training, which says what it kept
+        how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"dw2v: {how}; nothing was written (an existing output is unchanged)",
+              file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _stop(signum: int, frame: Any, verbose: int = 0) -> None:
+    """Ctrl-C or SIGTERM: unwind (SIGTERM like Ctrl-C), so that the cluster is closed and the
+    run says what it kept. What Dask and its event loop then log about the calls cut short
+    (cancelled gathers, callbacks) is noise to the user: silenced unless -vv."""
+    if verbose < 2:
+        names = [n for n in logging.root.manager.loggerDict
+                 if n.split(".")[0] in ("distributed", "tornado", "asyncio")]
+        for name in ["distributed", "tornado", "asyncio", *names]:
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 if __name__ == "__main__":

@@ -45,8 +45,10 @@ def add_commands(commands: Any) -> None:
         sub.add_argument("model", metavar="MODEL")
         if name == "similar":
             sub.add_argument("words", nargs="+", metavar="WORD")
-        else:
-            sub.add_argument("words", nargs=3, metavar=("A", "B", "C"))
+        else:  # three positionals: argparse's help fails on one nargs=3 with a tuple metavar
+            for letter, role in (("a", "is to"), ("b", "as"), ("c", "is to ?")):
+                sub.add_argument(letter, metavar=letter.upper(), help=f"{letter.upper()} "
+                                                                      f"{role}")
         sub.add_argument("-k", type=_positive_int, default=10, help="neighbours (default 10)")
         sub.add_argument("--index", default=None, metavar="PATH",
                          help="index directory (default MODEL/index when it exists)")
@@ -86,6 +88,12 @@ def run(args: argparse.Namespace) -> int:
         from dw2v.report import write_report
         print(f"report written to {write_report(args.model)}")
         return 0
+    if args.command in ("export", "index"):
+        from dw2v.atomic import check_not_overlapping
+        out = Path(args.output) if args.output else Path(args.model) / "index"
+        # an index belongs inside its model (the default MODEL/index); an export does not
+        check_not_overlapping(out, [args.model],
+                              allow_inside=[args.model] if args.command == "index" else [])
     emb = load(args.model)
     if args.command == "export":
         from dw2v.export import export
@@ -106,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
             if args.command == "similar":
                 results = {w: emb.most_similar(w, args.k, index=index) for w in args.words}
             else:
-                results = {" ".join(args.words): emb.analogy(*args.words, k=args.k, index=index)}
+                words = (args.a, args.b, args.c)
+                results = {" ".join(words): emb.analogy(*words, k=args.k, index=index)}
         except KeyError as exc:
             raise ConfigError(f"{exc.args[0]}") from None
         if args.json:

@@ -6,9 +6,13 @@ Field names follow gensim's ``Word2Vec`` where one exists (``min_count``, ``max_
 
 from __future__ import annotations
 
-import re
+import collections.abc
+import dataclasses
+import math
+import typing
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from types import UnionType
+from typing import Any, Mapping, Union
 
 from dw2v.errors import ConfigError
 
@@ -18,12 +22,93 @@ DEFAULT_TOKEN_PATTERN = r"[\p{L}\p{N}]+(?:'[\p{L}\p{N}]+)*"
 #: word2vec C's MAX_SENTENCE_LENGTH and gensim's MAX_WORDS_IN_BATCH.
 MAX_SENTENCE_LENGTH = 10_000
 
+#: Tokens longer than this many UTF-8 bytes are dropped and counted (word2vec C cuts words at
+#: its MAX_STRING of 100 bytes): a 50 MB "word" never enters the vocabulary, and every
+#: exported model reads back in tools with such a limit.
+MAX_TOKEN_BYTES = 100
+#: The longest word dw2v's word2vec binary reader accepts (dw2v.word2vec_format).
+MAX_WORD_BYTES = 10_000
 
-def _require(ok: bool, name: str, value: Any, rule: str) -> None:
+
+def _require(ok: bool, name: str, value: Any, rule: str, owner: str | None = None) -> None:
     if not ok:
-        raise ConfigError(f"{name}={value!r}: {rule}")
+        raise ConfigError(f"{name}={value!r}: {rule}", owner=owner, field=name, value=value,
+                          rule=rule)
 
 
+_TYPE_RULES: dict[Any, tuple[tuple[type, ...], str]] = {
+    bool: ((bool,), "must be true or false"),
+    int: ((int,), "must be an integer"),
+    float: ((int, float), "must be a number"),
+    str: ((str,), "must be a string"),
+}
+
+
+def _check_types(config: Any) -> None:
+    """Refuse a field whose value is not of its declared type (a TOML file can give ``"100"``
+    for an integer or ``true`` for a count: bool is not taken for a number here), before the
+    ranges are checked; also refuse NaN and infinite numbers."""
+    owner = type(config).__name__
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        hint = hints[f.name]
+        options = typing.get_args(hint) if typing.get_origin(hint) in (Union, UnionType) \
+            else (hint,)
+        if value is None and type(None) in options:
+            continue
+        base = next((o for o in options if o is not type(None)), hint)
+        rule = _TYPE_RULES.get(base)
+        if rule is not None:
+            kinds, text = rule
+            ok = isinstance(value, kinds) and (base is bool or not isinstance(value, bool))
+            if ok and base is float:
+                ok = math.isfinite(value)
+                text = "must be a finite number"
+            _require(ok, f.name, value, text + (" (or unset)" if type(None) in options else ""),
+                     owner)
+        elif typing.get_origin(base) in (Mapping, collections.abc.Mapping):
+            _require(isinstance(value, Mapping) and all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()),
+                f.name, value, "must be a table of strings", owner)
+        elif isinstance(base, type) and dataclasses.is_dataclass(base):
+            _require(isinstance(value, base), f.name, value, f"must be a {base.__name__}",
+                     owner)
+
+
+def _re2_error(pattern: str) -> str | None:
+    """Why RE2 (pyarrow's regex engine, which tokenizes) refuses ``pattern``, or None."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        pc.count_substring_regex(pa.array([""], pa.string()), pattern=pattern)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        return str(exc).removeprefix("Invalid regular expression: ")
+    return None
+
+
+def _checked(cls: type) -> type:
+    """Run :func:`_check_types` before a settings class's own checks, and mark the errors
+    with the class, so the command line can name the flag or key the user typed."""
+    own = cls.__post_init__  # type: ignore[attr-defined]
+
+    def __post_init__(self: Any) -> None:
+        try:
+            normalize = getattr(self, "_normalize", None)
+            if normalize is not None:
+                normalize()
+            _check_types(self)
+            own(self)
+        except ConfigError as exc:
+            exc.owner = exc.owner or cls.__name__
+            raise
+
+    cls.__post_init__ = __post_init__  # type: ignore[attr-defined]
+    return cls
+
+
+@_checked
 @dataclass(frozen=True)
 class TokenizerConfig:
     """How raw text becomes tokens: lowercasing and a word regex (RE2 syntax, findall semantics)."""
@@ -31,22 +116,26 @@ class TokenizerConfig:
     lowercase: bool = True
     pattern: str = DEFAULT_TOKEN_PATTERN
     max_sentence_length: int = MAX_SENTENCE_LENGTH
+    max_token_bytes: int = MAX_TOKEN_BYTES
 
     def __post_init__(self) -> None:
         _require(bool(self.pattern), "pattern", self.pattern, "must not be empty")
-        try:
-            # Python's re lacks \p{..}; check the rest of the syntax with the classes swapped out.
-            re.compile(re.sub(r"\\[pP]\{\w+\}", "a", self.pattern))
-        except re.error as exc:
-            raise ConfigError(f"pattern={self.pattern!r}: not a valid regex ({exc})") from None
+        problem = _re2_error(self.pattern)
+        _require(problem is None, "pattern", self.pattern,
+                 f"not a valid RE2 regex ({problem}); RE2, the engine that tokenizes, has no "
+                 "look-arounds or back-references")
         _require(self.max_sentence_length >= 2, "max_sentence_length", self.max_sentence_length,
                  "must be at least 2")
+        _require(1 <= self.max_token_bytes <= MAX_WORD_BYTES, "max_token_bytes",
+                 self.max_token_bytes, f"must be from 1 to {MAX_WORD_BYTES:,} (the longest word "
+                 "a word2vec binary file read back here may hold)")
 
     @property
     def is_default_pattern(self) -> bool:
         return self.pattern == DEFAULT_TOKEN_PATTERN
 
 
+@_checked
 @dataclass(frozen=True)
 class IngestConfig:
     """Where the text is and how it is read: column name, batch size, fsspec options."""
@@ -61,6 +150,7 @@ class IngestConfig:
         _require(self.batch_size >= 1, "batch_size", self.batch_size, "must be at least 1")
 
 
+@_checked
 @dataclass(frozen=True)
 class VocabConfig:
     """Pruning and the two distributions derived from counts (noise and subsampling)."""
@@ -91,6 +181,7 @@ class VocabConfig:
                  "must be at least 1 (or unset: automatic)")
 
 
+@_checked
 @dataclass(frozen=True)
 class TrainConfig:
     """Negative-sampling training: model, sizes, schedule (gensim's names where they exist)."""
@@ -140,8 +231,8 @@ class TrainConfig:
                  "must be in [0, alpha]")
         _require(self.epochs >= 1, "epochs", self.epochs, "must be at least 1")
         _require(self.threads >= 1, "threads", self.threads, "must be at least 1")
-        if self.sync_every == "auto":
-            object.__setattr__(self, "sync_every", None)
+        _require(0 <= self.seed < 2**63, "seed", self.seed,
+                 "must be an integer from 0 to 2^63 - 1")
         _require(self.sync_every is None or (isinstance(self.sync_every, int)
                                              and self.sync_every >= 1_000),
                  "sync_every", self.sync_every, "must be at least 1000 words, or 'auto'")
@@ -150,11 +241,16 @@ class TrainConfig:
         _require(self.device in ("cpu", "gpu", "auto"), "device", self.device,
                  "must be 'cpu', 'gpu' or 'auto'")
 
+    def _normalize(self) -> None:
+        if self.sync_every == "auto":
+            object.__setattr__(self, "sync_every", None)
+
     @property
     def sg(self) -> bool:
         return self.model == "skipgram"
 
 
+@_checked
 @dataclass(frozen=True)
 class ClusterConfig:
     """Which Dask cluster to use; with no address, an embedded LocalCluster of processes."""
@@ -167,10 +263,18 @@ class ClusterConfig:
     #: Seconds training waits for workers when the cluster has none before it stops (the last
     #: checkpoint is kept for --resume).
     worker_timeout: float = 300.0
+    #: Seconds to wait for a scheduler (--scheduler, --scheduler-file) to answer.
+    connect_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         _require(self.worker_timeout > 0, "worker_timeout", self.worker_timeout,
                  "must be positive")
+        _require(self.connect_timeout > 0, "connect_timeout", self.connect_timeout,
+                 "must be positive")
+        _require(self.dashboard_address is None or _valid_address(self.dashboard_address),
+                 "dashboard_address", self.dashboard_address,
+                 "must be HOST:PORT, :PORT or PORT with a port from 0 to 65535 (0: any free "
+                 "port)")
         _require(not (self.scheduler and self.scheduler_file), "scheduler", self.scheduler,
                  "give a scheduler address or a scheduler file, not both")
         for name in ("n_workers", "threads_per_worker"):
@@ -180,6 +284,13 @@ class ClusterConfig:
             _require(self.n_workers is None and self.threads_per_worker is None, "n_workers",
                      self.n_workers, "--workers/--threads-per-worker apply only to the "
                      "embedded LocalCluster, not to an existing scheduler")
+
+
+def _valid_address(text: str) -> bool:
+    """``HOST:PORT``, ``:PORT`` or ``PORT`` (the forms Dask's dashboard address takes)."""
+    host, _, port = text.rpartition(":")
+    return (port.isdigit() and int(port) <= 65_535 and " " not in host
+            and (bool(host) or text.startswith(":") or ":" not in text))
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -24,6 +24,7 @@ CLI_FIELDS: dict[str, tuple[str, str]] = {
     "storage_option": ("ingest", "storage_options"),
     "lowercase": ("ingest.tokenizer", "lowercase"),
     "token_pattern": ("ingest.tokenizer", "pattern"),
+    "max_token_bytes": ("ingest.tokenizer", "max_token_bytes"),
     "min_count": ("vocab", "min_count"), "max_vocab_size": ("vocab", "max_vocab_size"),
     "max_final_vocab": ("vocab", "max_final_vocab"), "sample": ("vocab", "sample"),
     "ns_exponent": ("vocab", "ns_exponent"),
@@ -39,6 +40,7 @@ CLI_FIELDS: dict[str, tuple[str, str]] = {
     "scheduler": ("cluster", "scheduler"), "scheduler_file": ("cluster", "scheduler_file"),
     "workers": ("cluster", "n_workers"), "threads_per_worker": ("cluster", "threads_per_worker"),
     "dashboard": ("cluster", "dashboard_address"), "worker_timeout": ("cluster", "worker_timeout"),
+    "connect_timeout": ("cluster", "connect_timeout"),
 }
 
 _CLASSES = {"ingest": IngestConfig, "ingest.tokenizer": TokenizerConfig, "vocab": VocabConfig,
@@ -58,6 +60,16 @@ def read(path: str | Path) -> dict[str, Any]:
     for key in data:
         if key not in known:
             raise ConfigError(f"--config {path}: unknown setting or table {key!r}")
+    for table in _CLASSES:
+        node: Any = data
+        for depth, part in enumerate(table.split(".")):
+            if not isinstance(node, dict) or part not in node:
+                break
+            node = node[part]
+            if not isinstance(node, dict):
+                name = ".".join(table.split(".")[:depth + 1])
+                raise ConfigError(f"--config {path}: {name} must be a table ([{name}]), not "
+                                  f"{type(node).__name__} {node!r}")
     for table, cls in _CLASSES.items():
         values = _table(data, table)
         names = {f.name for f in dataclasses.fields(cls)}
@@ -68,7 +80,23 @@ def read(path: str | Path) -> dict[str, Any]:
     if "inputs" in data and not (isinstance(data["inputs"], list)
                                  and all(isinstance(x, str) for x in data["inputs"])):
         raise ConfigError(f"--config {path}: inputs must be a list of strings")
+    if "output" in data and not isinstance(data["output"], str):
+        raise ConfigError(f"--config {path}: output must be a string")
+    options = _table(data, "ingest").get("storage_options")
+    if options is not None and not isinstance(options, dict):
+        raise ConfigError(f"--config {path}: [ingest] storage_options must be a table")
     return data
+
+
+def table_of_field(owner: str) -> str | None:
+    """The file's table for a settings class name (``TrainConfig`` -> ``train``)."""
+    return next((t for t, cls in _CLASSES.items() if cls.__name__ == owner), None)
+
+
+def file_value(data: dict[str, Any], table: str, key: str) -> tuple[bool, Any]:
+    """Whether the file sets ``[table] key``, and its value."""
+    values = _table(data, table)
+    return key in values, values.get(key)
 
 
 def _table(data: dict[str, Any], table: str) -> dict[str, Any]:

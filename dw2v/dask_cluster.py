@@ -54,8 +54,10 @@ def local_cluster(n_workers: int, threads_per_worker: int = 1,
                   dashboard_address: str | None = ":0",
                   settings: dict[str, Any] = QUIET_CLUSTER) -> Iterator[Client]:
     """A LocalCluster of worker processes with Dask ``settings`` (by default the quiet ones
-    ``dw2v train`` uses), and its client."""
-    with dask.config.set(settings), \
+    ``dw2v train`` uses), and its client. Its workers ignore Ctrl-C (``dw2v.worker_setup``):
+    the driver stops the run and closes them."""
+    preload = [*dask.config.get("distributed.worker.preload", []), "dw2v.worker_setup"]
+    with dask.config.set(settings), dask.config.set({"distributed.worker.preload": preload}), \
             LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
                          processes=True, dashboard_address=dashboard_address) as cluster, \
             Client(cluster) as client:
@@ -69,7 +71,7 @@ def client_for(config: ClusterConfig, client: Client | None = None) -> Iterator[
         yield client
         return
     if config.scheduler or config.scheduler_file:
-        with Client(address=config.scheduler, scheduler_file=config.scheduler_file) as remote:
+        with _connect(config) as remote:
             logger.info("connected to %s (%d workers)", remote.scheduler.address,
                         len(remote.nthreads()))
             yield remote
@@ -81,6 +83,33 @@ def client_for(config: ClusterConfig, client: Client | None = None) -> Iterator[
         if config.dashboard_address:
             print(f"dw2v: Dask dashboard at {local.dashboard_link}", file=sys.stderr)
         yield local
+
+
+@contextmanager
+def _connect(config: ClusterConfig) -> Iterator[Client]:
+    """A client of the scheduler ``config`` names, or a ClusterError within
+    ``config.connect_timeout`` seconds (Dask waits for ever for a missing scheduler file)."""
+    from dw2v.errors import ClusterError
+    from dw2v.preflight import check_scheduler_file
+
+    where = (f"--scheduler {config.scheduler}" if config.scheduler
+             else f"--scheduler-file {config.scheduler_file}")
+    if config.scheduler_file:
+        check_scheduler_file(config.scheduler_file)
+    try:
+        client = Client(address=config.scheduler, scheduler_file=config.scheduler_file,
+                        timeout=config.connect_timeout)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ClusterError(f"{where}: cannot reach the scheduler within "
+                           f"{config.connect_timeout:g} s ({exc}); check that it runs and "
+                           "the address, or raise --connect-timeout") from None
+    with client:
+        yield client
+
+
+def workers_in_process(client: Client) -> bool:
+    """Whether every worker of ``client`` runs in this process (``processes=False``)."""
+    return all(address.startswith("inproc://") for address in client.nthreads())
 
 
 def run_id() -> str:

@@ -2,11 +2,19 @@
 
 ``dw2v.load(MODEL_DIR)`` returns an :class:`Embeddings`. Files are ``vectors.npy`` (float32,
 one row per word, ids as in ``vocab.parquet``) and ``model.json``; never pickles.
+
+Loading checks the files against each other before trusting them: a missing, truncated or
+non-float32 ``vectors.npy``, a ``model.json`` that is not valid JSON or whose ``vector_size``
+disagrees with the vectors, a vocabulary of another length, and NaN or inf in any vectors are
+each an :class:`~dw2v.errors.InputError` naming the file and the problem, never a traceback or
+a silently wrong answer.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -16,7 +24,7 @@ import numpy as np
 
 from dw2v import evaluate
 from dw2v.errors import InputError
-from dw2v.vocab import load as load_vocab
+from dw2v.vocab import VOCAB_FILE, load as load_vocab
 
 if TYPE_CHECKING:
     from dw2v.search import AnnIndex
@@ -123,19 +131,158 @@ class Embeddings:
         return kv
 
 
+def npy_header(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of a ``.npy`` file from its header, checked against the file's size
+    before any data is read; :class:`InputError` naming the file when it is missing, not a
+    ``.npy`` file, truncated or longer than its header says, or holds Python objects."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(str(path), "missing" if not path.exists() else "not a file")
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+            else:
+                raise ValueError(f"unsupported .npy format version {version}")
+            offset = handle.tell()
+            size = os.fstat(handle.fileno()).st_size
+    except OSError as exc:
+        raise InputError(str(path), f"cannot be read ({exc.strerror or exc})") from None
+    except (ValueError, EOFError) as exc:
+        raise InputError(str(path), f"not a NumPy .npy file ({exc})") from None
+    if dtype.hasobject:
+        raise InputError(str(path), "holds Python objects, not numbers (dw2v never writes "
+                                    "pickles and does not read them)")
+    expected = offset + math.prod(shape) * dtype.itemsize
+    described = f"a {'x'.join(map(str, shape)) or 'scalar'} {dtype} array"
+    if size < expected:
+        raise InputError(str(path), f"truncated (expected {expected:,} bytes for {described}, "
+                                    f"found {size:,})")
+    if size > expected:
+        raise InputError(str(path), f"{size - expected:,} bytes longer than its header says "
+                                    f"({described}, {expected:,} bytes): not a complete .npy "
+                                    "file")
+    return tuple(int(n) for n in shape), dtype
+
+
+def check_matrix_header(path: str | Path) -> tuple[int, int]:
+    """Rows and columns of a ``.npy`` file that must hold a 2-D float32 matrix (header only)."""
+    shape, dtype = npy_header(path)
+    if len(shape) != 2:
+        raise InputError(str(path), f"holds a {len(shape)}-D array of shape {shape}, not a "
+                                    "2-D matrix (one row per word)")
+    if dtype.kind != "f" or dtype.itemsize != 4:
+        raise InputError(str(path), f"holds {dtype} values, not float32")
+    return shape[0], shape[1]
+
+
+def read_matrix(path: str | Path) -> np.ndarray:
+    """A 2-D float32 matrix from a ``.npy`` file, checked (:func:`check_matrix_header`) before
+    it is read; native byte order."""
+    check_matrix_header(path)
+    try:
+        matrix = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputError(str(path), f"cannot be read ({exc})") from None
+    return matrix.astype(np.float32, copy=False)
+
+
+#: Rows checked at once for NaN and inf (bounds the check's temporary memory).
+_FINITE_BLOCK = 65_536
+
+
+def check_finite(path: str | Path, vectors: np.ndarray, words: Sequence[str] | None = None
+                 ) -> None:
+    """Refuse vectors holding NaN or inf, with the number of such rows and the first one."""
+    bad = 0
+    first = -1
+    for lo in range(0, len(vectors), _FINITE_BLOCK):
+        ok = np.isfinite(vectors[lo:lo + _FINITE_BLOCK]).all(axis=1)
+        if not ok.all():
+            if first < 0:
+                first = lo + int(np.argmin(ok))
+            bad += int(len(ok) - ok.sum())
+    if bad:
+        which = f"row {first}" + (f", {words[first]!r}" if words is not None else "")
+        rows = "1 row holds" if bad == 1 else f"{bad:,} rows hold"
+        raise InputError(str(path), f"{rows} NaN or inf (the first: {which}); the vectors are "
+                                    "corrupt, or training diverged")
+
+
+def _read_model_json(path: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(str(path), f"cannot be read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(str(path), f"not valid JSON (not UTF-8: {exc.reason})") from None
+    except ValueError as exc:
+        raise InputError(str(path), f"not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise InputError(str(path), f"not a JSON object (holds a {type(meta).__name__})")
+    for key in ("vector_size", "vocab_size"):
+        if key not in meta:
+            if key == "vector_size":
+                raise InputError(str(path), "has no vector_size: not a dw2v model description")
+            continue
+        value = meta[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise InputError(str(path), f"{key} is {value!r}, not a positive whole number")
+    for key, kind in (("settings", dict), ("rounds", list)):
+        if key in meta and not isinstance(meta[key], kind):
+            raise InputError(str(path), f"{key} is a {type(meta[key]).__name__}, not a JSON "
+                                        f"{'object' if kind is dict else 'array'}")
+    if "rounds" in meta and not all(isinstance(r, dict) for r in meta["rounds"]):
+        raise InputError(str(path), "rounds holds an entry that is not a JSON object")
+    return meta
+
+
+def _unfinished(path: Path) -> str:
+    """A hint when training into ``path`` has not finished (its staging directory is there,
+    or, from dw2v 0.1, checkpoints inside it)."""
+    from dw2v.atomic import staging_dir
+
+    stage = staging_dir(path.absolute())
+    if stage.is_dir() or (path / "checkpoints").exists():
+        where = f" in {stage}" if stage.is_dir() else ""
+        return (f" (training has not finished{where}; continue it with dw2v train -o {path} "
+                "--resume)")
+    return ""
+
+
 def _load_model_dir(path: Path) -> Embeddings:
+    """A model directory, its files checked against each other before the vectors are read:
+    ``model.json`` (valid, with the dimension), ``vocab.parquet`` and ``vectors.npy`` (a
+    complete float32 matrix of one row per word, no NaN or inf)."""
     meta_path = path / MODEL_JSON
     if not meta_path.exists():
-        hint = (" (training has not finished; continue it with --resume)"
-                if (path / "checkpoints").exists() else "")
-        raise InputError(str(path), f"not a dw2v model: no {MODEL_JSON}{hint}")
-    meta = json.loads(meta_path.read_text())
-    vocab = load_vocab(path)
-    vectors = np.load(path / VECTORS)
-    if vectors.shape[0] != len(vocab):
-        raise InputError(str(path), f"{VECTORS} has {vectors.shape[0]} rows but the vocabulary "
-                                    f"has {len(vocab)} words")
-    return Embeddings(vocab.tokens.to_pylist(), vectors, vocab.counts, meta)
+        raise InputError(str(path), f"not a dw2v model: no {MODEL_JSON}{_unfinished(path)}")
+    meta = _read_model_json(meta_path)
+    vectors_path, vocab_path = path / VECTORS, path / VOCAB_FILE
+    if not vectors_path.exists():
+        raise InputError(str(vectors_path), f"missing (a model directory holds {MODEL_JSON}, "
+                                            f"{VOCAB_FILE} and {VECTORS})")
+    if not vocab_path.exists():
+        raise InputError(str(vocab_path), f"missing (a model directory holds {MODEL_JSON}, "
+                                          f"{VOCAB_FILE} and {VECTORS})")
+    rows, dim = check_matrix_header(vectors_path)
+    if meta["vector_size"] != dim:
+        raise InputError(str(meta_path), f"vector_size {meta['vector_size']} but {VECTORS} has "
+                                         f"{dim} columns")
+    if "vocab_size" in meta and meta["vocab_size"] != rows:
+        raise InputError(str(meta_path), f"vocab_size {meta['vocab_size']} but {VECTORS} has "
+                                         f"{rows} rows")
+    vocab = load_vocab(vocab_path)
+    if rows != len(vocab):
+        raise InputError(str(vectors_path), f"{rows} rows but {VOCAB_FILE} has {len(vocab)} "
+                                            "words")
+    words = vocab.tokens.to_pylist()
+    vectors = read_matrix(vectors_path)
+    check_finite(vectors_path, vectors, words)
+    return Embeddings(words, vectors, vocab.counts, meta)
 
 
 def _load_parquet(path: Path) -> Embeddings:
@@ -168,7 +315,7 @@ def load(path: str | Path, *, binary: bool | None = None,
 
     path = Path(path)
     if not path.exists():
-        raise InputError(str(path), "no such file or directory")
+        raise InputError(str(path), f"no such file or directory{_unfinished(path)}")
     if path.is_dir():
         emb = _load_model_dir(path)
     elif path.suffix == ".parquet":
@@ -183,4 +330,6 @@ def load(path: str | Path, *, binary: bool | None = None,
         raise InputError(str(path), "lists a word more than once")
     if limit is not None and len(emb) > limit:
         emb = Embeddings(emb.words[:limit], emb.vectors[:limit], emb.counts[:limit], emb.meta)
+    if not path.is_dir():  # a model directory's vectors were checked as they were read
+        check_finite(path, emb.vectors, emb.words)
     return emb

@@ -14,9 +14,18 @@ class Dw2vError(Exception):
 
 
 class ConfigError(Dw2vError, ValueError):
-    """An invalid setting: names the field and the value."""
+    """An invalid setting: names the field and the value.
+
+    Raised by a settings dataclass, it also carries ``owner`` (the class name), ``field``,
+    ``value`` and ``rule``, so the command line can name the flag or the file's key the user
+    typed instead of the field."""
 
     exit_code = 2
+
+    def __init__(self, message: str, *, owner: str | None = None, field: str | None = None,
+                 value: object = None, rule: str | None = None) -> None:
+        super().__init__(message)
+        self.owner, self.field, self.value, self.rule = owner, field, value, rule
 
 
 class InputError(Dw2vError):
@@ -43,3 +52,21 @@ class OutputExistsError(Dw2vError):
     """The output directory exists and is not empty, and overwriting was not asked for."""
 
     exit_code = 2
+
+
+class ClusterError(Dw2vError):
+    """The cluster cannot be reached or used (names the address and the cause)."""
+
+
+class Interrupted(Dw2vError):
+    """The run was stopped by Ctrl-C (exit 130) or SIGTERM (143); the message says what was
+    kept."""
+
+    def __init__(self, message: str, exit_code: int = 130) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the driver by SIGTERM, so a terminated run unwinds like Ctrl-C (the cluster
+    is closed, the old output stays) and says what it did."""

@@ -28,13 +28,39 @@ FORMATS = ("word2vec-text", "word2vec-binary", "parquet", "npy")
 TOKENS_SUFFIX = ".tokens.txt"
 
 
+def _is_vectors_file(path: Path, fmt: str) -> bool:
+    """Whether ``path`` is a vectors file of format ``fmt`` (so --overwrite may replace it):
+    a Parquet export with dw2v's metadata, a word2vec file (its ``COUNT DIM`` header), a 2-D
+    float32 ``.npy`` matrix or its tokens file."""
+    try:
+        if fmt == "parquet":
+            return b"dw2v.dim" in (pq.read_schema(path).metadata or {})
+        if fmt == "npy":
+            if path.name.endswith(TOKENS_SUFFIX):
+                matrix = path.with_name(path.name.removesuffix(TOKENS_SUFFIX) + ".npy")
+                return not matrix.exists() or _is_vectors_file(matrix, "npy")
+            from dw2v.embeddings import check_matrix_header
+            check_matrix_header(path)
+            return True
+        with open(path, "rb") as handle:
+            header = handle.readline(200).split()
+        return len(header) == 2 and all(part.isdigit() for part in header)
+    except Exception:  # noqa: BLE001 - anything unreadable is not ours to replace
+        return False
+
+
 @contextmanager
-def _atomic(path: Path, overwrite: bool) -> Iterator[Path]:
-    """A temporary path beside ``path``, renamed onto it when the block succeeds."""
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path}: exists; pass --overwrite to replace it")
+def _atomic(path: Path, overwrite: bool, fmt: str) -> Iterator[Path]:
+    """A temporary path beside ``path``, renamed onto it when the block succeeds; an existing
+    ``path`` is replaced only with ``overwrite`` and only if it is a vectors file of ``fmt``."""
     if path.is_dir():
         raise OutputExistsError(f"{path}: is a directory")
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path}: exists; pass --overwrite to replace it")
+    if path.exists() and not _is_vectors_file(path, fmt):
+        raise OutputExistsError(f"{path}: --overwrite replaces only a vectors file of the "
+                                f"format written ({fmt}), and this file is not one; choose "
+                                "another output")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:12]}"
     try:
@@ -89,12 +115,12 @@ def export(emb: Embeddings, path: str | Path, fmt: str, *, normalize: bool = Fal
     written = [path]
     if fmt == "npy":
         tokens = path.with_name(path.name.removesuffix(".npy") + TOKENS_SUFFIX)
-        with _atomic(tokens, overwrite) as tmp_tokens, _atomic(path, overwrite) as tmp:
+        with _atomic(tokens, overwrite, fmt) as tmp_tokens, _atomic(path, overwrite, fmt) as tmp:
             tmp_tokens.write_text("".join(w + "\n" for w in words), encoding="utf-8")
             writers[fmt](tmp)
         written.append(tokens)
     else:
-        with _atomic(path, overwrite) as tmp:
+        with _atomic(path, overwrite, fmt) as tmp:
             writers[fmt](tmp)
     return written
 

@@ -220,9 +220,11 @@ def encode_shard(shard: ShardInfo, vocab_tokens: pa.Array, work_dir: str,
                  config: IngestConfig) -> EncodedShard:
     """Write the token ids of one shard (out-of-vocabulary tokens dropped) under ``work_dir``.
 
-    ``vocab_tokens[i]`` is the token with id ``i``. Sentences are rows, cut at
-    ``max_sentence_length`` ids after out-of-vocabulary tokens are dropped. Memory: up to
-    ``_MAX_PENDING_BATCHES`` tokenized batches plus the vocabulary.
+    ``vocab_tokens[i]`` is the token with id ``i``. Tokens are those counting saw: the same
+    :func:`~dw2v.tokenize.tokenize`, so tokens over ``max_token_bytes`` are dropped here too,
+    even if the vocabulary holds one (a base model's, in continued training). Sentences are
+    rows, cut at ``max_sentence_length`` ids after out-of-vocabulary tokens are dropped. Memory:
+    up to ``_MAX_PENDING_BATCHES`` tokenized batches plus the vocabulary.
     """
     target = Path(work_dir) / shard_dir_name(shard.index)
     max_length = config.tokenizer.max_sentence_length

@@ -129,8 +129,8 @@ def finalize(total: Partial, previous: Params, momentum: Params | None, round_in
         bad = block_update(t, w, p, g, eta, new_p, new_g)
         if bad:
             raise NumericalError(
-                f"round {round_index}: {bad} {name} vectors are NaN or inf after averaging; "
-                "training stopped, the last good checkpoint is kept (try a lower --alpha)")
+                f"round {round_index + 1}: {bad} {name} vectors are NaN or inf after "
+                "averaging: training diverged (try a lower --alpha)")
         matrices.append((new_p, new_g))
     params = Params(matrices[0][0], matrices[1][0])
     return Averaged(params, Params(matrices[0][1], matrices[1][1]) if eta > 0 else None, eta,
@@ -215,39 +215,92 @@ def write_checkpoint(model_dir: str | Path, params: Params | Averaged, state: di
 
 
 def latest_checkpoint(model_dir: str | Path) -> Path | None:
-    """The directory of the latest complete checkpoint, or None when there is none."""
+    """The directory of the latest complete checkpoint, or None when there is none; a
+    ``latest.json`` that cannot be read or names no complete checkpoint is a
+    :class:`CheckpointError` naming it."""
     root = Path(model_dir) / CHECKPOINTS
     pointer = root / "latest.json"
     if not pointer.exists():
         return None
     try:
-        path = root / json.loads(pointer.read_text())["checkpoint"]
-    except (ValueError, KeyError) as exc:
-        raise CheckpointError(f"{pointer}: unreadable ({exc})") from None
+        info = json.loads(pointer.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CheckpointError(f"{pointer}: cannot be read ({exc.strerror or exc})") from None
+    except ValueError as exc:  # UnicodeDecodeError too
+        raise CheckpointError(f"{pointer}: not valid JSON ({exc})") from None
+    name = info.get("checkpoint") if isinstance(info, dict) else None
+    if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name:
+        raise CheckpointError(f"{pointer}: names no checkpoint (expected an object with "
+                              f"\"checkpoint\": \"round-NNNNN\", found {str(info)[:80]})")
+    path = root / name
     if not (path / "state.json").exists():
         raise CheckpointError(f"{pointer}: points at {path.name}, which is incomplete")
     return path
 
 
-def load_params(path: str | Path) -> Params:
-    """The parameters of one checkpoint directory (a task: recomputable on any worker)."""
-    path = Path(path)
+def read_state(path: str | Path, keys: Sequence[str] = ()) -> dict[str, Any]:
+    """The ``state.json`` of one checkpoint directory, checked: a JSON object whose ``round``
+    is a whole number >= 0, whose ``eta`` (when present) is in [0, 1), and which holds every
+    one of ``keys``; else a :class:`CheckpointError` naming the file."""
+    file = Path(path) / "state.json"
     try:
-        return Params(np.load(path / "W_in.npy"), np.load(path / "W_out.npy"))
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: cannot read parameters ({exc})") from None
+        state = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{file}: missing (an incomplete checkpoint)") from None
+    except OSError as exc:
+        raise CheckpointError(f"{file}: cannot be read ({exc.strerror or exc})") from None
+    except ValueError as exc:  # UnicodeDecodeError too
+        raise CheckpointError(f"{file}: not valid JSON ({exc})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{file}: not a JSON object (holds a {type(state).__name__})")
+    missing = [k for k in ("round", *keys) if k not in state]
+    if missing:
+        raise CheckpointError(f"{file}: has no {', '.join(map(repr, missing))}: not a dw2v "
+                              "checkpoint state, or a damaged one")
+    number = state["round"]
+    if not isinstance(number, int) or isinstance(number, bool) or number < 0:
+        raise CheckpointError(f"{file}: round is {number!r}, not a whole number >= 0")
+    eta = state.get("eta", 0.0)
+    if (not isinstance(eta, (int, float)) or isinstance(eta, bool)
+            or not 0.0 <= eta < 1.0):  # NaN fails the comparison too
+        raise CheckpointError(f"{file}: eta is {eta!r}, not a number in [0, 1)")
+    return state
+
+
+def _read_pair(path: Path, names: tuple[str, str], shape: tuple[int, ...] | None
+               ) -> Params:
+    """Two (V, dim) float32 matrices of a checkpoint, checked (complete, same shape, finite)."""
+    from dw2v.embeddings import check_finite, read_matrix
+    from dw2v.errors import InputError
+
+    try:
+        first, second = read_matrix(path / names[0]), read_matrix(path / names[1])
+        for name, matrix in zip(names, (first, second)):
+            check_finite(path / name, matrix)
+    except InputError as exc:
+        raise CheckpointError(str(exc)) from None
+    expected = shape or first.shape
+    for name, matrix in zip(names, (first, second)):
+        if matrix.shape != expected:
+            raise CheckpointError(f"{path / name}: shape {matrix.shape}, but the checkpoint's "
+                                  f"parameters are {expected}")
+    return Params(first, second)
+
+
+def load_params(path: str | Path) -> Params:
+    """The parameters of one checkpoint directory (a task: recomputable on any worker);
+    a missing, truncated or non-float32 array, or one holding NaN or inf, is a
+    :class:`CheckpointError` naming the file."""
+    return _read_pair(Path(path), ("W_in.npy", "W_out.npy"), None)
 
 
 def load_averaged(path: str | Path) -> Averaged:
     """Parameters, momentum and its ``eta`` of one checkpoint directory (a task)."""
     path = Path(path)
     params = load_params(path)
-    try:
-        eta = float(json.loads((path / "state.json").read_text()).get("eta", 0.0))
-        momentum = (Params(np.load(path / "G_in.npy"), np.load(path / "G_out.npy"))
-                    if (path / "G_in.npy").exists() else None)
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: cannot read momentum ({exc})") from None
+    eta = float(read_state(path).get("eta", 0.0))
+    momentum = (_read_pair(path, ("G_in.npy", "G_out.npy"), params.W_in.shape)
+                if (path / "G_in.npy").exists() or (path / "G_out.npy").exists() else None)
     return Averaged(params, momentum, eta if momentum is not None else 0.0)
 
 
@@ -256,8 +309,5 @@ def read_checkpoint(model_dir: str | Path) -> tuple[Params, dict[str, Any]] | No
     path = latest_checkpoint(model_dir)
     if path is None:
         return None
-    try:
-        state = json.loads((path / "state.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: unreadable state ({exc})") from None
+    state = read_state(path)
     return load_params(path), state

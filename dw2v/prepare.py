@@ -19,10 +19,10 @@ from typing import Any, Sequence
 from distributed import Client, Future
 
 from dw2v import __version__
-from dw2v.atomic import check_output_dir, staged_dir
+from dw2v.atomic import staged_dir
 from dw2v.config import ClusterConfig, IngestConfig, VocabConfig, to_dict
 from dw2v.dask_cluster import chain_reduce, client_for, run_id, show_progress, \
-    wait_with_progress
+    wait_with_progress, workers_in_process
 from dw2v.errors import NoInputError
 from dw2v.ingest import ShardInfo, check_shard, encode_shard, find_shards
 from dw2v.vocab import (VOCAB_FILE, Vocabulary, count_shard, extend, finalize, merge_counts, save,
@@ -60,6 +60,8 @@ class VocabReport:
     seconds_total: float
     seconds_cluster_start: float = 0.0
     settings: dict[str, Any] = field(default_factory=dict)
+    #: Tokens longer than the tokenizer's ``max_token_bytes``, dropped (not in ``tokens``).
+    long_tokens_dropped: int = 0
 
     @property
     def tokens_per_second(self) -> float:
@@ -73,11 +75,15 @@ class VocabReport:
         pruned = (f", {self.budget_pruned_distinct:,} cut by --max-vocab-size "
                   f"({self.budget_pruned_tokens:,} tokens)" if self.budget_pruned_distinct else "")
         skipped = f" ({len(self.skipped_files)} empty, skipped)" if self.skipped_files else ""
+        limit = self.settings.get("ingest", {}).get("tokenizer", {}).get("max_token_bytes")
+        over = f"longer than {limit:,} bytes" if limit else "over the length limit"
+        long = (f" ({self.long_tokens_dropped:,} {over}: dropped)"
+                if self.long_tokens_dropped else "")
         return "\n".join([
             f"files       {self.files:,}{skipped}",
             f"documents   {self.documents:,} ({self.null_documents:,} null, "
             f"{self.empty_documents:,} empty: skipped)",
-            f"tokens      {self.tokens:,}",
+            f"tokens      {self.tokens:,}{long}",
             f"distinct    {self.distinct:,}{pruned}",
             f"kept        {self.kept:,} words with count >= {self.min_count} "
             f"({self.kept_tokens:,} tokens, {self.kept_tokens / max(self.tokens, 1):.1%})",
@@ -144,11 +150,28 @@ def build_vocab(inputs: Sequence[str], output: str | Path, *,
     corpus's words (:func:`dw2v.vocab.extend`).
     """
     out = Path(output).absolute()
-    check_output_dir(out, overwrite)
+    from dw2v.preflight import check_inputs, check_scheduler_file
+
+    check_inputs(inputs, in_process=client is not None and workers_in_process(client))
+    if client is None and cluster.scheduler_file:
+        check_scheduler_file(cluster.scheduler_file)
+    with staged_dir(out, overwrite=overwrite, inputs=inputs) as stage:
+        return build_into(stage, inputs, ingest=ingest, vocab=vocab, cluster=cluster,
+                          client=client, progress=progress, base=base, output=out)
+
+
+
+def build_into(stage: Path, inputs: Sequence[str], *, ingest: IngestConfig = IngestConfig(),
+               vocab: VocabConfig = VocabConfig(), cluster: ClusterConfig = ClusterConfig(),
+               client: Client | None = None, progress: bool | None = None,
+               base: Vocabulary | None = None, output: Path | None = None) -> VocabReport:
+    """:func:`build_vocab`'s work, written into the existing directory ``stage`` (the caller
+    checks and swaps it into place); ``output`` is the path the report names."""
+    out = output or stage
     urls = find_shards(inputs, ingest)
     bars = show_progress(progress)
     connecting = time.perf_counter()
-    with client_for(cluster, client) as c, staged_dir(out, overwrite=overwrite) as stage:
+    with client_for(cluster, client) as c:
         started = time.perf_counter()  # the job's clock starts once the cluster is up
         rid = run_id()
         workers = len(c.nthreads())
@@ -195,7 +218,8 @@ def build_vocab(inputs: Sequence[str], output: str | Path, *,
             null_documents=stats.null_rows, empty_documents=stats.empty_rows,
             tokens=stats.tokens, distinct=words.distinct_seen,
             budget_pruned_distinct=stats.budget_pruned_distinct,
-            budget_pruned_tokens=stats.budget_pruned_tokens, kept=len(words),
+            budget_pruned_tokens=stats.budget_pruned_tokens,
+            long_tokens_dropped=stats.long_tokens_dropped, kept=len(words),
             kept_tokens=words.retained_tokens, min_count=words.min_count,
             sentences=sum(s.sentences for s in shards),
             expected_after_subsampling=words.expected_after_subsampling(), workers=workers,

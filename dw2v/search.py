@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 import zlib
 from dataclasses import asdict, dataclass
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from dw2v.embeddings import Embeddings
-from dw2v.errors import ConfigError, InputError, OutputExistsError
+from dw2v.errors import ConfigError, InputError
 
 logger = logging.getLogger(__name__)
 
@@ -200,14 +199,11 @@ class AnnIndex:
         return self.impl.query(queries, min(k, len(self.words)))
 
     def save(self, path: str | Path, overwrite: bool = False) -> None:
-        """Write the index directory (to a temporary one, then renamed)."""
-        path = Path(path)
-        if path.exists() and not overwrite:
-            raise OutputExistsError(f"{path}: exists; pass --overwrite to replace it")
-        tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        try:
+        """Write the index directory: staged beside it and swapped in when complete; an
+        existing one is replaced only with ``overwrite`` and only if it holds dw2v output."""
+        from dw2v.atomic import staged_dir
+
+        with staged_dir(path, overwrite=overwrite) as tmp:
             self.impl.save(tmp / self.impl.file)
             (tmp / TOKENS).write_text("".join(w + "\n" for w in self.words), encoding="utf-8")
             (tmp / INDEX_JSON).write_text(json.dumps({
@@ -215,11 +211,6 @@ class AnnIndex:
                 "dim": self.dim,
                 "vectors": self.vectors_checksum, "config": asdict(self.config),
                 "seconds_build": self.seconds_build}, indent=1))
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
 
     @classmethod
     def load(cls, path: str | Path, emb: Embeddings | None = None) -> AnnIndex:
@@ -230,11 +221,33 @@ class AnnIndex:
             words = (path / TOKENS).read_text(encoding="utf-8").splitlines()
         except (OSError, ValueError) as exc:
             raise InputError(str(path), f"not a dw2v index ({exc})") from None
+        keys = ("backend", "count", "dim", "vectors", "config")
+        if not isinstance(info, dict) or any(k not in info for k in keys):
+            raise InputError(str(path / INDEX_JSON), "not a dw2v index description (it needs "
+                                                     f"{', '.join(keys)})")
+        if info["backend"] not in _IMPLS:
+            raise InputError(str(path / INDEX_JSON), f"unknown backend {info['backend']!r}")
+        if len(words) != info["count"]:
+            raise InputError(str(path / TOKENS), f"{len(words)} words but {INDEX_JSON} says "
+                                                 f"{info['count']}")
         if emb is not None and info["vectors"] != checksum(emb.vectors):
             raise InputError(str(path), "was built from other vectors than this model's; "
                                         "rebuild it with dw2v index --overwrite")
-        config = IndexConfig(**info["config"])
+        try:
+            config = IndexConfig(**info["config"])
+        except TypeError as exc:
+            raise InputError(str(path / INDEX_JSON), f"invalid config ({exc})") from None
         impl_cls = _IMPLS[info["backend"]]
-        impl = impl_cls.load(path / impl_cls.file, info["dim"], info["count"], config)
+        index_file = path / impl_cls.file
+        if not index_file.is_file():
+            raise InputError(str(index_file), "missing; rebuild the index with dw2v index "
+                                              "--overwrite")
+        try:
+            impl = impl_cls.load(index_file, info["dim"], info["count"], config)
+        except ConfigError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - each library raises its own kinds
+            raise InputError(str(index_file), f"cannot be read ({exc}); rebuild the index with "
+                                              "dw2v index --overwrite") from None
         return cls(info["backend"], impl, words, info["dim"], info["vectors"], config,
                    info.get("seconds_build", 0.0))

@@ -104,3 +104,16 @@ def dask_processes(workdir: str | Path, n_workers: int = 2, *, nthreads: int = 1
                 proc.kill()
                 proc.wait()
         log.close()
+
+
+def tree_digest(root: str | Path) -> dict[str, str]:
+    """Every file and directory under ``root`` (relative paths, hidden ones included) with the
+    SHA-256 of its bytes ("dir" for a directory): equal digests mean an unchanged tree."""
+    import hashlib
+
+    root = Path(root)
+    out: dict[str, str] = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        out[rel] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+    return out

@@ -5,6 +5,20 @@ without a Python loop per token. RE2 is slow at extracting submatches, so the de
 takes a fast path: ASCII bytes that can never be part of a word become spaces through a lookup
 table, the text is split on ASCII whitespace, and only the few tokens that hold an apostrophe or
 a non-ASCII byte go through the exact regex.
+
+Tokens longer than ``TokenizerConfig.max_token_bytes`` (default 100; ``--max-token-bytes``)
+UTF-8 bytes, measured after lowercasing, are dropped and counted (``TokenBatch.long_dropped``,
+then ``long_tokens_dropped`` in the vocabulary's stats and ``vocab_report.json``), in every path.
+The limit is in bytes, not characters (a 60-letter Cyrillic word is 120 bytes), because bytes
+are what other tools bound: word2vec C reads words into buffers of ``MAX_STRING`` = 100 bytes
+(its ``distance`` tool cuts vocabulary words at 50), and our own binary reader refuses a word
+over 10,000 bytes; a model whose words are within the limit reads back everywhere. Real words
+are far shorter (the longest English ones are about 45 letters); what exceeds it is hashes,
+encoded blobs or glued text, and a 50 MB "word" would otherwise enter the vocabulary and every
+export. Dropped, not cut: cutting would merge unrelated strings into one fake word. Text
+written without spaces (Chinese, Japanese, Thai) is one token per run of letters, so it must be
+segmented first, as for word2vec C; its runs over 33 characters are dropped. Counting and
+encoding both tokenize with this function, so the two passes always drop the same tokens.
 """
 
 from __future__ import annotations
@@ -27,11 +41,14 @@ class TokenBatch:
     ``tokens``: string array of length T, no nulls, no empty strings.
     ``rows``: int64 array of length T, non-decreasing row indices into the batch.
     ``n_rows``: rows in the batch, nulls and empty rows included.
+    ``long_dropped``: tokens dropped for being longer than ``max_token_bytes`` (not in
+    ``tokens``).
     """
 
     tokens: pa.StringArray
     rows: np.ndarray
     n_rows: int
+    long_dropped: int = 0
 
     def row_lengths(self) -> np.ndarray:
         """Tokens per row (int64, length ``n_rows``)."""
@@ -101,7 +118,8 @@ def _splice(
 
 
 def tokenize(text: pa.Array, config: TokenizerConfig) -> TokenBatch:
-    """Tokenize a string array (nulls allowed) into a :class:`TokenBatch`."""
+    """Tokenize a string array (nulls allowed) into a :class:`TokenBatch`; tokens longer than
+    ``config.max_token_bytes`` UTF-8 bytes are dropped and counted."""
     if not pa.types.is_string(text.type):
         text = text.cast(pa.string())
     if config.lowercase:
@@ -120,11 +138,15 @@ def tokenize(text: pa.Array, config: TokenizerConfig) -> TokenBatch:
         if len(special):
             pieces = _findall(tokens.take(pa.array(special)), config.pattern)
             tokens, rows = _splice(tokens, rows, special, pieces)
-    nonempty = pc.greater(pc.binary_length(tokens), 0).to_numpy(zero_copy_only=False)
-    if not nonempty.all():
-        tokens = tokens.filter(pa.array(nonempty))
-        rows = rows[nonempty]
-    return TokenBatch(tokens=tokens, rows=rows, n_rows=len(text))
+    lengths = pc.binary_length(tokens)  # UTF-8 bytes
+    too_long = pc.greater(lengths, config.max_token_bytes)
+    long_dropped = int(pc.sum(too_long).as_py() or 0)
+    keep = pc.and_(pc.greater(lengths, 0), pc.invert(too_long))
+    keep_np = keep.to_numpy(zero_copy_only=False)
+    if not keep_np.all():
+        tokens = tokens.filter(keep)
+        rows = rows[keep_np]
+    return TokenBatch(tokens=tokens, rows=rows, n_rows=len(text), long_dropped=long_dropped)
 
 
 def sentence_offsets(row_lengths: np.ndarray, max_length: int) -> np.ndarray:

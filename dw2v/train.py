@@ -34,15 +34,19 @@ from distributed import Client, Future, get_worker, secede
 from tqdm.auto import tqdm
 
 from dw2v import __version__
-from dw2v.atomic import check_output_dir
+from dw2v.atomic import (check_not_overlapping, check_output_dir, check_writable, output_lock,
+                         staging_dir, swap_into_place)
 from dw2v.config import ClusterConfig, IngestConfig, TrainConfig, VocabConfig, to_dict
-from dw2v.dask_cluster import client_for, run_id, show_progress
+from dw2v.dask_cluster import client_for, run_id, show_progress, workers_in_process
 from dw2v.embeddings import MODEL_JSON, OUTPUT_VECTORS, VECTORS, Embeddings
+from dw2v.embeddings import check_matrix_header, read_matrix
 from dw2v.embeddings import load as load_embeddings
-from dw2v.errors import Dw2vError
-from dw2v.merge import (CHECKPOINTS, Averaged, Partial, average_round, latest_checkpoint,
-                        load_averaged, weighted_sum, write_checkpoint)
-from dw2v.prepare import MANIFEST, WORK_DIR, build_vocab
+from dw2v.errors import ConfigError, Dw2vError, Interrupted, OutputExistsError, Terminated
+from dw2v.merge import (CHECKPOINTS, Averaged, NumericalError, Partial, average_round,
+                        latest_checkpoint, load_averaged, read_state, weighted_sum,
+                        write_checkpoint)
+from dw2v.preflight import check_inputs, check_scheduler_file
+from dw2v.prepare import MANIFEST, WORK_DIR, build_into
 from dw2v.shard_train import (Params, SamplingTables, WorkerResult, init_params, stream_slices,
                               train_slices)
 from dw2v.vocab import VOCAB_FILE, Vocabulary
@@ -189,10 +193,10 @@ def _initial(vocab_size: int, dim: int, seed: int, base_dir: str | None = None) 
     params = init_params(vocab_size, dim, seed)
     if base_dir is not None:
         base = Path(base_dir)
-        W_in = np.load(base / VECTORS)
+        W_in = read_matrix(base / VECTORS)
         params.W_in[:len(W_in)] = W_in
         if (base / OUTPUT_VECTORS).exists():
-            params.W_out[:len(W_in)] = np.load(base / OUTPUT_VECTORS)
+            params.W_out[:len(W_in)] = read_matrix(base / OUTPUT_VECTORS)
     return Averaged(params, None, 0.0)
 
 
@@ -202,7 +206,7 @@ def _base_model(path: Path) -> tuple[Vocabulary, int]:
     if not (path / MODEL_JSON).exists():
         raise TrainError(f"--init-from {path}: not a trained dw2v model (no {MODEL_JSON})")
     vocab = load_vocab(path)
-    rows, dim = np.load(path / VECTORS, mmap_mode="r").shape
+    rows, dim = check_matrix_header(path / VECTORS)
     if rows != len(vocab):
         raise TrainError(f"--init-from {path}: {VECTORS} has {rows} rows but the vocabulary "
                          f"has {len(vocab)} words")
@@ -216,6 +220,15 @@ class TrainError(Dw2vError):
     """Training cannot start or continue (names the cause)."""
 
 
+class ResumableError(TrainError):
+    """Training stopped for a cause outside the run (no workers, a full disk): its staging
+    directory and checkpoint are kept for ``--resume``; ``then`` says what to fix first."""
+
+    def __init__(self, message: str, then: str) -> None:
+        super().__init__(message)
+        self.then = then
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Every setting of a training run."""
@@ -226,11 +239,47 @@ class RunConfig:
     cluster: ClusterConfig = ClusterConfig()
 
 
-def _resume_state(out: Path) -> tuple[Path, dict[str, Any]]:
-    path = latest_checkpoint(out)
+def _resume_state(target: Path, stage: Path) -> tuple[Path, dict[str, Any]]:
+    path = latest_checkpoint(stage) if stage.is_dir() else None
     if path is None:
-        raise TrainError(f"{out}: nothing to resume (no checkpoint); run without --resume")
-    return path, json.loads((path / "state.json").read_text())
+        done = " (its training finished)" if (target / MODEL_JSON).exists() else ""
+        raise TrainError(f"{target}: nothing to resume{done}: no unfinished run with a "
+                         f"checkpoint in {stage}; run without --resume")
+    return path, read_state(path, keys=("plan", "config", "history"))
+
+
+def _changed_settings(given: TrainConfig, saved: dict[str, Any]) -> list[str]:
+    """The training settings given now that differ from the checkpoint's and from their
+    defaults (a setting left at its default was not asked for), named as the command line
+    spells them (``--dim 60``)."""
+    from dw2v.config_file import CLI_FIELDS
+
+    flags = {where[1]: "--" + dest.replace("_", "-") for dest, where in CLI_FIELDS.items()
+             if where[0] == "train"}
+    default = to_dict(TrainConfig())
+    now = to_dict(given)
+    return [f"{flags.get(k, k)} {v}" for k, v in sorted(now.items())
+            if v != saved.get(k, v) and v != default[k]]
+
+
+#: Model-sized float32 matrices a worker may hold at once during a round: the round's start
+#: (W_in, W_out), its own trained copy, and on the worker that averages, the sums (then the
+#: new average, written over them). Used to refuse a model too large before it is allocated.
+MATRICES_PER_WORKER = 6
+
+
+def _check_memory(client: Client, vocab_size: int, dim: int) -> None:
+    """Refuse a model whose replicas cannot fit in the smallest worker's memory limit."""
+    limits = [w.get("memory_limit") or 0 for w in client.scheduler_info()["workers"].values()]
+    limits = [x for x in limits if x > 0]
+    need = vocab_size * dim * 4 * MATRICES_PER_WORKER
+    if limits and need > min(limits):
+        raise ConfigError(
+            f"--dim {dim}: training {vocab_size:,} words x {dim:,} dimensions needs about "
+            f"{need / 2**30:.1f} GiB per worker ({MATRICES_PER_WORKER} float32 matrices of "
+            f"{vocab_size * dim * 4 / 2**30:.2f} GiB), more than the smallest worker's memory "
+            f"limit of {min(limits) / 2**30:.1f} GiB; lower --dim or the vocabulary "
+            "(--min-count, --max-final-vocab), or use workers with more memory")
 
 
 def _write_model(out: Path, params: Params, config: RunConfig, vocab_size: int,
@@ -359,16 +408,17 @@ class _Rounds:
                 elif alone_since is None:
                     alone_since = now
                     logger.warning("round %d: the cluster has no workers; waiting up to %.0f s "
-                                   "for some", round_index, self.worker_timeout)
+                                   "for some", round_index + 1, self.worker_timeout)
                 elif now - alone_since >= self.worker_timeout:
-                    raise TrainError(f"round {round_index}: no workers for "
-                                     f"{now - alone_since:.0f} s; training stopped; "
-                                     f"{self._kept()}")
+                    raise ResumableError(f"round {round_index + 1} of {self.rounds}: no "
+                                         f"workers for {now - alone_since:.0f} s; training "
+                                         "stopped", "start workers, then")
             try:
                 return future.result(timeout=fetch_timeout)
             except CancelledError:
-                raise TrainError(f"round {round_index}: its data was lost with the workers "
-                                 f"that held it; training stopped; {self._kept()}") from None
+                raise ResumableError(f"round {round_index + 1} of {self.rounds}: its data was "
+                                     "lost with the workers that held it; training stopped",
+                                     "check the workers, then") from None
             except TimeoutError:
                 continue  # lost while fetched (Dask recomputes it), or slow: wait again
 
@@ -379,14 +429,9 @@ class _Rounds:
         try:
             return self.wait(self.checkpoint, self.checkpoint_round)
         except OSError as exc:
-            raise TrainError(f"writing the checkpoint after round {self.checkpoint_round + 1} "
-                             f"failed ({exc}); training stopped; "
-                             f"{self._kept('free space and run again with --resume')}") from None
-
-    def _kept(self, then: str = "start workers and run again with --resume") -> str:
-        kept = latest_checkpoint(self.out)
-        return (f"the checkpoint {kept} is kept: {then}"
-                if kept else "no round had finished, so there is no checkpoint")
+            raise ResumableError(f"writing the checkpoint after round "
+                                 f"{self.checkpoint_round + 1} failed ({exc}); training "
+                                 "stopped", "free space, then") from None
 
     def _record(self, p: _Pending) -> None:
         """Wait for a round's counters, record it, and submit its checkpoint."""
@@ -456,39 +501,127 @@ def train(inputs: Sequence[str], output: str | Path, config: RunConfig = RunConf
           init_from: str | Path | None = None) -> Embeddings:
     """Train word2vec on ``inputs`` and write the model to ``output``; return its vectors.
 
+    The run builds the model in a staging directory beside ``output`` (:func:`staging_dir`;
+    its checkpoints too) and swaps it into place only when every file is written and synced,
+    so a run that fails, diverges or is interrupted leaves an existing ``output`` exactly as it
+    was. ``overwrite`` lets the run replace an ``output`` that holds only dw2v output;
+    ``resume`` continues the staged run from its last checkpoint.
+
     ``init_from``: continue training a model (a model directory): its vocabulary is extended
-    with the new corpus's words, its vectors are kept, new words' rows start as usual."""
-    out = Path(output).absolute()
+    with the new corpus's words, its vectors are kept, new words' rows start as usual. It may
+    be ``output`` itself (the old model is read first and replaced only at the end)."""
+    target = Path(output).absolute()
+    stage = staging_dir(target)
     tc = config.train
+    if tc.device == "gpu":
+        raise ConfigError("--device gpu: the GPU kernels are not part of this version; "
+                          "use --device cpu (or auto)")
     base = None
-    if init_from is not None and not resume:
-        base, base_dim = _base_model(Path(init_from).absolute())
+    base_dir = None if init_from is None or resume else Path(init_from).absolute()
+    if base_dir is not None:
+        base, base_dim = _base_model(base_dir)
         if base_dim != tc.vector_size:
             logger.info("--init-from: using the base model's %d dimensions", base_dim)
             tc = dataclasses.replace(tc, vector_size=base_dim)
             config = RunConfig(config.ingest, config.vocab, tc, config.cluster)
-    if tc.device == "gpu":
-        raise TrainError("--device gpu: the GPU kernels are not part of this version; "
-                         "use --device cpu")
-    if not resume and not overwrite and (out / CHECKPOINTS).exists():
-        raise TrainError(f"{out}: holds an unfinished run; continue it with --resume, or "
-                         "replace it with --overwrite")
+    # the base model may be the output: it is read first, and replaced only at the end
+    based = [] if base_dir is None else [str(base_dir)]
+    check_not_overlapping(target, [*inputs, *based], allow_equal=based)
+    check_writable(target)
+    if not resume:
+        check_inputs(inputs, in_process=client is not None and workers_in_process(client))
+    if client is None and config.cluster.scheduler_file:
+        check_scheduler_file(config.cluster.scheduler_file)
+    with output_lock(target):
+        if not resume and stage.exists():
+            if not overwrite:
+                kept = _safe_latest(stage)
+                raise OutputExistsError(
+                    f"{target}: an unfinished run of this output is in {stage}"
+                    f"{f' (checkpoint {kept.name})' if kept else ''}; continue it with "
+                    "--resume, or start again with --overwrite (which discards it)")
+            shutil.rmtree(stage)  # --overwrite: the unfinished run is discarded
+        # resuming: the run it continues was checked; the output is replaced at the end only
+        check_output_dir(target, overwrite or resume)
+        try:
+            resumed = _resume_state(target, stage) if resume else None
+            model = _train_staged(inputs, target, stage, config, client=client,
+                                  resumed=resumed, keep_work=keep_work, progress=progress,
+                                  base=base, base_dir=base_dir)
+        except BaseException as exc:
+            _after_failure(exc, target, stage, resume)
+            raise
+    return model
+
+
+
+def _safe_latest(stage: Path) -> Path | None:
+    try:
+        return latest_checkpoint(stage)
+    except Dw2vError:
+        return None
+
+
+def _after_failure(exc: BaseException, target: Path, stage: Path, resume: bool) -> None:
+    """Keep the staging directory when it holds a checkpoint and resuming can help (not after
+    a divergence), or a finished model; remove it otherwise; say which. The old model is never
+    touched."""
+    kept = _safe_latest(stage) if stage.is_dir() else None
+    unchanged = f"{target} is unchanged" if target.exists() else "no model was written"
+    if resume and kept is None and isinstance(exc, Dw2vError):
+        shutil.rmtree(stage, ignore_errors=True)
+        return  # nothing to resume: the error says so, and nothing was touched
+    if (stage / MODEL_JSON).exists():  # finished, but not swapped in: never delete it
+        note = f"the finished model is kept in {stage}; {unchanged}"
+    elif kept is None or isinstance(exc, NumericalError):
+        shutil.rmtree(stage, ignore_errors=True)
+        note = (f"nothing to resume (no round had been checkpointed); {unchanged}"
+                if kept is None else f"the run is discarded (resuming would diverge again); "
+                                     f"{unchanged}")
+    else:
+        then = getattr(exc, "then", "")
+        note = (f"the checkpoint after round {_checkpoint_round(kept)} is kept in {stage}: "
+                f"{then + ' ' if then else ''}'dw2v train -o {target} --resume' continues "
+                f"from it (--overwrite discards it); {unchanged}")
+    if isinstance(exc, KeyboardInterrupt):
+        how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        raise Interrupted(f"{how}; {note}", exit_code=143 if isinstance(exc, Terminated)
+                          else 130) from None
+    if isinstance(exc, Dw2vError):
+        exc.add_note(note)
+
+
+def _checkpoint_round(path: Path) -> int:
+    try:
+        return int(json.loads((path / "state.json").read_text())["round"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return int(path.name.split("-")[-1])
+
+
+def _train_staged(inputs: Sequence[str], target: Path, out: Path, config: RunConfig, *,
+                  client: Client | None, resumed: tuple[Path, dict[str, Any]] | None,
+                  keep_work: bool,
+                  progress: bool | None, base: Vocabulary | None,
+                  base_dir: Path | None) -> Embeddings:
+    """The run itself, in the staging directory ``out``; swaps it into ``target`` at the end."""
+    tc = config.train
     with client_for(config.cluster, client) as c:
         rid = run_id()
-        if resume:
-            checkpoint, state = _resume_state(out)
-            if state["config"] != to_dict(tc):
-                logger.warning("resuming with the checkpoint's training settings, not the "
-                               "ones given now")
+        if resumed is not None:
+            checkpoint, state = resumed
+            changed = _changed_settings(tc, state["config"])
+            if changed:
+                logger.warning("resuming with the checkpoint's training settings; not used: "
+                               "%s", ", ".join(changed))
             tc = TrainConfig(**state["config"])
             config = RunConfig(config.ingest, config.vocab, tc, config.cluster)
-            logger.info("resuming %s from round %d", out, state["round"])
+            logger.info("resuming %s from round %d", target, state["round"])
             # parameters come from a task, so a lost copy is re-read, not recomputed
             source = c.submit(load_averaged, str(checkpoint), key=f"dw2v-load-resume-{rid}")
         else:
-            check_output_dir(out, overwrite)
-            build_vocab(inputs, out, ingest=config.ingest, vocab=config.vocab, client=c,
-                        overwrite=overwrite, progress=progress, base=base)
+            out.mkdir()
+            build_into(out, inputs, ingest=config.ingest, vocab=config.vocab, client=c,
+                       progress=progress, base=base, output=target)
             state = None
         vocab = load_vocab(out)
         manifest = json.loads((out / WORK_DIR / MANIFEST).read_text())
@@ -496,13 +629,14 @@ def train(inputs: Sequence[str], output: str | Path, config: RunConfig = RunConf
         if not workers:
             raise TrainError("the cluster has no workers")
         if state is None:
+            _check_memory(c, len(vocab), tc.vector_size)
             slots = len(workers)
             plan = [[s["path"] for s in slot] for slot in plan_shards(manifest["shards"], slots)]
             source = c.submit(_initial, len(vocab), tc.vector_size, tc.seed,
-                              None if base is None else str(Path(init_from).absolute()),
+                              None if base_dir is None else str(base_dir),
                               key=f"dw2v-params-init-{rid}")
             state = {"round": 0, "plan": plan, "history": [], "config": to_dict(tc),
-                     "init_from": None if base is None else str(Path(init_from).absolute())}
+                     "init_from": None if base_dir is None else str(base_dir)}
         plan = state["plan"]
         records = [RoundRecord(**r) for r in state["history"]]
         shard_paths = [[str(out / WORK_DIR / p) for p in slot] for slot in plan]
@@ -537,10 +671,15 @@ def train(inputs: Sequence[str], output: str | Path, config: RunConfig = RunConf
                   "init_from": state.get("init_from")})
     if not keep_work:
         shutil.rmtree(out / WORK_DIR, ignore_errors=True)
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
     try:
         from dw2v.report import write_report
         write_report(out)
     except Exception as exc:  # noqa: BLE001 - the model is written; the report is extra
         logger.warning("the model is written, but its report.html could not be: %s", exc)
-    return load_embeddings(out)
+    try:  # the run was allowed to replace the output; it must still hold only dw2v's files
+        check_output_dir(target, overwrite=True)
+    except Dw2vError as exc:
+        raise TrainError(f"the model is complete, but {exc}") from None
+    swap_into_place(out, target)
+    return load_embeddings(target)

@@ -52,6 +52,9 @@ class CountStats:
     #: shards or merge steps counts each time), and the occurrences they carried (exact).
     budget_pruned_distinct: int = 0
     budget_pruned_tokens: int = 0
+    #: Tokens longer than ``TokenizerConfig.max_token_bytes``, dropped by the tokenizer (not in
+    #: ``tokens``; a row left with no other token counts as empty).
+    long_tokens_dropped: int = 0
 
     @property
     def documents(self) -> int:
@@ -122,7 +125,7 @@ def count_shard(shard: ShardInfo, config: IngestConfig, budget: int | None = Non
     if shard.empty:
         return Counts(COUNT_SCHEMA.empty_table(), CountStats(skipped_files=(shard.url,)))
     acc = _Accumulator(budget)
-    rows = nulls = empty = tokens = 0
+    rows = nulls = empty = tokens = long_dropped = 0
     for text in iter_text(shard, config):
         batch = tokenize(text, config.tokenizer)
         lengths = batch.row_lengths()
@@ -130,6 +133,7 @@ def count_shard(shard: ShardInfo, config: IngestConfig, budget: int | None = Non
         nulls += text.null_count
         empty += int((lengths == 0).sum()) - text.null_count
         tokens += len(batch.tokens)
+        long_dropped += batch.long_dropped
         counted = pc.value_counts(batch.tokens).flatten()
         acc.add(pa.table([counted[0], counted[1]], schema=COUNT_SCHEMA))
     if rows and nulls == rows:
@@ -137,7 +141,7 @@ def count_shard(shard: ShardInfo, config: IngestConfig, budget: int | None = Non
     table = acc.flush()
     stats = CountStats(files=1, rows=rows, null_rows=nulls, empty_rows=empty, tokens=tokens,
                        budget_pruned_distinct=acc.pruned_distinct,
-                       budget_pruned_tokens=acc.pruned_tokens)
+                       budget_pruned_tokens=acc.pruned_tokens, long_tokens_dropped=long_dropped)
     return Counts(table, stats)
 
 
@@ -319,30 +323,50 @@ def save(vocab: Vocabulary, path: str | Path) -> None:
 
 
 def load(path: str | Path) -> Vocabulary:
-    """Read a vocabulary written by :func:`save` (a file, or a directory holding one)."""
+    """Read a vocabulary written by :func:`save` (a file, or a directory holding one).
+
+    A missing, unreadable or malformed file is an :class:`InputError` naming it."""
     path = Path(path)
     if path.is_dir():
         path = path / VOCAB_FILE
+    if not path.exists():
+        raise InputError(str(path), "missing: no vocabulary")
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
-        raise InputError(str(path), f"cannot read vocabulary ({exc})") from None
+        raise InputError(str(path), f"cannot read vocabulary: not a readable Parquet file "
+                                    f"({exc})") from None
     raw = (table.schema.metadata or {}).get(METADATA_KEY)
     if raw is None or table.column_names[:3] != ["token", "count", "id"]:
         raise InputError(str(path), "not a dw2v vocabulary (no dw2v metadata or wrong columns)")
-    meta = json.loads(raw)
+    types = [table.schema.field(name).type for name in ("token", "count", "id")]
+    if not (pa.types.is_string(types[0]) and pa.types.is_integer(types[1])
+            and pa.types.is_integer(types[2])):
+        raise InputError(str(path), "not a dw2v vocabulary (columns token, count, id are "
+                                    f"{', '.join(map(str, types))}; expected string, int64, "
+                                    "int32)")
+    if table["token"].null_count or table["count"].null_count or table["id"].null_count:
+        raise InputError(str(path), "vocabulary has null tokens, counts or ids")
     ids = table["id"].to_numpy()
     if not np.array_equal(ids, np.arange(len(ids))):
         raise InputError(str(path), "vocabulary ids are not 0..n-1 in order")
-    stats = dict(meta["stats"], skipped_files=tuple(meta["stats"]["skipped_files"]))
     known = {"format_version", "size", "total_tokens", "retained_tokens", "documents",
              "distinct_seen", "min_count", "settings", "stats"}
-    return Vocabulary(
-        tokens=table["token"].combine_chunks(),
-        counts=table["count"].to_numpy().copy(),
-        config=VocabConfig(**meta["settings"]),
-        stats=CountStats(**stats),
-        distinct_seen=meta["distinct_seen"],
-        min_count=meta["min_count"],
-        extra={k: v for k, v in meta.items() if k not in known},
-    )
+    try:
+        meta = json.loads(raw)
+        stats = {f.name: meta["stats"][f.name] for f in fields(CountStats)
+                 if f.name in meta["stats"]}  # a field a newer dw2v added is left out
+        stats["skipped_files"] = tuple(stats.get("skipped_files", ()))
+        return Vocabulary(
+            tokens=table["token"].combine_chunks(),
+            counts=table["count"].to_numpy().astype(np.int64, copy=True),
+            config=VocabConfig(**meta["settings"]),
+            stats=CountStats(**stats),
+            distinct_seen=int(meta["distinct_seen"]),
+            min_count=int(meta["min_count"]),
+            extra={k: v for k, v in meta.items() if k not in known},
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        # ConfigError (bad settings) is a ValueError too
+        reason = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise InputError(str(path), f"malformed dw2v vocabulary metadata ({reason})") from None

@@ -5,17 +5,24 @@ header, then per word ``word``, a space and DIM little-endian float32s; the C to
 newline after each vector, gensim does not, and both readers skip it, so we read both and write
 the C tool's form. Text floats are written in their shortest round-trip form (Arrow's cast), so
 a reader that parses them as float32 gets our vectors bit for bit.
+
+Reading trusts nothing: the header's claim is checked against the file's size before anything
+is allocated (a header claiming 10^12 words is refused, not attempted), and a short body, a
+value that is not a number or a line with the wrong number of values is an
+:class:`~dw2v.errors.InputError` naming the file and the line (or record).
 """
 
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dw2v.config import MAX_WORD_BYTES
 from dw2v.errors import InputError
 
 #: Words per block when formatting text lines.
@@ -57,6 +64,25 @@ def _header(path: Path, line: bytes) -> tuple[int, int]:
     return count, dim
 
 
+def _check_claim(path: Path, count: int, dim: int, body_bytes: int, binary: bool,
+                 limit: int | None) -> int:
+    """The words to read: the header's count (or ``limit``), refused before anything is
+    allocated when the file is too small to hold them. A binary record is at least a one-byte
+    word, a space and ``4 * dim`` bytes; a text line at least a one-byte word and ``dim``
+    one-digit numbers, each after a space, and a newline (but the last)."""
+    n = count if limit is None else min(count, limit)
+    per_word = 4 * dim + 2 if binary else 2 * dim + 2
+    need = n * per_word - (0 if binary else 1) if n else 0
+    if need > body_bytes:
+        words = f"{n:,} word{'s' if n != 1 else ''}"
+        claim = (f"{words} of dimension {dim:,}" if n == count else
+                 f"{words} (of {count:,}) of dimension {dim:,}")
+        raise InputError(str(path), f"line 1: the header claims {claim}, which need at least "
+                                    f"{need:,} bytes after the header, but the file has "
+                                    f"{body_bytes:,}: a wrong header or a truncated file")
+    return n
+
+
 def is_binary(path: str | Path) -> bool:
     """Whether a word2vec file is binary: its first record holds bytes that text never has."""
     with open(path, "rb") as handle:
@@ -81,8 +107,8 @@ def read_text(path: str | Path, limit: int | None = None) -> tuple[list[str], np
     path = Path(path)
     with open(path, "rb") as handle:
         count, dim = _header(path, handle.readline())
-        if limit is not None:
-            count = min(count, limit)
+        body = os.fstat(handle.fileno()).st_size - handle.tell()
+        count = _check_claim(path, count, dim, body, binary=False, limit=limit)
         words: list[str] = []
         vectors = np.empty((count, dim), np.float32)
         for i in range(count):
@@ -101,9 +127,19 @@ def read_text(path: str | Path, limit: int | None = None) -> tuple[list[str], np
             try:
                 vectors[i] = np.array(parts[1:], dtype=np.float32)
             except ValueError:
-                raise InputError(str(path), f"line {number}: a value is not a number") from None
+                bad = next((p for p in parts[1:] if not _is_number(p)), "")
+                raise InputError(str(path), f"line {number}: a value is not a number "
+                                            f"({bad[:40]!r})") from None
             words.append(parts[0])
     return words, vectors
+
+
+def _is_number(text: str) -> bool:
+    try:
+        np.float32(text)
+    except ValueError:
+        return False
+    return bool(text.strip())
 
 
 def read_binary(path: str | Path, limit: int | None = None) -> tuple[list[str], np.ndarray]:
@@ -114,8 +150,7 @@ def read_binary(path: str | Path, limit: int | None = None) -> tuple[list[str], 
     if end < 0:
         raise InputError(str(path), "no header line")
     count, dim = _header(path, data[:end])
-    if limit is not None:
-        count = min(count, limit)
+    count = _check_claim(path, count, dim, len(data) - end - 1, binary=True, limit=limit)
     width = 4 * dim
     words: list[str] = []
     vectors = np.empty((count, dim), np.float32)
@@ -124,7 +159,7 @@ def read_binary(path: str | Path, limit: int | None = None) -> tuple[list[str], 
         while pos < len(data) and data[pos] in b"\n\r":
             pos += 1
         space = data.find(b" ", pos)
-        if space < 0 or space - pos > 10_000:
+        if space < 0 or space - pos > MAX_WORD_BYTES:
             raise InputError(str(path), f"record {i + 1}: no word found at byte {pos} "
                                         f"(the file ends after {i} of {count} words?)")
         try:

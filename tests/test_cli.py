@@ -18,7 +18,7 @@ import pytest
 from distributed import Client
 
 from dw2v.cli import _sync_every, main
-from dw2v.testing import write_parquet
+from dw2v.testing import tree_digest, write_parquet
 from dw2v.vocab import load
 from tests.test_ingest import write_invalid_utf8
 
@@ -167,13 +167,21 @@ def test_existing_output_is_refused_unless_overwrite(sample_dir: Path, tmp_path:
     code, _, err = _run(args, capsys)
     assert code == 2 and "exists and is not empty; pass --overwrite" in err
     assert (out / "precious.txt").read_text() == "keep me"
-    # a failing run with --overwrite keeps the old output too
+    # --overwrite replaces only dw2v's own output: not a directory of the user's files
+    code, _, err = _run([*args, "--overwrite"], capsys)
+    assert code == 2 and "holds files dw2v did not write: precious.txt" in err
+    assert (out / "precious.txt").read_text() == "keep me"
+    (out / "precious.txt").unlink()
+    code, _, err = _run(args, capsys)
+    assert code == 0, err
+    before = tree_digest(out)
+    # a failing run with --overwrite keeps the old output as it was
     code, _, err = _run(["vocab", str(sample_dir / "kjv-002.parquet"), "-o", str(out),
                          "--min-count", "100000", "--overwrite", *scheduler], capsys)
-    assert code == 1 and (out / "precious.txt").exists()
-    code, _, err = _run([*args, "--overwrite"], capsys)
+    assert code == 1 and tree_digest(out) == before
+    code, _, err = _run([*args, "--min-count", "2", "--overwrite"], capsys)
     assert code == 0, err
-    assert not (out / "precious.txt").exists() and (out / "vocab.parquet").exists()
+    assert tree_digest(out) != before and (out / "vocab.parquet").exists()
     _assert_nothing_written(tmp_path, {"out"})
 
 
@@ -187,8 +195,8 @@ def test_sync_every_takes_words_or_auto(tmp_path: Path,
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--min-count", "0"], "min_count=0"),
-    (["--sample", "2"], "sample=2.0"),
+    (["--min-count", "0"], "--min-count 0: must be at least 1"),
+    (["--sample", "2"], "--sample 2: must be in [0, 1)"),
     (["--workers", "3", "--scheduler", "tcp://127.0.0.1:1"], "LocalCluster"),
 ])
 def test_invalid_options_exit_2(args: list[str], message: str, tmp_path: Path,
@@ -230,15 +238,23 @@ def test_train_command_end_to_end(sample_dir: Path, tmp_path: Path, scheduler: l
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--dim", "0"], "vector_size=0"),
-    (["--window", "-1"], "window=-1"),
-    (["--sample", "2"], "sample=2.0"),
-    (["--sync-every", "10"], "sync_every=10"),
-    (["--negative", "0"], "negative=0"),
-    (["--epochs", "0"], "epochs=0"),
-    (["--alpha", "-0.1"], "alpha=-0.1"),
-    (["--block-momentum", "1"], "block_momentum=1.0"),
-    (["--worker-timeout", "0"], "worker_timeout=0.0"),
+    (["--dim", "0"], "--dim 0: must be at least 1"),
+    (["--window", "-1"], "--window -1: must be at least 1"),
+    (["--sample", "2"], "--sample 2: must be in [0, 1)"),
+    (["--sync-every", "10"], "--sync-every 10: must be at least 1000 words"),
+    (["--negative", "0"], "--negative 0: must be at least 1"),
+    (["--epochs", "0"], "--epochs 0: must be at least 1"),
+    (["--alpha", "-0.1"], "--alpha -0.1: must be positive"),
+    (["--block-momentum", "1"], "--block-momentum 1: must be in [0, 1)"),
+    (["--worker-timeout", "0"], "--worker-timeout 0: must be positive"),
+    (["--seed", "-1"], "--seed -1: must be an integer from 0 to 2^63 - 1"),
+    (["--seed", str(2**64)], f"--seed {2**64}: must be an integer from 0 to 2^63 - 1"),
+    (["--dashboard", "localhost:http"], "--dashboard localhost:http: must be HOST:PORT"),
+    (["--dashboard", ":70000"], "--dashboard :70000: must be HOST:PORT"),
+    (["--token-pattern", "(?<=x)y"], "--token-pattern (?<=x)y: not a valid RE2 regex"),
+    (["--token-pattern", r"(a)\1"], "--token-pattern (a)\\1: not a valid RE2 regex"),
+    (["--max-token-bytes", "0"], "--max-token-bytes 0: must be from 1 to 10,000"),
+    (["--connect-timeout", "-1"], "--connect-timeout -1: must be positive"),
 ])
 def test_train_invalid_options_exit_2(args: list[str], message: str, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
@@ -251,8 +267,8 @@ def test_train_invalid_options_exit_2(args: list[str], message: str, tmp_path: P
 
 def test_odd_but_valid_input_is_accepted_and_counted(tmp_path: Path, scheduler: list[str],
                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    """Zero-length documents (skipped and counted), a single huge token (counted once, then
-    pruned by --min-count like any rare word), extra columns (ignored: only the text column is
+    """Zero-length documents (skipped and counted), a single huge token (dropped and counted:
+    it is longer than --max-token-bytes), extra columns (ignored: only the text column is
     read) and a shard whose strings are large_string: none of them is an error."""
     d = tmp_path / "in"
     write_parquet(d / "a.parquet", ["", "the cat sat", "", "the dog sat"] * 5,
@@ -267,3 +283,4 @@ def test_odd_but_valid_input_is_accepted_and_counted(tmp_path: Path, scheduler: 
     words = dict(zip(vocab.tokens.to_pylist(), vocab.counts.tolist()))
     assert words == {"the": 16, "cat": 11, "sat": 10, "dog": 5, "ran": 5}
     assert "10 empty: skipped" in out
+    assert "(1 longer than 100 bytes: dropped)" in out

@@ -19,7 +19,7 @@ from dw2v.errors import ConfigError
     (lambda: VocabConfig(max_final_vocab=-3), "max_final_vocab=-3"),
     (lambda: IngestConfig(text_column=""), "text_column=''"),
     (lambda: IngestConfig(batch_size=0), "batch_size=0"),
-    (lambda: TokenizerConfig(pattern="(unclosed"), "not a valid regex"),
+    (lambda: TokenizerConfig(pattern="(unclosed"), "not a valid RE2 regex"),
     (lambda: TokenizerConfig(max_sentence_length=1), "max_sentence_length=1"),
     (lambda: ClusterConfig(scheduler="tcp://a:1", scheduler_file="f"), "not both"),
     (lambda: ClusterConfig(scheduler="tcp://a:1", n_workers=2), "LocalCluster"),
@@ -71,7 +71,25 @@ def test_print_config_round_trips_and_flags_override_the_file(
 
 
 @pytest.mark.parametrize("content,message", [
-    ("[train]\nvector_size = 0\n", "vector_size=0"),
+    ("[train]\nvector_size = 0\n", "bad.toml: [train] vector_size = 0: must be at least 1"),
+    ('[train]\nvector_size = "100"\n', 'bad.toml: [train] vector_size = "100": must be an '
+                                        'integer'),
+    ("[train]\nepochs = 2.5\n", "bad.toml: [train] epochs = 2.5: must be an integer"),
+    ("[vocab]\nmin_count = true\n", "bad.toml: [vocab] min_count = true: must be an integer"),
+    ("[train]\nalpha = \"fast\"\n", 'bad.toml: [train] alpha = "fast": must be a number'),
+    ("[train]\nalpha = nan\n", "bad.toml: [train] alpha = nan: must be a finite number"),
+    ("[ingest]\nlowercase = 1\n", "[ingest] has no setting 'lowercase'"),
+    ("[ingest.tokenizer]\nlowercase = 1\n", "[ingest.tokenizer] lowercase = 1: must be true "
+                                             "or false"),
+    ("[ingest.tokenizer]\npattern = '(?=a)'\n", "pattern = \"(?=a)\": not a valid RE2 regex"),
+    ("train = 5\n", "bad.toml: train must be a table ([train]), not int 5"),
+    ("[ingest]\ntokenizer = 'x'\n", "ingest.tokenizer must be a table"),
+    ("[ingest]\nstorage_options = 3\n", "[ingest] storage_options must be a table"),
+    ("[ingest.storage_options]\nanon = true\n", "storage_options = { anon = true }: must be a "
+                                                 "table of strings"),
+    ("output = 3\n", "output must be a string"),
+    ("[cluster]\ndashboard_address = 'nowhere'\n", "dashboard_address = \"nowhere\": must be "
+                                                    "HOST:PORT"),
     ("[train]\ndimension = 10\n", "[train] has no setting 'dimension'"),
     ("[trian]\nwindow = 3\n", "unknown setting or table 'trian'"),
     ("[train\n", "not valid TOML"),

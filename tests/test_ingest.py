@@ -172,3 +172,19 @@ def test_batches_are_cut_into_pieces_of_bounded_text() -> None:
         assert size <= 100 or len(piece) == 1
     assert len(pieces) > 5
     assert list(_pieces(text, 10**6)) == [text]  # small batches pass whole
+
+
+def test_encoding_drops_the_tokens_counting_drops(tmp_path: Path) -> None:
+    """Even when the vocabulary holds a token over the limit (a base model's, say), encoding
+    drops it as counting does, so the two passes agree."""
+    long_word = "w" * 150
+    path = write_parquet(tmp_path / "e.parquet", [f"the {long_word} cat", long_word])
+    vocab = pa.array(["the", long_word, "cat"])
+    info = check_shard(str(path), 0, CONFIG)
+    result = encode_shard(info, vocab, str(tmp_path / "work"), CONFIG)
+    shard = read_token_shard(tmp_path / "work" / "shard-00000")
+    assert shard.ids.tolist() == [0, 2] and shard.offsets.tolist() == [0, 2]
+    assert result.tokens == 2
+    wide = IngestConfig(tokenizer=TokenizerConfig(max_token_bytes=200))
+    encode_shard(info, vocab, str(tmp_path / "wide"), wide)
+    assert read_token_shard(tmp_path / "wide" / "shard-00000").ids.tolist() == [0, 1, 2, 1]

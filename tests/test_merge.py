@@ -54,8 +54,8 @@ def test_identical_workers_average_to_one_and_never_to_a_sum() -> None:
 def test_nan_after_averaging_stops_with_the_round_named() -> None:
     bad = _result(np.array([[np.nan, 1.0], [1.0, 1.0]]), np.ones((2, 2)), [1, 1], [1, 1])
     previous = Params(np.zeros((2, 2), np.float32), np.zeros((2, 2), np.float32))
-    with pytest.raises(NumericalError, match="round 7: 1 input vectors are NaN or inf"):
-        finalize(weighted_sum([bad]), previous, None, round_index=7)
+    with pytest.raises(NumericalError, match="round 8: 1 input vectors are NaN or inf"):
+        finalize(weighted_sum([bad]), previous, None, round_index=7)  # 0-based: the 8th round
 
 
 def test_checkpoints_round_trip_and_keep_only_the_latest(tmp_path: Path) -> None:

@@ -90,3 +90,65 @@ def test_sentences_never_exceed_the_limit_and_cover_every_token() -> None:
     assert (np.diff(offsets) >= 1).all() and (np.diff(offsets) <= 7).all()
     # every row boundary is a sentence boundary
     assert set(np.cumsum(lengths)) <= set(offsets.tolist())
+
+
+# ------------------------------------------------------------------ the token length limit
+
+def test_tokens_over_the_byte_limit_are_dropped_and_counted() -> None:
+    cyrillic = "ж" * 60  # 60 characters, 120 UTF-8 bytes: over the limit
+    ascii_60 = "a" * 60
+    exactly = "b" * 100
+    over = "c" * 101
+    text = pa.array([f"{cyrillic} one {ascii_60}", f"{exactly} {over}", over, None, ""])
+    batch = tokenize(text, TokenizerConfig())
+    assert TokenizerConfig().max_token_bytes == 100
+    assert batch.tokens.to_pylist() == ["one", ascii_60, exactly]
+    assert batch.long_dropped == 3
+    assert batch.row_lengths().tolist() == [2, 1, 0, 0, 0]  # a row of long tokens only: empty
+
+
+def test_the_limit_is_bytes_not_characters() -> None:
+    config = TokenizerConfig(max_token_bytes=10)
+    words = ["abcdefghij", "ábcdefghi", "日本語", "日本語の"]  # 10, 10, 9 and 12 bytes
+    batch = tokenize(pa.array([" ".join(words)]), config)
+    assert batch.tokens.to_pylist() == words[:3]
+    assert batch.long_dropped == 1
+
+
+def test_the_limit_applies_after_lowercasing() -> None:
+    # "İ" is 2 bytes and lowercases to the 1-byte "i": the token is measured as it is counted
+    config = TokenizerConfig(max_token_bytes=9)
+    batch = tokenize(pa.array(["İstanbull"]), config)
+    assert batch.tokens.to_pylist() == ["istanbull"] and batch.long_dropped == 0
+    batch = tokenize(pa.array(["İstanbull"]), TokenizerConfig(max_token_bytes=9,
+                                                               lowercase=False))
+    assert batch.tokens.to_pylist() == [] and batch.long_dropped == 1
+
+
+def test_the_limit_applies_in_every_path() -> None:
+    long_word = "x" * 150
+    cases = {
+        "fast path, ASCII": f"the {long_word} cat",
+        "fast path, apostrophe": f"the don't{long_word} cat",
+        "fast path, non-ASCII": f"the é{long_word} cat",
+    }
+    for name, text in cases.items():
+        batch = tokenize(pa.array([text]), TokenizerConfig())
+        assert batch.tokens.to_pylist() == ["the", "cat"], name
+        assert batch.long_dropped == 1, name
+    custom = TokenizerConfig(pattern=r"[a-z]+(?:-[a-z]+)*")
+    batch = tokenize(pa.array([f"the {long_word}-ray x-ray"]), custom)
+    assert batch.tokens.to_pylist() == ["the", "x-ray"] and batch.long_dropped == 1
+
+
+def test_a_long_run_that_splits_into_short_words_is_kept() -> None:
+    # the fast path's whitespace chunk is long, but the regex splits it into short words
+    text = "—".join(["naïve"] * 40)  # one 300-byte chunk without ASCII whitespace
+    batch = tokenize(pa.array([text]), TokenizerConfig())
+    assert batch.tokens.to_pylist() == ["naïve"] * 40 and batch.long_dropped == 0
+
+
+def test_a_two_megabyte_token_is_dropped() -> None:
+    batch = tokenize(pa.array(["y" * 2_000_000 + " the cat", "dog"]), TokenizerConfig())
+    assert batch.tokens.to_pylist() == ["the", "cat", "dog"]
+    assert batch.long_dropped == 1 and batch.rows.tolist() == [0, 0, 1]

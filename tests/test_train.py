@@ -7,6 +7,7 @@ import importlib
 import json
 import math
 import shutil
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 from distributed import Client
 
 import dw2v
+from dw2v.atomic import staging_dir
 from dw2v.config import TrainConfig, VocabConfig
 from dw2v.shard_train import (SamplingTables, init_params, stream_slices, train_slices)
 from dw2v.token_shards import TokenShardWriter
@@ -126,13 +128,14 @@ def test_one_worker_one_round_equals_training_in_one_process(sample_dir: Path,
 def test_resume_after_the_last_round_only_writes_the_model(sample_model: Path, client2: Client,
                                                            tmp_path: Path) -> None:
     copy = tmp_path / "copy"
-    shutil.copytree(sample_model, copy)
-    (copy / "model.json").unlink()
-    before = np.load(copy / "vectors.npy")
-    (copy / "vectors.npy").unlink()
+    staged = staging_dir(copy)  # where an interrupted run into copy left its work
+    shutil.copytree(sample_model, staged)
+    (staged / "model.json").unlink()
+    before = np.load(staged / "vectors.npy")
+    (staged / "vectors.npy").unlink()
     # the checkpoint keeps the round length auto chose; resuming uses it, not the one given
-    latest = json.loads((copy / "checkpoints" / "latest.json").read_text())["checkpoint"]
-    state = json.loads((copy / "checkpoints" / latest / "state.json").read_text())
+    latest = json.loads((staged / "checkpoints" / "latest.json").read_text())["checkpoint"]
+    state = json.loads((staged / "checkpoints" / latest / "state.json").read_text())
     assert state["sync_every"] == AUTO_MIN_WORDS
     config = RunConfig(train=TrainConfig(vector_size=32, epochs=2, sync_every=150_000))
     model = dw2v.train([], copy, config, client=client2, resume=True)
@@ -141,20 +144,24 @@ def test_resume_after_the_last_round_only_writes_the_model(sample_model: Path, c
     assert model.meta["rounds"] == json.loads((sample_model / "model.json").read_text())[
         "rounds"]
     assert not (copy / "checkpoints").exists() and not (copy / "work").exists()
+    assert not staged.exists()
 
 
 def test_an_unfinished_run_is_not_overwritten_by_accident(tmp_path: Path,
                                                           client1: Client) -> None:
-    (tmp_path / "checkpoints").mkdir()
-    with pytest.raises(dw2v.Dw2vError, match="unfinished run; continue it with --resume"):
-        dw2v.train(["x"], tmp_path, RunConfig(), client=client1)
+    (staging_dir(tmp_path / "m") / "checkpoints").mkdir(parents=True)
+    with pytest.raises(dw2v.Dw2vError, match="an unfinished run of this output is in .*; "
+                                             "continue it with --resume"):
+        dw2v.train(["x"], tmp_path / "m", RunConfig(), client=client1)
+    assert staging_dir(tmp_path / "m").exists()
 
 
 def test_unfinished_model_is_refused_with_a_hint(tmp_path: Path) -> None:
-    (tmp_path / "checkpoints").mkdir()
-    with pytest.raises(dw2v.InputError, match="training has not finished; continue it with "
-                                              "--resume"):
-        dw2v.load(tmp_path)
+    (staging_dir(tmp_path / "m") / "checkpoints").mkdir(parents=True)
+    with pytest.raises(dw2v.InputError, match=r"m: no such file or directory \(training has not "
+                                              r"finished in .*\.m\.dw2v-partial; continue it "
+                                              r"with dw2v train -o .*m --resume\)"):
+        dw2v.load(tmp_path / "m")
 
 
 def test_resume_without_checkpoint_is_an_error(tmp_path: Path, client1: Client) -> None:
@@ -279,10 +286,12 @@ def test_a_checkpoint_write_that_fails_stops_and_resume_completes(
                       dashboard_address=":0") as cluster, Client(cluster) as client:
         monkeypatch.setattr(train_module, "write_checkpoint", filling_disk)
         with pytest.raises(dw2v.Dw2vError, match=r"writing the checkpoint after round 3 failed "
-                           r"\(\[Errno 28\] No space left on device\); training stopped; "
-                           r"the checkpoint .*round-00002 is kept: free space"):
+                           r"\(\[Errno 28\] No space left on device\); training stopped") as err:
             dw2v.train(inputs, tmp_path / "m", config, client=client)
-        kept = tmp_path / "m" / "checkpoints"
+        assert re.match(r"the checkpoint after round 2 is kept in .*\.m\.dw2v-partial: free "
+                        r"space, then 'dw2v train -o .*m --resume' continues from it",
+                        err.value.__notes__[0])
+        kept = staging_dir(tmp_path / "m") / "checkpoints"
         assert json.loads((kept / "latest.json").read_text())["round"] == 2
         assert np.isfinite(np.load(kept / "round-00002" / "W_in.npy")).all()
         assert not [p for p in kept.iterdir() if ".tmp-" in p.name]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 import dw2v
+from dw2v.atomic import staging_dir
 from dw2v.testing import dask_processes
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
@@ -50,7 +52,8 @@ def _wait_for(predicate, timeout: float, what: str) -> None:  # noqa: ANN001
 
 def _checkpoint_round(model_dir: Path) -> int:
     try:
-        name = json.loads((model_dir / "checkpoints" / "latest.json").read_text())["checkpoint"]
+        name = json.loads((staging_dir(model_dir) / "checkpoints" / "latest.json").read_text())[
+            "checkpoint"]
     except (FileNotFoundError, json.JSONDecodeError):
         return -1
     return int(name.split("-")[1])
@@ -131,6 +134,12 @@ def test_every_worker_lost_stops_after_the_timeout_and_resume_completes(
     assert "no workers for" in log and "--resume" in log, log
     assert waited >= 3
     kept = _checkpoint_round(out)
+    # the message names the round that waited and the checkpoint that is really kept
+    stopped = re.search(r"round (\d+) of \d+: no workers for \d+ s; training stopped\n"
+                        r"dw2v: the checkpoint after round (\d+) is kept in .*: start workers, "
+                        r"then 'dw2v train -o .* --resume' continues from it", log)
+    assert stopped, log
+    assert int(stopped.group(2)) == kept and int(stopped.group(1)) > kept
     assert kept >= 2 and not (out / "model.json").exists()
     # a new cluster: the kept checkpoint is usable
     with dask_processes(tmp_path / "dask2", n_workers=2) as (_, scheduler_file, _workers):
@@ -150,7 +159,7 @@ def test_a_shard_that_becomes_unreadable_mid_run(sample_dir: Path, tmp_path: Pat
         try:
             _wait_for(lambda: _checkpoint_round(out) >= 1 or driver.poll() is not None, 240,
                       "no checkpoint")
-            bad = out / "work" / "shard-00001" / "ids.npy"
+            bad = staging_dir(out) / "work" / "shard-00001" / "ids.npy"
             bad.write_bytes(b"\x93NUMPY garbage: the disk went bad")
             code = driver.wait(timeout=300)
         finally:

@@ -107,9 +107,20 @@ def test_an_existing_export_is_not_replaced_without_overwrite(tmp_path: Path) ->
     path.write_text("keep me")
     with pytest.raises(dw2v.Dw2vError, match="exists"):
         export(_embeddings(), path, "word2vec-text")
+    # --overwrite replaces a vectors file of the format, never a file of the user's
+    with pytest.raises(dw2v.Dw2vError, match="replaces only a vectors file"):
+        export(_embeddings(), path, "word2vec-text", overwrite=True)
     assert path.read_text() == "keep me"
+    path.write_text("2 3\na 1 2 3\nb 1 2 3\n")
     export(_embeddings(), path, "word2vec-text", overwrite=True)
     assert path.read_text().startswith("300 16\n")
+    for fmt, name in (("parquet", "v.parquet"), ("npy", "v.npy"), ("word2vec-binary", "v.bin")):
+        export(_embeddings(), tmp_path / name, fmt)
+        export(_embeddings(), tmp_path / name, fmt, overwrite=True)  # its own: replaced
+        with pytest.raises(dw2v.Dw2vError, match="replaces only a vectors file"):
+            export(_embeddings(), tmp_path / name,
+                   "word2vec-text" if fmt != "word2vec-text" and fmt != "word2vec-binary"
+                   else "parquet", overwrite=True)
 
 
 # ------------------------------------------------------------------ bad vectors files
@@ -117,7 +128,13 @@ def test_an_existing_export_is_not_replaced_without_overwrite(tmp_path: Path) ->
 @pytest.mark.parametrize("content,message", [
     (b"2 3\nthe 0.1 0.2 0.3\nof 0.1 0.2\n", "line 3: expected a word and 3 numbers, found 2"),
     (b"2 3\nthe 0.1 0.2 0.3\nof 0.1 zz 0.3\n", "line 3: a value is not a number"),
-    (b"3 3\nthe 0.1 0.2 0.3\n", "line 3: the file ends after 1 of 3 words"),
+    (b"3 3\nthe 0.1 0.2 0.3\nof 0.4 0.5 0.6\n", "line 4: the file ends after 2 of 3 words"),
+    (b"3 3\nthe 0.1 0.2 0.3\n", "line 1: the header claims 3 words of dimension 3, which need "
+                                r"at least 23 bytes after the header, but the file has 16"),
+    (b"1000000000000 3\nthe 0.1 0.2 0.3\n", "line 1: the header claims 1,000,000,000,000 words"),
+    (b"1 1000000000\nthe 0.1 0.2 0.3\n", "line 1: the header claims 1 word of dimension "
+                                         "1,000,000,000"),
+    (b"2 3\nthe 0.1 0.2 0.3\nof 0.1 0..2 0.3\n", r"line 3: a value is not a number \('0..2'\)"),
     (b"hello world\n", "line 1: expected a header 'COUNT DIM'"),
     (b"0 3\n", "holds no words"),
 ])
@@ -132,9 +149,39 @@ def test_malformed_vectors_files_name_the_line_and_the_cause(tmp_path: Path, con
 
 def test_a_truncated_binary_file_names_the_record(tmp_path: Path) -> None:
     path = tmp_path / "bad.bin"
-    path.write_bytes(b"2 2\nthe " + struct.pack("<2f", 1, 2) + b"\nof " + b"\x00\x00\x80")
-    with pytest.raises(InputError, match=r"record 2 \('of'\): the file ends after 3 of its 8"):
+    path.write_bytes(b"2 2\nthe " + struct.pack("<2f", 1, 2) + b"\nofxxxx " + b"\x00\x00\x80")
+    with pytest.raises(InputError, match=r"record 2 \('ofxxxx'\): the file ends after 3 of "
+                                         "its 8"):
         dw2v.load(path, binary=True)
+
+
+@pytest.mark.parametrize("header,message", [
+    (b"2 2", "the header claims 2 words of dimension 2, which need at least 20 bytes after the "
+             "header, but the file has 19"),
+    (b"1000000000000 2", "the header claims 1,000,000,000,000 words"),
+    (b"2 1000000000", "the header claims 2 words of dimension 1,000,000,000"),
+])
+def test_a_binary_header_claiming_more_than_the_file_holds_is_refused_before_reading(
+        tmp_path: Path, header: bytes, message: str) -> None:
+    path = tmp_path / "bad.bin"
+    path.write_bytes(header + b"\nthe " + struct.pack("<2f", 1, 2) + b"\nof " + b"\x00\x00\x80")
+    with pytest.raises(InputError, match=rf"bad\.bin: line 1: {message}"):
+        dw2v.load(path, binary=True)
+    with pytest.raises(InputError, match=r"line 1: the header claims"):  # and with a limit
+        dw2v.load(path, binary=True, limit=2)
+
+
+def test_nan_in_a_vectors_file_is_refused_with_the_rows_counted(tmp_path: Path) -> None:
+    path = tmp_path / "v.txt"
+    path.write_text("3 2\nthe 0.1 nan\nof inf 1\nand 1 2\n")
+    with pytest.raises(InputError, match=r"v\.txt: 2 rows hold NaN or inf \(the first: row 0, "
+                                         r"'the'\)"):
+        dw2v.load(path)
+    emb = _embeddings(n=10)
+    emb.vectors[4, 1] = np.inf
+    export(emb, tmp_path / "v.parquet", "parquet")
+    with pytest.raises(InputError, match=r"v\.parquet: 1 row holds NaN or inf"):
+        dw2v.load(tmp_path / "v.parquet")
 
 
 def test_cli_reports_a_malformed_file_with_exit_code_1(tmp_path: Path,

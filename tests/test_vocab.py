@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import fsspec
@@ -209,3 +210,52 @@ def test_memory_input(tmp_path: Path) -> None:
     assert (report.null_documents, report.empty_documents, report.documents) == (3, 3, 9)
     manifest = json.loads((tmp_path / "m" / "work" / "manifest.json").read_text())
     assert manifest["tokens"] == 15 and len(manifest["shards"]) == 3
+
+
+# ------------------------------------------------------------------ the token length limit
+
+def test_count_shard_counts_tokens_over_the_limit(tmp_path: Path) -> None:
+    path = write_parquet(tmp_path / "a.parquet", ["z" * 2_000_000 + " the cat", "the " + "ж" * 60,
+                                                  "q" * 101])
+    info = check_shard(str(path), 0, IngestConfig())
+    counts = count_shard(info, IngestConfig())
+    assert _as_dict(counts) == {"the": 2, "cat": 1}
+    assert counts.stats.long_tokens_dropped == 3 and counts.stats.tokens == 3
+    assert counts.stats.empty_rows == 1  # the row holding only a long token
+    merged = merge_counts([counts, counts])
+    assert merged.stats.long_tokens_dropped == 6
+
+
+def test_a_two_megabyte_token_is_dropped_counted_and_never_in_the_vocabulary(
+        tmp_path: Path, client2: Client) -> None:
+    huge = "x" * 2_000_000
+    write_parquet(tmp_path / "in" / "a.parquet", [f"{huge} the cat", "the dog", huge])
+    report = build_vocab([str(tmp_path / "in")], tmp_path / "out", client=client2,
+                         vocab=VocabConfig(min_count=1))
+    vocab = load(tmp_path / "out")
+    assert dict(zip(vocab.tokens.to_pylist(), vocab.counts.tolist())) == {
+        "the": 2, "cat": 1, "dog": 1}
+    assert all(len(t.encode()) <= 100 for t in vocab.tokens.to_pylist())
+    assert vocab.stats.long_tokens_dropped == 2  # recorded in vocab.parquet's metadata
+    meta = json.loads(pq.read_table(tmp_path / "out" / "vocab.parquet").schema.metadata[
+        b"dw2v.vocab"])
+    assert meta["stats"]["long_tokens_dropped"] == 2
+    assert report.tokens == 4 and report.kept_tokens == 4 and report.long_tokens_dropped == 2
+    # encoding drops the same tokens: the token ids hold exactly the counted tokens
+    manifest = json.loads((tmp_path / "out" / "work" / "manifest.json").read_text())
+    assert manifest["tokens"] == 4
+
+
+def test_the_report_summary_names_the_long_tokens_dropped() -> None:
+    from dw2v.prepare import VocabReport
+
+    report = VocabReport(
+        output="o", files=1, skipped_files=[], documents=2, null_documents=0,
+        empty_documents=1, tokens=4, distinct=3, budget_pruned_distinct=0,
+        budget_pruned_tokens=0, kept=3, kept_tokens=4, min_count=1, sentences=2,
+        expected_after_subsampling=4, workers=1, seconds_vocab=1.0, seconds_encode=1.0,
+        seconds_total=2.0, settings={"ingest": {"tokenizer": {"max_token_bytes": 100}}},
+        long_tokens_dropped=2)
+    assert "tokens      4 (2 longer than 100 bytes: dropped)" in report.summary()
+    assert json.loads(report.to_json())["long_tokens_dropped"] == 2
+    assert "longer than" not in replace(report, long_tokens_dropped=0).summary()
