@@ -219,6 +219,7 @@ def fsync_tree(root: Path) -> None:
 
 
 def fsync_dir(path: Path) -> None:
+    """fsync a directory, so the names just created or renamed in it are on the disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

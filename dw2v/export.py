@@ -102,6 +102,8 @@ def export(emb: Embeddings, path: str | Path, fmt: str, *, normalize: bool = Fal
     path = Path(path)
     n = len(emb) if limit is None else min(limit, len(emb))
     words = emb.words[:n]
+    if fmt.startswith("word2vec"):
+        _check_word2vec_words(words, fmt)
     vectors = (emb.unit if normalize else emb.vectors)[:n].astype(np.float32, copy=False)
     counts = np.asarray(emb.counts)[:n]
     writers: dict[str, Callable[[Path], None]] = {
@@ -123,6 +125,21 @@ def export(emb: Embeddings, path: str | Path, fmt: str, *, normalize: bool = Fal
         with _atomic(path, overwrite, fmt) as tmp:
             writers[fmt](tmp)
     return written
+
+
+def _check_word2vec_words(words: list[str], fmt: str) -> None:
+    """A word2vec file separates a word from its numbers by a space: a word holding whitespace
+    (a custom --token-pattern can make one) or nothing would not read back."""
+    import pyarrow.compute as pc
+
+    bad = pc.or_(pc.match_substring_regex(pa.array(words, pa.string()), r"\s"),
+                 pc.equal(pc.binary_length(pa.array(words, pa.string())), 0))
+    if pc.any(bad).as_py():
+        first = words[int(pc.index(bad, True).as_py())]
+        count = int(pc.sum(bad).as_py())
+        raise ConfigError(f"--format {fmt}: {count:,} of the words hold whitespace or are "
+                          f"empty (the first: {first!r}), which a word2vec file cannot hold; "
+                          "export to parquet or npy instead")
 
 
 def _write_with(writer: Callable[..., None], tmp: Path, words: list[str],

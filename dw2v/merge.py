@@ -32,6 +32,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from dw2v.atomic import fsync_dir
 from dw2v.errors import Dw2vError
 from dw2v.kernels.averaging import accumulate, block_update
 from dw2v.shard_train import Params, TrainCounters, WorkerResult
@@ -152,14 +153,6 @@ class CheckpointError(Dw2vError):
     """A checkpoint that cannot be read (names the path and the cause)."""
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _latest_round(root: Path) -> int:
     try:
         return int(json.loads((root / "latest.json").read_text())["round"])
@@ -199,13 +192,13 @@ def write_checkpoint(model_dir: str | Path, params: Params | Averaged, state: di
         if target.exists():
             shutil.rmtree(target)
         os.rename(tmp, target)
-        _fsync_dir(root)
+        fsync_dir(root)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     pointer = root / f".latest.tmp-{uuid.uuid4().hex[:12]}"
     pointer.write_text(json.dumps({"checkpoint": name, "round": number}))
     os.replace(pointer, root / "latest.json")
-    _fsync_dir(root)
+    fsync_dir(root)
     keep = {name, f"round-{keep_from:05d}" if keep_from is not None else name}
     for old in list(root.glob("round-*")) + list(root.glob(".round-*.tmp-*")):
         if old.name not in keep and not (old.name.startswith("round-")

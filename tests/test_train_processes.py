@@ -139,7 +139,7 @@ def test_every_worker_lost_stops_after_the_timeout_and_resume_completes(
                         r"dw2v: the checkpoint after round (\d+) is kept in .*: start workers, "
                         r"then 'dw2v train -o .* --resume' continues from it", log)
     assert stopped, log
-    assert int(stopped.group(2)) == kept and int(stopped.group(1)) > kept
+    assert int(stopped.group(2)) == kept and int(stopped.group(1)) >= kept
     assert kept >= 2 and not (out / "model.json").exists()
     # a new cluster: the kept checkpoint is usable
     with dask_processes(tmp_path / "dask2", n_workers=2) as (_, scheduler_file, _workers):

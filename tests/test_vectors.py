@@ -327,3 +327,16 @@ def test_dimension_mismatch_between_header_and_rows_is_named(tmp_path: Path) -> 
     path.write_text("2 4\nthe 1 2 3 4\nof 1 2 3 4 5\n")
     with pytest.raises(InputError, match="line 3: expected a word and 4 numbers, found 5"):
         dw2v.load(path)
+
+
+def test_word2vec_export_refuses_words_it_cannot_hold(tmp_path: Path) -> None:
+    """A custom --token-pattern can make a word with a space, which a word2vec file would
+    split; the export names it and writes nothing (Parquet holds it)."""
+    emb = dw2v.Embeddings(["new york", "paris"], np.ones((2, 3), np.float32),
+                          np.array([2, 1]))
+    for fmt in ("word2vec-text", "word2vec-binary"):
+        with pytest.raises(dw2v.Dw2vError, match=r"1 of the words hold whitespace .*'new york'"):
+            export(emb, tmp_path / "v.txt", fmt)
+    assert not any(tmp_path.iterdir())
+    export(emb, tmp_path / "v.parquet", "parquet")
+    assert dw2v.load(tmp_path / "v.parquet").words == ["new york", "paris"]

@@ -167,23 +167,27 @@ def cbow_step(W_in: np.ndarray, W_out: np.ndarray, context: np.ndarray, targets:
 def skipgram_batch_step(W_in: np.ndarray, W_out: np.ndarray, context: np.ndarray,
                         targets: np.ndarray, lr: float, counters: Counters) -> None:
     """HogBatch skip-gram: every context word of one centre against the same targets, as one
-    minibatch through the book's layers (scores from the parameters before the step; the
-    Embedding backward passes add every pair's gradient into the rows it read)."""
-    keep = np.ones(len(targets), dtype=bool)
-    keep[1:] = targets[1:] != targets[0]
-    idx = targets[keep]
-    labels = np.zeros(len(idx))
-    labels[0] = 1.0
+    minibatch over the window. Each context word's pair takes word2vec's step through the
+    book's layers (:class:`NegativeSamplingLoss`: the targets in order, each output row updated
+    at once, so a negative drawn ``m`` times takes ``m`` steps, each against the row the last
+    one moved), every pair starting from the parameters before the step; then the pairs'
+    changes are added up (the Embedding backward adds every pair's gradient into the input
+    rows it read). Summing the ``m`` gradients of a repeated negative at its first score
+    instead diverges at large ``negative`` (issue 16)."""
     context = np.asarray(context)
-    embed, dot, loss_layer = Embedding(W_in), EmbeddingDot(W_out), SigmoidWithLoss()
-    H = embed.forward(context).astype(np.float64)
-    scores = dot.forward(np.repeat(H, len(idx), axis=0), np.tile(idx, len(context)))
-    counters.loss += loss_layer.forward(scores, np.tile(labels, len(context)))
-    dH = dot.backward(loss_layer.backward()).reshape(len(context), len(idx), -1).sum(axis=1)
+    embed = Embedding(W_in)
+    H = embed.forward(context)
+    dH = np.zeros_like(H)
+    change_out = np.zeros(W_out.shape, dtype=np.float64)
+    for c, h in enumerate(H):
+        W_pair = W_out.copy()  # this pair's own copy of the output rows before the step
+        dH[c], loss, terms = NegativeSamplingLoss(W_pair).step(h.copy(), targets, lr)
+        change_out += W_pair.astype(np.float64) - W_out
+        counters.loss += loss
+        counters.terms += terms
     embed.backward(dH)
-    W_out -= (lr * dot.grads[0]).astype(W_out.dtype)
+    W_out += change_out.astype(W_out.dtype)
     W_in -= (lr * embed.grads[0]).astype(W_in.dtype)
-    counters.terms += len(context) * len(idx)
     counters.examples += len(context)
 
 

@@ -58,15 +58,24 @@ def test_kernel_equals_reference_on_the_same_draws(sg: bool, seed: int) -> None:
     assert trace.lr[-1] > 0.05
 
 
+@pytest.mark.parametrize("vocab,negative,lr", [(20, 4, 0.5), (6, 12, 0.1), (40, 60, 0.1)],
+                         ids=["few-repeats", "many-repeats", "table-of-repeats"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_hogbatch_kernel_equals_the_batched_reference(seed: int) -> None:
-    problem = _problem(sentences=12, seed=seed)
+def test_hogbatch_kernel_equals_the_batched_reference(seed: int, vocab: int, negative: int,
+                                                      lr: float) -> None:
+    # 12 draws from 6 words repeat most words (found pairwise); 61 targets are above
+    # PAIRWISE_REPEATS (found with a table): a repeated negative takes word2vec's steps, one
+    # after the other, in each pair of the window (issue 16)
+    problem = _problem(vocab=vocab, sentences=12, seed=seed)
     before = {k: v.copy() for k, v in problem.items()}
-    counters, trace = train(**problem, sg=True, window=3, negative=4, lr_start=0.5,
-                            lr_end=0.05, seed=seed, shared_negatives=True,
+    counters, trace = train(**problem, sg=True, window=3, negative=negative, lr_start=lr,
+                            lr_end=lr / 10, seed=seed, shared_negatives=True,
                             trace_capacity=10_000)
     ref_in, ref_out, ref = _replay(before, trace, sg=True, batch=True)
     assert len(trace.lr) > 10 and counters[cpu.EXAMPLES] == ref.examples
+    repeated = [len(np.unique(t[1:])) < negative for t in trace.targets]
+    assert np.mean(repeated) > (0.9 if negative > 4 else 0.1)
+    assert (negative + 1 > cpu.PAIRWISE_REPEATS) == (negative == 60)
     np.testing.assert_allclose(problem["W_in"], ref_in, atol=1e-5)
     np.testing.assert_allclose(problem["W_out"], ref_out, atol=1e-5)
     assert counters[cpu.LOSS_TERMS] == ref.terms
