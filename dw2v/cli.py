@@ -310,7 +310,7 @@ def _train_settings(args: argparse.Namespace, parser: argparse.ArgumentParser,
                     argv: Sequence[str]) -> tuple[list[str], str | None, Any]:
     """Inputs, output and RunConfig from the command line and, under it, ``--config``."""
     from dw2v import config_file
-    from dw2v.train import RunConfig
+    from dw2v.config import RunConfig
 
     explicit = _explicit(parser, argv)
     try:

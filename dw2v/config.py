@@ -293,6 +293,16 @@ def _valid_address(text: str) -> bool:
             and (bool(host) or text.startswith(":") or ":" not in text))
 
 
+@dataclass(frozen=True)
+class RunConfig:
+    """Every setting of a training run."""
+
+    ingest: IngestConfig = IngestConfig()
+    vocab: VocabConfig = VocabConfig()
+    train: TrainConfig = TrainConfig()
+    cluster: ClusterConfig = ClusterConfig()
+
+
 def to_dict(config: Any) -> dict[str, Any]:
     """A JSON-ready copy of a config dataclass (for metadata and reports)."""
     out = asdict(config)

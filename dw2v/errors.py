@@ -70,3 +70,24 @@ class Interrupted(Dw2vError):
 class Terminated(KeyboardInterrupt):
     """Raised in the driver by SIGTERM, so a terminated run unwinds like Ctrl-C (the cluster
     is closed, the old output stays) and says what it did."""
+
+
+class TrainError(Dw2vError):
+    """Training cannot start or continue (names the cause)."""
+
+
+class ResumableError(TrainError):
+    """Training stopped for a cause outside the run (no workers, a full disk): its staging
+    directory and checkpoint are kept for ``--resume``; ``then`` says what to fix first."""
+
+    def __init__(self, message: str, then: str) -> None:
+        super().__init__(message)
+        self.then = then
+
+
+class NumericalError(Dw2vError):
+    """Parameters became NaN or inf; the message names the round."""
+
+
+class CheckpointError(Dw2vError):
+    """A checkpoint that cannot be read (names the path and the cause)."""

@@ -33,13 +33,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from dw2v.atomic import fsync_dir
-from dw2v.errors import Dw2vError
+from dw2v.errors import CheckpointError, NumericalError
 from dw2v.kernels.averaging import accumulate, block_update
 from dw2v.shard_train import Params, TrainCounters, WorkerResult
-
-
-class NumericalError(Dw2vError):
-    """Parameters became NaN or inf; the message names the round."""
 
 
 @dataclass(frozen=True)
@@ -147,10 +143,6 @@ def average_round(parts: Sequence[WorkerResult | Partial], previous: Params,
 # ------------------------------------------------------------------------- checkpoints
 
 CHECKPOINTS = "checkpoints"
-
-
-class CheckpointError(Dw2vError):
-    """A checkpoint that cannot be read (names the path and the cause)."""
 
 
 def _latest_round(root: Path) -> int:

@@ -36,13 +36,14 @@ from tqdm.auto import tqdm
 from dw2v import __version__
 from dw2v.atomic import (check_not_overlapping, check_output_dir, check_writable, output_lock,
                          staging_dir, swap_into_place)
-from dw2v.config import ClusterConfig, IngestConfig, TrainConfig, VocabConfig, to_dict
+from dw2v.config import RunConfig, TrainConfig, to_dict
 from dw2v.dask_cluster import client_for, run_id, show_progress, workers_in_process
 from dw2v.embeddings import MODEL_JSON, OUTPUT_VECTORS, VECTORS, Embeddings
 from dw2v.embeddings import check_matrix_header, read_matrix
 from dw2v.embeddings import load as load_embeddings
-from dw2v.errors import ConfigError, Dw2vError, Interrupted, OutputExistsError, Terminated
-from dw2v.merge import (CHECKPOINTS, Averaged, NumericalError, Partial, average_round,
+from dw2v.errors import (ConfigError, Dw2vError, Interrupted, NumericalError, OutputExistsError,
+                         ResumableError, Terminated, TrainError)
+from dw2v.merge import (CHECKPOINTS, Averaged, Partial, average_round,
                         latest_checkpoint, load_averaged, read_state, weighted_sum,
                         write_checkpoint)
 from dw2v.preflight import check_inputs, check_scheduler_file
@@ -214,29 +215,6 @@ def _base_model(path: Path) -> tuple[Vocabulary, int]:
         logger.warning("--init-from %s: the model has no output vectors (train it with "
                        "--save-output-vectors to continue it best); they start at zero", path)
     return vocab, int(dim)
-
-
-class TrainError(Dw2vError):
-    """Training cannot start or continue (names the cause)."""
-
-
-class ResumableError(TrainError):
-    """Training stopped for a cause outside the run (no workers, a full disk): its staging
-    directory and checkpoint are kept for ``--resume``; ``then`` says what to fix first."""
-
-    def __init__(self, message: str, then: str) -> None:
-        super().__init__(message)
-        self.then = then
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Every setting of a training run."""
-
-    ingest: IngestConfig = IngestConfig()
-    vocab: VocabConfig = VocabConfig()
-    train: TrainConfig = TrainConfig()
-    cluster: ClusterConfig = ClusterConfig()
 
 
 def _resume_state(target: Path, stage: Path) -> tuple[Path, dict[str, Any]]:
