@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ import numpy as np
 
 from dw2v.atomic import fsync_dir
 from dw2v.errors import CheckpointError, NumericalError
-from dw2v.kernels.averaging import accumulate, block_update
+from dw2v.kernels.averaging import accumulate, add_rows, block_update, sparse_average
 from dw2v.shard_train import Params, TrainCounters, WorkerResult
 
 
@@ -138,6 +139,93 @@ def average_round(parts: Sequence[WorkerResult | Partial], previous: Params,
                   momentum: Params | None, round_index: int, eta: float = 0.0) -> Averaged:
     """The last step of a round's reduction: add ``parts`` and ``finalize`` in one task."""
     return finalize(weighted_sum(parts), previous, momentum, round_index, eta, in_place=True)
+
+
+# ------------------------------------------------------------------- sparse row updates
+# The exchange of engine v2 (DESIGN.md) moves only the rows a round touched: each worker
+# offers a RowUpdate, split by row owner (reduce-scatter); each owner averages its rows with
+# the touched-row weighted rule above and sends the result back to every worker (all-gather),
+# which adds it to its replica. These are the arrays-in, arrays-out steps of that exchange.
+
+
+@dataclass(frozen=True)
+class RowUpdate:
+    """Rows of one matrix touched in a round: unique int32 ``ids``, the float32 change
+    of each row (``delta``, one row per id) and how often it was touched (``touches``)."""
+
+    ids: np.ndarray
+    delta: np.ndarray
+    touches: np.ndarray
+
+    def __post_init__(self) -> None:
+        if not (len(self.ids) == len(self.delta) == len(self.touches)):
+            raise ValueError(f"ids, delta and touches differ in length: {len(self.ids)}, "
+                             f"{len(self.delta)}, {len(self.touches)}")
+
+    @property
+    def nbytes(self) -> int:
+        return self.ids.nbytes + self.delta.nbytes + self.touches.nbytes
+
+
+def touched_rows(before: np.ndarray, after: np.ndarray, touches: np.ndarray) -> RowUpdate:
+    """A worker's RowUpdate from its replica before and after a round and its touch counts."""
+    ids = np.flatnonzero(touches > 0).astype(np.int32)
+    return RowUpdate(ids, (after[ids] - before[ids]).astype(np.float32, copy=False),
+                     touches[ids].astype(np.float32))
+
+
+def owner_of(ids: np.ndarray, owners: int) -> np.ndarray:
+    """The worker that owns each row: rows interleaved (``id % owners``), so the frequent
+    words, which have the low ids, spread evenly over the owners."""
+    return ids % owners
+
+
+def split_by_owner(update: RowUpdate, owners: int) -> list[RowUpdate]:
+    """The parts of ``update`` each owner averages (the send side of the reduce-scatter)."""
+    who = owner_of(update.ids, owners)
+    return [RowUpdate(update.ids[m], update.delta[m], update.touches[m])
+            for m in (who == k for k in range(owners))]
+
+
+def average_updates(parts: Sequence[RowUpdate], rows: int, round_index: int = 0) -> RowUpdate:
+    """The touched-row weighted average of several workers' updates of the same rows (of a
+    matrix of ``rows`` rows): each row moves by ``sum_w t_w delta_w / sum_w t_w`` over the
+    workers that touched it (the rule of :func:`finalize` with ``eta = 0``, for replicas that
+    started the round equal); its ``touches`` is the sum. Refuses NaN or inf like
+    :func:`finalize`. One pass in ``kernels.averaging.sparse_average``."""
+    dim = next((p.delta.shape[1] for p in parts if p.delta.ndim == 2), 0)
+    ids = np.concatenate([p.ids for p in parts]) if parts else np.zeros(0, np.int32)
+    delta = (np.concatenate([p.delta for p in parts]) if parts
+             else np.zeros((0, dim), np.float32))
+    touches = np.concatenate([p.touches for p in parts]) if parts else np.zeros(0, np.float32)
+    out_ids = np.empty(len(ids), np.int32)
+    out_delta = np.empty((len(ids), dim), np.float32)
+    out_weight = np.empty(len(ids), np.float32)
+    m = sparse_average(ids, delta, touches.astype(np.float32, copy=False), _positions(rows),
+                       out_ids, out_delta, out_weight)
+    mean = out_delta[:m]
+    bad = int((~np.isfinite(mean).all(axis=1)).sum()) if m else 0
+    if bad:
+        raise NumericalError(f"round {round_index + 1}: {bad} vectors are NaN or inf after "
+                             "averaging: training diverged (try a lower --alpha)")
+    return RowUpdate(out_ids[:m], mean, out_weight[:m])
+
+
+_SCRATCH = threading.local()
+
+
+def _positions(rows: int) -> np.ndarray:
+    """A row -> slot map of all -1, one per thread (the kernel leaves it all -1 again, and
+    runs without the GIL), kept for the next call of the same size."""
+    positions = getattr(_SCRATCH, "positions", None)
+    if positions is None or len(positions) != rows:
+        positions = _SCRATCH.positions = np.full(rows, -1, np.int32)
+    return positions
+
+
+def apply_rows(matrix: np.ndarray, update: RowUpdate) -> None:
+    """Add an averaged update to a replica (the receive side of the all-gather)."""
+    add_rows(matrix, update.ids, update.delta)
 
 
 # ------------------------------------------------------------------------- checkpoints

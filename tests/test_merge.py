@@ -165,3 +165,53 @@ def test_block_momentum_outside_zero_to_one_is_refused() -> None:
     one = _result(np.ones((2, 2)), np.ones((2, 2)), [1, 1], [1, 1])
     with pytest.raises(ValueError, match="block momentum"):
         finalize(weighted_sum([one]), previous, None, 0, 1.0)
+
+
+# ------------------------------------------------------------------ sparse row updates (v2)
+
+@pytest.mark.parametrize("workers", [2, 3])
+@pytest.mark.parametrize("owners", [1, 2, 3])
+def test_sparse_updates_average_like_the_dense_rule(workers: int, owners: int) -> None:
+    """Each worker offers only the rows it touched; split by owner, averaged per owner, and
+    added to every replica, they give the dense touched-row weighted average (eta = 0):
+    rows touched by one worker, by several, and by none."""
+    rng = np.random.default_rng(workers * 10 + owners)
+    rows, dim = 40, 6
+    previous = rng.normal(size=(rows, dim)).astype(np.float32)
+    touches = rng.integers(0, 4, size=(workers, rows))
+    touches[:, :5] = 0                      # rows no worker touched
+    touches[:, 5:10] = 0
+    touches[0, 5:10] = 3                    # rows only worker 0 touched
+    touches[:, 10:15] = 2                   # rows every worker touched
+    after = [previous + np.where(touches[w][:, None] > 0,
+                                 rng.normal(size=(rows, dim)), 0).astype(np.float32)
+             for w in range(workers)]
+    dense = finalize(weighted_sum([_result(after[w], after[w], touches[w], touches[w])
+                                   for w in range(workers)]),
+                     Params(previous, previous), None, round_index=0).params.W_in
+    updates = [merge.touched_rows(previous, after[w], touches[w]) for w in range(workers)]
+    assert all(len(u.ids) == int((touches[w] > 0).sum()) for w, u in enumerate(updates))
+    replicas = [previous.copy() for _ in range(workers)]
+    sent = [merge.split_by_owner(u, owners) for u in updates]
+    for owner in range(owners):
+        mine = merge.average_updates([parts[owner] for parts in sent], rows)
+        assert (merge.owner_of(mine.ids, owners) == owner).all()
+        for replica in replicas:
+            merge.apply_rows(replica, mine)
+    for replica in replicas:
+        np.testing.assert_allclose(replica, dense, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(replicas[0][:5], previous[:5])  # untouched: unchanged
+
+
+def test_sparse_average_refuses_nan_and_handles_nothing_touched() -> None:
+    ids = np.array([1, 4], np.int32)
+    bad = merge.RowUpdate(ids, np.array([[np.nan, 0.0], [1.0, 1.0]], np.float32),
+                          np.ones(2, np.float32))
+    with pytest.raises(NumericalError, match="round 3: 1 vectors are NaN or inf"):
+        merge.average_updates([bad], 5, round_index=2)
+    empty = merge.RowUpdate(np.zeros(0, np.int32), np.zeros((0, 2), np.float32),
+                            np.zeros(0, np.float32))
+    nothing = merge.average_updates([empty, empty], 5)
+    assert nothing.ids.shape == (0,) and nothing.delta.shape == (0, 2)
+    with pytest.raises(ValueError, match="differ in length"):
+        merge.RowUpdate(ids, np.zeros((1, 2), np.float32), np.ones(2, np.float32))

@@ -59,3 +59,48 @@ def block_update(total: np.ndarray, weight: np.ndarray, previous: np.ndarray,
         if not finite:
             bad += 1
     return bad
+
+
+@njit(cache=True, nogil=True)
+def sparse_average(ids: np.ndarray, delta: np.ndarray, touches: np.ndarray, position: np.ndarray,
+                   out_ids: np.ndarray, out_delta: np.ndarray, out_weight: np.ndarray) -> int:
+    """The touched-row weighted average of concatenated sparse updates, in one pass:
+    ``out_delta[p] = sum t_i delta_i / sum t_i`` over the entries ``i`` of row ``out_ids[p]``.
+
+    ``position`` (one int32 per row of the matrix, all -1 on entry and again on return) maps a
+    row to its output slot; rows appear in ``out_ids`` in the order first seen. Returns the
+    number of distinct rows ``m`` (the outputs' first ``m`` entries); ``out_delta`` rows that
+    are NaN or inf are left so and counted by the caller."""
+    n, dim = delta.shape
+    m = 0
+    for i in range(n):
+        r = ids[i]
+        p = position[r]
+        if p < 0:
+            p = m
+            position[r] = p
+            out_ids[p] = r
+            out_weight[p] = 0.0
+            for j in range(dim):
+                out_delta[p, j] = 0.0
+            m += 1
+        t = touches[i]
+        out_weight[p] += t
+        for j in range(dim):
+            out_delta[p, j] += t * delta[i, j]
+    for p in range(m):
+        position[out_ids[p]] = -1
+        inv = np.float32(1.0 / out_weight[p])
+        for j in range(dim):
+            out_delta[p, j] *= inv
+    return m
+
+
+@njit(cache=True, nogil=True)
+def add_rows(matrix: np.ndarray, ids: np.ndarray, delta: np.ndarray) -> None:
+    """``matrix[ids[p]] += delta[p]`` for every p (ids distinct)."""
+    dim = matrix.shape[1]
+    for p in range(ids.shape[0]):
+        r = ids[p]
+        for j in range(dim):
+            matrix[r, j] += delta[p, j]
