@@ -35,7 +35,8 @@ import numpy as np
 
 from dw2v.atomic import fsync_dir
 from dw2v.errors import CheckpointError, NumericalError
-from dw2v.kernels.averaging import accumulate, add_rows, block_update, sparse_average
+from dw2v.kernels.averaging import (accumulate, add_rows, block_update, group_by_owner,
+                                    sparse_average)
 from dw2v.shard_train import Params, TrainCounters, WorkerResult
 
 
@@ -181,10 +182,16 @@ def owner_of(ids: np.ndarray, owners: int) -> np.ndarray:
 
 
 def split_by_owner(update: RowUpdate, owners: int) -> list[RowUpdate]:
-    """The parts of ``update`` each owner averages (the send side of the reduce-scatter)."""
-    who = owner_of(update.ids, owners)
-    return [RowUpdate(update.ids[m], update.delta[m], update.touches[m])
-            for m in (who == k for k in range(owners))]
+    """The parts of ``update`` each owner averages (the send side of the reduce-scatter):
+    views of one copy grouped by owner (``kernels.averaging.group_by_owner``)."""
+    ids = np.empty_like(update.ids)
+    delta = np.empty_like(update.delta)
+    touches = np.empty_like(update.touches)
+    bounds = np.empty(owners + 1, np.int64)
+    group_by_owner(update.ids, update.delta, update.touches, owners, ids, delta, touches,
+                   bounds)
+    return [RowUpdate(ids[lo:hi], delta[lo:hi], touches[lo:hi])
+            for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
 def average_updates(parts: Sequence[RowUpdate], rows: int, round_index: int = 0) -> RowUpdate:

@@ -104,3 +104,26 @@ def add_rows(matrix: np.ndarray, ids: np.ndarray, delta: np.ndarray) -> None:
         r = ids[p]
         for j in range(dim):
             matrix[r, j] += delta[p, j]
+
+
+@njit(cache=True, nogil=True)
+def group_by_owner(ids: np.ndarray, delta: np.ndarray, touches: np.ndarray, owners: int,
+                   out_ids: np.ndarray, out_delta: np.ndarray, out_touches: np.ndarray,
+                   bounds: np.ndarray) -> None:
+    """Copy rows grouped by owner (``id % owners``), in their order within each group: owner
+    ``k``'s rows end up in ``[bounds[k], bounds[k + 1])`` (a counting sort, one pass to count
+    and one to copy)."""
+    n, dim = delta.shape
+    bounds[:] = 0
+    for i in range(n):
+        bounds[ids[i] % owners + 1] += 1
+    for k in range(owners):
+        bounds[k + 1] += bounds[k]
+    fill = bounds[:owners].copy()
+    for i in range(n):
+        p = fill[ids[i] % owners]
+        fill[ids[i] % owners] += 1
+        out_ids[p] = ids[i]
+        out_touches[p] = touches[i]
+        for j in range(dim):
+            out_delta[p, j] = delta[i, j]
