@@ -13,7 +13,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -64,7 +64,8 @@ def _wait_for_workers(scheduler_file: Path, n_workers: int, timeout: float) -> s
 
 @contextmanager
 def dask_processes(workdir: str | Path, n_workers: int = 2, *, nthreads: int = 1,
-                   timeout: float = 60.0) -> Iterator[tuple[str, Path, list[subprocess.Popen[bytes]]]]:
+                   timeout: float = 60.0
+                   ) -> Iterator[tuple[str, Path, list[subprocess.Popen[bytes]]]]:
     """Start ``dask scheduler`` and ``n_workers`` ``dask worker`` processes on 127.0.0.1.
 
     Yields (scheduler address, scheduler file, worker processes); stops them all at the end.
@@ -117,3 +118,13 @@ def tree_digest(root: str | Path) -> dict[str, str]:
         rel = str(path.relative_to(root))
         out[rel] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
     return out
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str,
+             every: float = 0.02) -> None:
+    """Poll ``predicate`` until it holds; TimeoutError naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(every)

@@ -24,7 +24,7 @@ import pytest
 
 import dw2v
 from dw2v.atomic import lock_path, staging_dir
-from dw2v.testing import dask_processes, tree_digest
+from dw2v.testing import dask_processes, tree_digest, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 
@@ -58,14 +58,6 @@ def refused(done: subprocess.CompletedProcess[str], code: int, pattern: str) -> 
     assert "Traceback" not in done.stderr + done.stdout, done.stderr
     assert re.search(r"^dw2v( \w+)?: error: ", done.stderr, re.M), done.stderr
     assert re.search(pattern, done.stderr), done.stderr
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.02)
 
 
 def checkpointed(model: Path) -> bool:

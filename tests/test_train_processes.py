@@ -17,7 +17,7 @@ import pytest
 
 import dw2v
 from dw2v.atomic import staging_dir
-from dw2v.testing import dask_processes
+from dw2v.testing import dask_processes, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
 
@@ -42,14 +42,6 @@ def _resume(out: Path, scheduler_file: Path, log: Path) -> None:
         resumed.kill()
 
 
-def _wait_for(predicate, timeout: float, what: str) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.05)
-
-
 def _checkpoint_round(model_dir: Path) -> int:
     try:
         name = json.loads((staging_dir(model_dir) / "checkpoints" / "latest.json").read_text())[
@@ -72,7 +64,7 @@ def test_train_completes_and_survives_a_killed_worker(sample_dir: Path, tmp_path
         driver = _driver([str(sample_dir), "-o", str(out), "--scheduler-file",
                           str(scheduler_file), *TRAIN], tmp_path / "driver.log")
         try:
-            _wait_for(lambda: _checkpoint_round(out) >= 3 or driver.poll() is not None, 240,
+            wait_for(lambda: _checkpoint_round(out) >= 3 or driver.poll() is not None, 240,
                       "no checkpoint")
             assert driver.poll() is None, (tmp_path / "driver.log").read_text()
             workers[1].send_signal(signal.SIGKILL)  # mid-run: later rounds remain
@@ -95,7 +87,7 @@ def test_killed_driver_then_resume_completes(sample_dir: Path, tmp_path: Path) -
                 *TRAIN]
         driver = _driver(args, tmp_path / "first.log")
         try:
-            _wait_for(lambda: _checkpoint_round(out) >= 2 or driver.poll() is not None, 240,
+            wait_for(lambda: _checkpoint_round(out) >= 2 or driver.poll() is not None, 240,
                       "no checkpoint")
         finally:
             driver.send_signal(signal.SIGKILL)
@@ -120,7 +112,7 @@ def test_every_worker_lost_stops_after_the_timeout_and_resume_completes(
                           str(scheduler_file), "--worker-timeout", "3", *TRAIN],
                          tmp_path / "first.log")
         try:
-            _wait_for(lambda: _checkpoint_round(out) >= 2 or driver.poll() is not None, 240,
+            wait_for(lambda: _checkpoint_round(out) >= 2 or driver.poll() is not None, 240,
                       "no checkpoint")
             assert driver.poll() is None, (tmp_path / "first.log").read_text()
             for worker in workers:
@@ -157,7 +149,7 @@ def test_a_shard_that_becomes_unreadable_mid_run(sample_dir: Path, tmp_path: Pat
                 *TRAIN, *(["--skip-bad-shards"] if skip else [])]
         driver = _driver(args, tmp_path / "driver.log")
         try:
-            _wait_for(lambda: _checkpoint_round(out) >= 1 or driver.poll() is not None, 240,
+            wait_for(lambda: _checkpoint_round(out) >= 1 or driver.poll() is not None, 240,
                       "no checkpoint")
             bad = staging_dir(out) / "work" / "shard-00001" / "ids.npy"
             bad.write_bytes(b"\x93NUMPY garbage: the disk went bad")
