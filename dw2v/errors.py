@@ -91,3 +91,7 @@ class NumericalError(Dw2vError):
 
 class CheckpointError(Dw2vError):
     """A checkpoint that cannot be read (names the path and the cause)."""
+
+
+class ExchangeError(Dw2vError):
+    """Workers could not exchange rows: a peer lost, hung or never connected (names it)."""
