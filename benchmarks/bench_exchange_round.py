@@ -33,6 +33,8 @@ def _resident(job: str, addresses: list[str], rounds: int) -> dict[str, Any]:
             replicas = [np.zeros((rows, dim), np.float32) for _ in range(2)]
             times = []
             for r in range(rounds + 1):
+                if r == 1:
+                    seconds = dict(group.seconds)
                 updates = []
                 for _ in replicas:
                     touches = np.zeros(rows)
@@ -47,9 +49,10 @@ def _resident(job: str, addresses: list[str], rounds: int) -> dict[str, Any]:
                     merge.apply_rows(replica, update)
                 if r:  # the first round compiles the kernels
                     times.append(time.perf_counter() - started)
+            steps = {k: (group.seconds[k] - seconds[k]) / rounds for k in seconds}
             out[f"{rows}x{dim}/{touched}"] = (float(np.median(times)),
                                               float(np.percentile(times, 90)),
-                                              2 * updates[0].nbytes)
+                                              2 * updates[0].nbytes, steps)
     finally:
         group.close()
     return out
@@ -67,14 +70,17 @@ def main() -> None:
         results = client.gather([client.submit(_resident, job, addresses, args.rounds,
                                                workers=[a], pure=False) for a in addresses])
     print(f"| rows x dim | touched rows per matrix per worker | MB offered per worker (both "
-          f"matrices) | median ms per round ({args.workers} workers, slowest) | p90 ms |")
-    print("|---|---|---|---|---|")
+          f"matrices) | median ms per round ({args.workers} workers, slowest) | p90 ms | "
+          "mean ms split / transfer / average (slowest) |")
+    print("|---|---|---|---|---|---|")
     for rows, dim, touched in CASES:
         key = f"{rows}x{dim}/{touched}"
         median = max(r[key][0] for r in results) * 1e3
         p90 = max(r[key][1] for r in results) * 1e3
+        steps = " / ".join(f"{max(r[key][3][k] for r in results) * 1e3:.1f}"
+                           for k in ("split", "transfer", "average"))
         print(f"| {rows:,} x {dim} | {touched:,} | {results[0][key][2] / 1e6:.1f} | "
-              f"{median:.1f} | {p90:.1f} |")
+              f"{median:.1f} | {p90:.1f} | {steps} |")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ them to its replica. The driver registers the handler on every worker once per j
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -92,6 +93,8 @@ class Group:
         self.size = len(self.addresses)
         self.comms: dict[int, Any] = {}
         self.bytes_sent = 0
+        #: Seconds this worker spent in each step of its exchanges so far (observability).
+        self.seconds = {"split": 0.0, "transfer": 0.0, "average": 0.0}
 
     @classmethod
     def join(cls, job: str, addresses: Sequence[str], timeout: float = TIMEOUT) -> Group:
@@ -140,15 +143,26 @@ class Group:
         combined, to add to the replica (``merge.apply_rows``). Every worker of the group
         calls this with the same matrices, in the same order. The arithmetic runs in the
         calling task's thread; the worker's event loop only moves the messages."""
+        clock = time.perf_counter()
         shares = [split_by_owner(u, self.size) for u in updates]
+        clock = self._tick("split", clock)
         # reduce-scatter: each peer gets its share of every matrix; we keep ours
         received = self._run(self._all_to_all({p: [s[p] for s in shares] for p in self._peers}))
+        clock = self._tick("transfer", clock)
         mine = [average_updates([s[self.rank]] + [r[m] for r in received.values()], rows[m],
                                 round_index) for m, s in enumerate(shares)]
+        clock = self._tick("average", clock)
         # all-gather: every worker gets every owner's averaged rows
         theirs = self._run(self._all_to_all({p: mine for p in self._peers}))
-        return [_concat([mine[m], *(t[m] for t in theirs.values())])
-                for m in range(len(updates))]
+        clock = self._tick("transfer", clock)
+        out = [_concat([mine[m], *(t[m] for t in theirs.values())]) for m in range(len(updates))]
+        self._tick("average", clock)
+        return out
+
+    def _tick(self, step: str, since: float) -> float:
+        now = time.perf_counter()
+        self.seconds[step] += now - since
+        return now
 
     @property
     def _peers(self) -> list[int]:
