@@ -19,6 +19,7 @@ import ctypes
 import ctypes.util
 import errno
 import fcntl
+import fnmatch
 import os
 import shutil
 import uuid
@@ -28,15 +29,24 @@ from typing import Iterable, Iterator
 
 from dw2v.errors import ConfigError, OutputExistsError
 
-#: Every name dw2v writes into a model, vocabulary or index directory (and its temporaries,
-#: which start with a dot). A directory holding anything else is not replaced.
+#: Every name dw2v writes into a model, vocabulary or index directory; its temporaries are
+#: ``.NAME.tmp-…``. A directory holding anything else is not replaced.
 DW2V_NAMES = frozenset({
     "vectors.npy", "output_vectors.npy", "model.json", "vocab.parquet", "vocab_report.json",
     "report.html", "report", "index", "work", "checkpoints",
     "index.json", "tokens.txt", "index.faiss", "index.hnswlib", "index.usearch",
 })
+#: What dw2v writes inside its subdirectories (fnmatch patterns), so that a user's file put
+#: in one, or a folder of the user's that only shares a name ("checkpoints"), is never
+#: taken for dw2v's.
+INSIDE = {
+    "work": ("manifest.json", "shard-[0-9][0-9][0-9][0-9][0-9]"),
+    "checkpoints": ("latest.json", "round-[0-9][0-9][0-9][0-9][0-9]"),
+    "report": ("*.png",),
+    "index": tuple(DW2V_NAMES),
+}
 #: The files that mark a directory as dw2v's own (one of them must be there).
-MARKERS = ("model.json", "vocab.parquet", "index.json", "checkpoints")
+MARKERS = ("model.json", "vocab.parquet", "index.json", "checkpoints/latest.json")
 
 
 def _is_dw2v_name(name: str) -> bool:
@@ -45,8 +55,18 @@ def _is_dw2v_name(name: str) -> bool:
 
 
 def foreign_entries(path: Path) -> list[str]:
-    """The entries of directory ``path`` that dw2v did not write (empty: all are dw2v's)."""
-    return sorted(p.name for p in path.iterdir() if not _is_dw2v_name(p.name))
+    """The entries of directory ``path`` that dw2v did not write (empty: all are dw2v's),
+    looking one level into the subdirectories dw2v writes."""
+    foreign = []
+    for entry in sorted(path.iterdir(), key=lambda p: p.name):
+        if not _is_dw2v_name(entry.name):
+            foreign.append(entry.name)
+        elif entry.name in INSIDE and entry.is_dir():
+            foreign += [f"{entry.name}/{p.name}" for p in sorted(entry.iterdir())
+                        if not (p.name.startswith(".") and ".tmp-" in p.name)
+                        and not any(fnmatch.fnmatchcase(p.name, pattern)
+                                    for pattern in INSIDE[entry.name])]
+    return foreign
 
 
 def check_output_dir(path: Path, overwrite: bool) -> None:

@@ -30,10 +30,11 @@ MAX_TOKEN_BYTES = 100
 MAX_WORD_BYTES = 10_000
 
 
-def _require(ok: bool, name: str, value: Any, rule: str, owner: str | None = None) -> None:
+def _require(ok: bool, name: str, value: Any, rule: str) -> None:
+    """Raise a ConfigError naming ``name`` and ``value`` unless ``ok`` (``_checked`` adds the
+    class that raised it)."""
     if not ok:
-        raise ConfigError(f"{name}={value!r}: {rule}", owner=owner, field=name, value=value,
-                          rule=rule)
+        raise ConfigError(f"{name}={value!r}: {rule}", field=name, value=value, rule=rule)
 
 
 _TYPE_RULES: dict[Any, tuple[tuple[type, ...], str]] = {
@@ -48,7 +49,6 @@ def _check_types(config: Any) -> None:
     """Refuse a field whose value is not of its declared type (a TOML file can give ``"100"``
     for an integer or ``true`` for a count: bool is not taken for a number here), before the
     ranges are checked; also refuse NaN and infinite numbers."""
-    owner = type(config).__name__
     hints = typing.get_type_hints(type(config))
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
@@ -65,15 +65,13 @@ def _check_types(config: Any) -> None:
             if ok and base is float:
                 ok = math.isfinite(value)
                 text = "must be a finite number"
-            _require(ok, f.name, value, text + (" (or unset)" if type(None) in options else ""),
-                     owner)
+            _require(ok, f.name, value, text + (" (or unset)" if type(None) in options else ""))
         elif typing.get_origin(base) in (Mapping, collections.abc.Mapping):
             _require(isinstance(value, Mapping) and all(
                 isinstance(k, str) and isinstance(v, str) for k, v in value.items()),
-                f.name, value, "must be a table of strings", owner)
+                f.name, value, "must be a table of strings")
         elif isinstance(base, type) and dataclasses.is_dataclass(base):
-            _require(isinstance(value, base), f.name, value, f"must be a {base.__name__}",
-                     owner)
+            _require(isinstance(value, base), f.name, value, f"must be a {base.__name__}")
 
 
 def _re2_error(pattern: str) -> str | None:

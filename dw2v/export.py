@@ -36,9 +36,9 @@ def _is_vectors_file(path: Path, fmt: str) -> bool:
         if fmt == "parquet":
             return b"dw2v.dim" in (pq.read_schema(path).metadata or {})
         if fmt == "npy":
-            if path.name.endswith(TOKENS_SUFFIX):
+            if path.name.endswith(TOKENS_SUFFIX):  # ours only beside the matrix it names
                 matrix = path.with_name(path.name.removesuffix(TOKENS_SUFFIX) + ".npy")
-                return not matrix.exists() or _is_vectors_file(matrix, "npy")
+                return matrix.exists() and _is_vectors_file(matrix, "npy")
             from dw2v.embeddings import check_matrix_header
             check_matrix_header(path)
             return True

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import fsspec
 from fsspec.registry import known_implementations
 
+from dw2v.config import ClusterConfig
 from dw2v.errors import ConfigError
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 #: The dw2v extra that installs a protocol's filesystem, where dw2v defines one.
 EXTRAS = {"s3": "s3", "s3a": "s3"}
@@ -75,3 +79,14 @@ def check_scheduler_file(path: str) -> None:
     if not isinstance(info, dict) or not isinstance(info.get("address"), str):
         raise ConfigError(f"--scheduler-file {path}: not a Dask scheduler file (no "
                           "'address')")
+
+
+def check_run(inputs: Sequence[str], cluster: ClusterConfig, client: Client | None) -> None:
+    """The checks of a job's inputs and cluster before it starts one: :func:`check_inputs`
+    (``memory://`` only with a client whose workers run in this process) and, with no client
+    given, :func:`check_scheduler_file`."""
+    from dw2v.dask_cluster import workers_in_process
+
+    check_inputs(inputs, in_process=client is not None and workers_in_process(client))
+    if client is None and cluster.scheduler_file:
+        check_scheduler_file(cluster.scheduler_file)

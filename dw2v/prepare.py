@@ -22,9 +22,10 @@ from dw2v import __version__
 from dw2v.atomic import staged_dir
 from dw2v.config import ClusterConfig, IngestConfig, VocabConfig, to_dict
 from dw2v.dask_cluster import chain_reduce, client_for, run_id, show_progress, \
-    wait_with_progress, workers_in_process
+    wait_with_progress
 from dw2v.errors import NoInputError
 from dw2v.ingest import ShardInfo, check_shard, encode_shard, find_shards
+from dw2v.preflight import check_run
 from dw2v.vocab import (VOCAB_FILE, Vocabulary, count_shard, extend, finalize, merge_counts, save,
                         split_counts)
 
@@ -150,11 +151,7 @@ def build_vocab(inputs: Sequence[str], output: str | Path, *,
     corpus's words (:func:`dw2v.vocab.extend`).
     """
     out = Path(output).absolute()
-    from dw2v.preflight import check_inputs, check_scheduler_file
-
-    check_inputs(inputs, in_process=client is not None and workers_in_process(client))
-    if client is None and cluster.scheduler_file:
-        check_scheduler_file(cluster.scheduler_file)
+    check_run(inputs, cluster, client)
     with staged_dir(out, overwrite=overwrite, inputs=inputs) as stage:
         return build_into(stage, inputs, ingest=ingest, vocab=vocab, cluster=cluster,
                           client=client, progress=progress, base=base, output=out)

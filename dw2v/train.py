@@ -34,10 +34,10 @@ from distributed import Client, Future, get_worker, secede
 from tqdm.auto import tqdm
 
 from dw2v import __version__
-from dw2v.atomic import (check_not_overlapping, check_output_dir, check_writable, output_lock,
-                         staging_dir, swap_into_place)
+from dw2v.atomic import (check_not_overlapping, check_output_dir, check_writable,
+                         foreign_entries, output_lock, staging_dir, swap_into_place)
 from dw2v.config import RunConfig, TrainConfig, to_dict
-from dw2v.dask_cluster import client_for, run_id, show_progress, workers_in_process
+from dw2v.dask_cluster import client_for, run_id, show_progress
 from dw2v.embeddings import MODEL_JSON, OUTPUT_VECTORS, VECTORS, Embeddings
 from dw2v.embeddings import check_matrix_header, read_matrix
 from dw2v.embeddings import load as load_embeddings
@@ -46,7 +46,7 @@ from dw2v.errors import (ConfigError, Dw2vError, Interrupted, NumericalError, Ou
 from dw2v.merge import (CHECKPOINTS, Averaged, Partial, average_round,
                         latest_checkpoint, load_averaged, read_state, weighted_sum,
                         write_checkpoint)
-from dw2v.preflight import check_inputs, check_scheduler_file
+from dw2v.preflight import check_run
 from dw2v.prepare import MANIFEST, WORK_DIR, build_into
 from dw2v.shard_train import (Params, SamplingTables, WorkerResult, init_params, stream_slices,
                               train_slices)
@@ -506,10 +506,7 @@ def train(inputs: Sequence[str], output: str | Path, config: RunConfig = RunConf
     based = [] if base_dir is None else [str(base_dir)]
     check_not_overlapping(target, [*inputs, *based], allow_equal=based)
     check_writable(target)
-    if not resume:
-        check_inputs(inputs, in_process=client is not None and workers_in_process(client))
-    if client is None and config.cluster.scheduler_file:
-        check_scheduler_file(config.cluster.scheduler_file)
+    check_run(inputs, config.cluster, client)  # resuming: no inputs, the cluster still
     with output_lock(target):
         if not resume and stage.exists():
             if not overwrite:
@@ -518,9 +515,18 @@ def train(inputs: Sequence[str], output: str | Path, config: RunConfig = RunConf
                     f"{target}: an unfinished run of this output is in {stage}"
                     f"{f' (checkpoint {kept.name})' if kept else ''}; continue it with "
                     "--resume, or start again with --overwrite (which discards it)")
+            foreign = foreign_entries(stage)  # the name is dw2v's; so must every file be
+            if foreign:
+                raise OutputExistsError(f"{stage}: holds files dw2v did not write: "
+                                        f"{', '.join(foreign[:5])}; move them first")
             shutil.rmtree(stage)  # --overwrite: the unfinished run is discarded
         # resuming: the run it continues was checked; the output is replaced at the end only
         check_output_dir(target, overwrite or resume)
+        if resume and (stage / MODEL_JSON).exists() and _safe_latest(stage) is None:
+            # a run whose model was complete but not swapped in (the swap failed): finish it
+            swap_into_place(stage, target)
+            logger.info("swapped the finished model from %s into %s", stage, target)
+            return load_embeddings(target)
         try:
             resumed = _resume_state(target, stage) if resume else None
             model = _train_staged(inputs, target, stage, config, client=client,
@@ -546,11 +552,12 @@ def _after_failure(exc: BaseException, target: Path, stage: Path, resume: bool) 
     touched."""
     kept = _safe_latest(stage) if stage.is_dir() else None
     unchanged = f"{target} is unchanged" if target.exists() else "no model was written"
-    if resume and kept is None and isinstance(exc, Dw2vError):
+    if (stage / MODEL_JSON).exists():  # finished, but not swapped in: never delete it
+        note = (f"the finished model is kept in {stage} ('dw2v train -o {target} --resume' "
+                f"swaps it in); {unchanged}")
+    elif resume and kept is None and isinstance(exc, Dw2vError):
         shutil.rmtree(stage, ignore_errors=True)
         return  # nothing to resume: the error says so, and nothing was touched
-    if (stage / MODEL_JSON).exists():  # finished, but not swapped in: never delete it
-        note = f"the finished model is kept in {stage}; {unchanged}"
     elif kept is None or isinstance(exc, NumericalError):
         shutil.rmtree(stage, ignore_errors=True)
         note = (f"nothing to resume (no round had been checkpointed); {unchanged}"

@@ -436,3 +436,20 @@ def test_analogy_runs(model: Path) -> None:
     assert query == "lord god king" and len(answers) == 10
     refused(dw2v_cli("analogy", str(model), "lord", "god"), 2,
             "the following arguments are required: C")
+
+
+def test_overwrite_looks_inside_dw2v_named_folders(corpus: Path, tmp_path: Path,
+                                                   cluster: list[str]) -> None:
+    """A folder of the user's that only shares a name with dw2v's (a PyTorch `checkpoints/`),
+    or a user's file put inside a model's `report/`, is never taken for dw2v output."""
+    project = tmp_path / "project"
+    (project / "checkpoints").mkdir(parents=True)
+    (project / "checkpoints" / "epoch-3.pt").write_bytes(b"weeks of GPU time")
+    model = tmp_path / "m"
+    assert dw2v_cli("train", str(corpus), "-o", str(model), *SMALL, *cluster).returncode == 0
+    (model / "report" / "my-notes.txt").write_text("notes")
+    for out, foreign in ((project, "checkpoints/epoch-3.pt"), (model, "report/my-notes.txt")):
+        before = tree_digest(out)
+        done = dw2v_cli("train", str(corpus), "-o", str(out), "--overwrite", *SMALL, *cluster)
+        refused(done, 2, f"holds files dw2v did not write: {re.escape(foreign)}")
+        assert tree_digest(out) == before

@@ -154,6 +154,37 @@ def test_an_unfinished_run_is_not_overwritten_by_accident(tmp_path: Path,
                                              "continue it with --resume"):
         dw2v.train(["x"], tmp_path / "m", RunConfig(), client=client1)
     assert staging_dir(tmp_path / "m").exists()
+    # --overwrite discards it only if it holds nothing but dw2v's files (a run killed before
+    # its vocabulary was written has no marker file: it is dw2v's by its name)
+    (staging_dir(tmp_path / "m") / "work").mkdir()
+    (staging_dir(tmp_path / "m") / "mine.txt").write_text("not dw2v's")
+    with pytest.raises(dw2v.Dw2vError, match="holds files dw2v did not write: mine.txt"):
+        dw2v.train(["x"], tmp_path / "m", RunConfig(), client=client1, overwrite=True)
+    assert (staging_dir(tmp_path / "m") / "mine.txt").exists()
+    (staging_dir(tmp_path / "m") / "mine.txt").unlink()
+    with pytest.raises(dw2v.Dw2vError, match="no Parquet file matches|no such file"):
+        dw2v.train(["x"], tmp_path / "m", RunConfig(), client=client1, overwrite=True)
+    assert not staging_dir(tmp_path / "m").exists()  # discarded; the new run had bad input
+
+
+def test_resume_swaps_in_a_finished_model_that_was_not_swapped(sample_model: Path,
+                                                               tmp_path: Path,
+                                                               client1: Client) -> None:
+    """A run whose model was complete when its swap failed (the output held a user's file):
+    the finished model is never deleted, and --resume swaps it in once the output is clear."""
+    target = tmp_path / "m"
+    target.mkdir()
+    (target / "mine.txt").write_text("the user's")
+    shutil.copytree(sample_model, staging_dir(target), ignore=shutil.ignore_patterns(
+        "checkpoints", "work"))
+    before = np.load(staging_dir(target) / "vectors.npy")
+    with pytest.raises(dw2v.Dw2vError, match="holds files dw2v did not write: mine.txt"):
+        dw2v.train([], target, RunConfig(), client=client1, resume=True)
+    assert (staging_dir(target) / "model.json").exists()
+    (target / "mine.txt").unlink()
+    model = dw2v.train([], target, RunConfig(), client=client1, resume=True)
+    np.testing.assert_array_equal(model.vectors, before)
+    assert not staging_dir(target).exists()
 
 
 def test_unfinished_model_is_refused_with_a_hint(tmp_path: Path) -> None:

@@ -114,6 +114,12 @@ def test_an_existing_export_is_not_replaced_without_overwrite(tmp_path: Path) ->
     path.write_text("2 3\na 1 2 3\nb 1 2 3\n")
     export(_embeddings(), path, "word2vec-text", overwrite=True)
     assert path.read_text().startswith("300 16\n")
+    # a tokens file is dw2v's only beside the matrix it names
+    (tmp_path / "w.tokens.txt").write_text("my own word list\n")
+    with pytest.raises(dw2v.Dw2vError, match="replaces only a vectors file"):
+        export(_embeddings(), tmp_path / "w.npy", "npy", overwrite=True)
+    assert (tmp_path / "w.tokens.txt").read_text() == "my own word list\n"
+    assert not (tmp_path / "w.npy").exists()
     for fmt, name in (("parquet", "v.parquet"), ("npy", "v.npy"), ("word2vec-binary", "v.bin")):
         export(_embeddings(), tmp_path / name, fmt)
         export(_embeddings(), tmp_path / name, fmt, overwrite=True)  # its own: replaced
