@@ -6,11 +6,14 @@
     and the sync period (words per worker between averagings): WordSim-353 Spearman and
     Google-analogy accuracy (30,000 most frequent words) by gensim's evaluators, against one
     worker and against gensim ``Word2Vec`` (2 threads) trained in the same run;
-(c) the share of the rounds' time spent outside the workers' training: averaging, moving
-    parameters, checkpointing, scheduling (1 - sum over rounds of the slowest worker's
-    training seconds / the rounds' seconds; rounds overlap, so per-round shares mean little),
-    and the share a worker spends waiting, its training done, for the slowest of its round
-    (sum over rounds of the slowest's seconds - the workers' mean, / the rounds' seconds).
+(c) the share of the rounds' time spent outside the workers' training (1 - sum over rounds
+    of the slowest worker's training seconds / the rounds' seconds: engine v2's exchange and
+    the wait for the slowest worker), the slowest worker's exchange seconds as a share of the
+    rounds' seconds, the share a worker spends waiting, its training done, for the slowest of
+    its round (sum over rounds of the slowest's seconds - the workers' mean, / the rounds'
+    seconds), and the bytes a worker sends per round;
+(d) the whole command: ``dw2v.train``'s wall time, vocabulary stage and cluster start-up
+    included, 2 workers against 1.
 
 Settings as bench_train.py: skip-gram, negative=5, window=5, dim=100, min_count=5, sample=1e-3,
 epochs=5, alpha=0.025, min_alpha=0.0001.
@@ -73,6 +76,8 @@ def run_dw2v(corpus: Path, out: Path, workers: int, sync_every: str, seed: int,
     # a worker done before the slowest of its round waits: the mean such wait, as a share
     waiting = sum(max(r["worker_seconds"]) - float(np.mean(r["worker_seconds"]))
                   for r in rounds) / seconds
+    exchange = sum(r.get("seconds_exchange", 0.0) for r in rounds) / seconds
+    sent = float(np.mean([max(r.get("worker_bytes_sent") or [0]) for r in rounds]))
     scores: dict[str, float] = {}
     if quality:
         np.save(out / "vectors.npy", model.vectors)
@@ -83,7 +88,8 @@ def run_dw2v(corpus: Path, out: Path, workers: int, sync_every: str, seed: int,
             "rounds": len(rounds), "words": sum(r["words"] for r in rounds),
             "train_seconds": seconds, "wall_seconds": wall,
             "words_per_s": sum(r["words"] for r in rounds) / seconds,
-            "outside_share": outside, "waiting_share": waiting,
+            "outside_share": outside, "waiting_share": waiting, "exchange_share": exchange,
+            "mb_sent_per_round": sent / 1e6,
             "vocab": len(model.words), "final_loss": rounds[-1]["loss"], **scores}
 
 
@@ -117,9 +123,10 @@ def summary(results: list[dict[str, Any]], gensim: dict[str, Any]) -> str:
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for r in results:
         groups.setdefault((r["sync_every"], r["workers"]), []).append(r)
-    lines = ["| sync every | workers | seeds | rounds | words/s | outside training | waiting | "
-             "WS-353 | - 1 worker | - gensim | analogy | / 1 worker | / gensim |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| sync every | workers | seeds | rounds | words/s | whole command s | outside "
+             "training | exchange | waiting | WS-353 | - 1 worker | - gensim | analogy | "
+             "/ 1 worker | / gensim |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for (sync_every, workers), rows in groups.items():
         base = groups.get((sync_every, 1))
         ws, an = mean(rows, "spearman"), mean(rows, "analogy")
@@ -127,7 +134,8 @@ def summary(results: list[dict[str, Any]], gensim: dict[str, Any]) -> str:
         vs_an = f"{an / mean(base, 'analogy'):.1%}" if base else "-"
         lines.append(f"| {_label(sync_every, rows)} | {workers} | {len(rows)} | "
                      f"{rows[0]['rounds']} | "
-                     f"{mean(rows, 'words_per_s'):,.0f} | {mean(rows, 'outside_share'):.1%} | "
+                     f"{mean(rows, 'words_per_s'):,.0f} | {mean(rows, 'wall_seconds'):.1f} | "
+                     f"{mean(rows, 'outside_share'):.1%} | {mean(rows, 'exchange_share'):.1%} | "
                      f"{mean(rows, 'waiting_share'):.1%} | "
                      f"{ws:.3f} | {vs_ws} | {ws - gensim['spearman']:+.3f} | {an:.4f} | "
                      f"{vs_an} | {an / gensim['analogy']:.1%} |")
@@ -143,24 +151,29 @@ def scaling(results: list[dict[str, Any]]) -> list[str]:
     lines = []
     for sync_every in dict.fromkeys(r["sync_every"] for r in results):
         ones = {r["seed"]: r for r in results if (r["sync_every"], r["workers"]) == (sync_every, 1)}
-        ratios = [r["words_per_s"] / ones[r["seed"]]["words_per_s"] for r in results
-                  if (r["sync_every"], r["workers"]) == (sync_every, 2) and r["seed"] in ones]
+        twos = [r for r in results
+                if (r["sync_every"], r["workers"]) == (sync_every, 2) and r["seed"] in ones]
+        ratios = [r["words_per_s"] / ones[r["seed"]]["words_per_s"] for r in twos]
+        walls = [ones[r["seed"]]["wall_seconds"] / r["wall_seconds"] for r in twos]
         if ratios:
             lines.append(f"scaling at sync {sync_every}: 2 workers / 1 worker = "
-                         f"{np.mean(ratios):.2f}x (per seed {min(ratios):.2f}-"
-                         f"{max(ratios):.2f}x, {len(ratios)} pairs; target 1.8x)")
+                         f"{np.mean(ratios):.2f}x training words/s (per seed "
+                         f"{min(ratios):.2f}-{max(ratios):.2f}x, {len(ratios)} pairs; target "
+                         f"1.8x); the whole command {np.mean(walls):.2f}x as fast")
     return lines
 
 
 def speed_summary(results: list[dict[str, Any]]) -> str:
     """Without quality figures (``--speed-only``): each run's throughput, then scaling."""
     lines = ["| sync every | workers | seed | vocabulary | rounds | words | words/s | "
-             "outside training | waiting |", "|---|---|---|---|---|---|---|---|---|"]
+             "whole command s | outside training | exchange | waiting | MB sent/round |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| {_label(r['sync_every'], [r])} | {r['workers']} | {r['seed']} | "
                      f"{r['vocab']:,} | {r['rounds']} | {r['words']:,} | "
-                     f"{r['words_per_s']:,.0f} | {r['outside_share']:.1%} | "
-                     f"{r['waiting_share']:.1%} |")
+                     f"{r['words_per_s']:,.0f} | {r['wall_seconds']:.1f} | "
+                     f"{r['outside_share']:.1%} | {r['exchange_share']:.1%} | "
+                     f"{r['waiting_share']:.1%} | {r['mb_sent_per_round']:.2f} |")
     return "\n".join(lines + scaling(results))
 
 

@@ -62,9 +62,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--switch-interval", type=float, default=None,
+                        help="the workers' sys.setswitchinterval (seconds; Python's is 0.005)")
     args = parser.parse_args()
     with local_cluster(args.workers) as client:
         addresses = sorted(client.nthreads())
+        if args.switch_interval is not None:
+            import sys
+            client.run(sys.setswitchinterval, args.switch_interval)
         job = uuid.uuid4().hex[:8]
         client.run(exchange.register, job)
         results = client.gather([client.submit(_resident, job, addresses, args.rounds,

@@ -89,6 +89,13 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--connect-timeout", type=float, default=30.0, metavar="SECONDS",
                        help="how long to wait for --scheduler / --scheduler-file to answer "
                             "(default 30)")
+    group.add_argument("--checkpoint-every", type=float, default=120.0, metavar="SECONDS",
+                       help="training: seconds between checkpoints (0: after every round; "
+                            "one is always written at the end; default 120)")
+    group.add_argument("--exchange-timeout", type=float, default=120.0, metavar="SECONDS",
+                       help="training: how long a worker waits for a peer before the peer "
+                            "counts as hung or lost and training restarts without it from "
+                            "the last checkpoint (default 120)")
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -131,9 +138,6 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
                        help="each worker's learning rate is --alpha/--min-alpha times the "
                             "number of workers, since averaging divides each worker's updates "
                             "by that number (default; --no-scale-lr: --alpha as given)")
-    group.add_argument("--block-momentum", type=float, default=0.0, metavar="ETA",
-                       help="momentum of the averaging (BMUF), in [0, 1) (default 0: the plain "
-                            "touched-row weighted average)")
     group.add_argument("--shared-negatives", action=argparse.BooleanOptionalAction,
                        default=True, help="skip-gram: the HogBatch kernel, negatives shared by "
                                           "a centre word's window (default; --no-shared-"
@@ -222,7 +226,9 @@ def _configs(args: argparse.Namespace) -> tuple[IngestConfig, VocabConfig, Clust
     cluster = ClusterConfig(scheduler=args.scheduler, scheduler_file=args.scheduler_file,
                             n_workers=args.workers, threads_per_worker=args.threads_per_worker,
                             dashboard_address=args.dashboard, worker_timeout=args.worker_timeout,
-                            connect_timeout=args.connect_timeout)
+                            connect_timeout=args.connect_timeout,
+                            checkpoint_every=args.checkpoint_every,
+                            exchange_timeout=args.exchange_timeout)
     return ingest, vocab, cluster
 
 
@@ -231,7 +237,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
                        negative=args.negative, alpha=args.alpha, min_alpha=args.min_alpha,
                        epochs=args.epochs, seed=args.seed, threads=args.kernel_threads,
                        shared_negatives=args.shared_negatives, sync_every=args.sync_every,
-                       scale_lr=args.scale_lr, block_momentum=args.block_momentum,
+                       scale_lr=args.scale_lr,
                        device=args.device,
                        save_output_vectors=args.save_output_vectors,
                        skip_bad_shards=args.skip_bad_shards)

@@ -200,7 +200,7 @@ class TrainConfig:
     #: (benchmarks/RESULTS.md). CBOW always shares its negatives; this has no effect there.
     shared_negatives: bool = True
     #: Words each worker trains between two parameter averagings (a round); None (or "auto")
-    #: chooses them from the run's size (``dw2v.train.sync_period``): about 128 averagings
+    #: chooses them from the run's size (``dw2v.plan.sync_period``): about 128 averagings
     #: per run, rounds of 20,000 to 1,000,000 words.
     sync_every: int | None = None
     #: Each worker's learning rate is ``alpha`` (and ``min_alpha``) times the number of workers
@@ -208,9 +208,6 @@ class TrainConfig:
     #: the mean of their updates, where one worker reading the same words would move it by
     #: about their sum (the linear scaling rule of large-batch SGD). See dw2v.train.
     scale_lr: bool = True
-    #: Block momentum of the averaging (BMUF), in [0, 1): 0 (the default) is the plain
-    #: touched-row weighted average; None is 1 - 1/workers. See dw2v.merge.
-    block_momentum: float | None = 0.0
     device: str = "cpu"
     #: Also write the output vectors (W_out) with the model.
     save_output_vectors: bool = False
@@ -234,8 +231,6 @@ class TrainConfig:
         _require(self.sync_every is None or (isinstance(self.sync_every, int)
                                              and self.sync_every >= 1_000),
                  "sync_every", self.sync_every, "must be at least 1000 words, or 'auto'")
-        _require(self.block_momentum is None or 0 <= self.block_momentum < 1, "block_momentum",
-                 self.block_momentum, "must be in [0, 1) (or unset: 1 - 1/workers)")
         _require(self.device in ("cpu", "gpu", "auto"), "device", self.device,
                  "must be 'cpu', 'gpu' or 'auto'")
 
@@ -263,11 +258,21 @@ class ClusterConfig:
     worker_timeout: float = 300.0
     #: Seconds to wait for a scheduler (--scheduler, --scheduler-file) to answer.
     connect_timeout: float = 30.0
+    #: Seconds between checkpoints while training (0: after every round); one is always
+    #: written at the end.
+    checkpoint_every: float = 120.0
+    #: Seconds a trainer waits for a peer in an exchange before it names it hung or lost
+    #: (the group then restarts without it from the last checkpoint).
+    exchange_timeout: float = 120.0
 
     def __post_init__(self) -> None:
         _require(self.worker_timeout > 0, "worker_timeout", self.worker_timeout,
                  "must be positive")
         _require(self.connect_timeout > 0, "connect_timeout", self.connect_timeout,
+                 "must be positive")
+        _require(self.checkpoint_every >= 0, "checkpoint_every", self.checkpoint_every,
+                 "must be 0 or more seconds")
+        _require(self.exchange_timeout > 0, "exchange_timeout", self.exchange_timeout,
                  "must be positive")
         _require(self.dashboard_address is None or _valid_address(self.dashboard_address),
                  "dashboard_address", self.dashboard_address,

@@ -31,7 +31,7 @@ CLI_FIELDS: dict[str, tuple[str, str]] = {
     "model": ("train", "model"), "dim": ("train", "vector_size"), "window": ("train", "window"),
     "negative": ("train", "negative"), "epochs": ("train", "epochs"),
     "alpha": ("train", "alpha"), "min_alpha": ("train", "min_alpha"),
-    "sync_every": ("train", "sync_every"), "block_momentum": ("train", "block_momentum"),
+    "sync_every": ("train", "sync_every"),
     "scale_lr": ("train", "scale_lr"),
     "shared_negatives": ("train", "shared_negatives"), "kernel_threads": ("train", "threads"),
     "device": ("train", "device"), "seed": ("train", "seed"),
@@ -41,6 +41,8 @@ CLI_FIELDS: dict[str, tuple[str, str]] = {
     "workers": ("cluster", "n_workers"), "threads_per_worker": ("cluster", "threads_per_worker"),
     "dashboard": ("cluster", "dashboard_address"), "worker_timeout": ("cluster", "worker_timeout"),
     "connect_timeout": ("cluster", "connect_timeout"),
+    "checkpoint_every": ("cluster", "checkpoint_every"),
+    "exchange_timeout": ("cluster", "exchange_timeout"),
 }
 
 _CLASSES = {"ingest": IngestConfig, "ingest.tokenizer": TokenizerConfig, "vocab": VocabConfig,

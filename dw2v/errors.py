@@ -94,4 +94,17 @@ class CheckpointError(Dw2vError):
 
 
 class ExchangeError(Dw2vError):
-    """Workers could not exchange rows: a peer lost, hung or never connected (names it)."""
+    """Workers could not exchange rows: a peer lost, hung or never connected (names it, and
+    ``peer`` is its address: the driver restarts the group without it)."""
+
+    def __init__(self, message: str, peer: str = "") -> None:
+        super().__init__(message, peer)  # both in args: pickled across processes whole
+        self.peer = peer
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class CheckpointWriteError(Dw2vError):
+    """A worker could not write its part of a checkpoint (a full disk, say); names the round
+    and the cause. The previous checkpoint is intact."""

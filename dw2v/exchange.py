@@ -7,8 +7,8 @@ own worker address and calls a per-job handler that keeps the connection (``atta
 benchmarks/RESULTS.md §9 measured it as fast as a listener of its own, without a second port).
 A round's exchange (:meth:`Group.average`) is a reduce-scatter to the rows' owners (rows
 interleaved by id, ``merge.owner_of``), each owner's touched-row weighted average
-(``merge.average_updates``), and an all-gather of the owners' results; each worker then adds
-them to its replica. The driver registers the handler on every worker once per job
+(``merge.average_updates``), and an all-gather of the owners' results; each worker then settles
+its replica on them. The driver registers the handler on every worker once per job
 (:func:`register`, through ``client.run``) before it launches the tasks.
 """
 
@@ -93,6 +93,9 @@ class Group:
         self.size = len(self.addresses)
         self.comms: dict[int, Any] = {}
         self.bytes_sent = 0
+        self.bytes_received = 0
+        self.controls: dict[int, dict[str, Any]] = {}
+        self._control: dict[str, Any] = {}
         #: Seconds this worker spent in each step of its exchanges so far (observability).
         self.seconds = {"split": 0.0, "transfer": 0.0, "average": 0.0}
 
@@ -116,8 +119,13 @@ class Group:
 
         args = self.worker.security.get_connection_args("worker")
         for peer in range(self.rank + 1, self.size):
-            comm = await distributed.comm.connect(self.addresses[peer], timeout=self.timeout,
-                                                  **args)
+            try:
+                comm = await distributed.comm.connect(self.addresses[peer],
+                                                      timeout=self.timeout, **args)
+            except OSError as exc:
+                raise ExchangeError(f"exchange: could not connect to worker "
+                                    f"{self.addresses[peer]} ({exc})",
+                                    peer=self.addresses[peer]) from None
             await comm.write({"op": _op(self.job), "src": self.rank, "reply": False})
             self.comms[peer] = comm
         inbound = _jobs(self.worker)[self.job]
@@ -133,21 +141,28 @@ class Group:
         except asyncio.TimeoutError:
             missing = sorted(lower - set(inbound.comms))
             raise ExchangeError(f"exchange: workers {[self.addresses[p] for p in missing]} "
-                                f"did not connect within {self.timeout:g} s") from None
+                                f"did not connect within {self.timeout:g} s",
+                                peer=self.addresses[missing[0]]) from None
         self.comms.update({peer: inbound.comms[peer] for peer in lower})
 
     def average(self, updates: Sequence[RowUpdate], rows: Sequence[int],
-                round_index: int = 0) -> list[RowUpdate]:
+                round_index: int = 0, control: dict[str, Any] | None = None
+                ) -> list[RowUpdate]:
         """Exchange this worker's touched rows of each matrix (``updates[m]`` of a matrix of
         ``rows[m]`` rows) with the group; return, per matrix, the averaged rows of every owner
-        combined, to add to the replica (``merge.apply_rows``). Every worker of the group
-        calls this with the same matrices, in the same order. The arithmetic runs in the
-        calling task's thread; the worker's event loop only moves the messages."""
+        combined, to settle the replica on (``merge.settle``). Every worker of the group
+        calls this with the same matrices, in the same order. ``control``: a small dict
+        every peer receives with the first wave (``self.controls[rank]`` after the call, one
+        per worker, this one's too). The arithmetic runs in the calling task's thread; the
+        worker's event loop only moves the messages."""
         clock = time.perf_counter()
         shares = [split_by_owner(u, self.size) for u in updates]
         clock = self._tick("split", clock)
         # reduce-scatter: each peer gets its share of every matrix; we keep ours
+        self._control = control or {}
         received = self._run(self._all_to_all({p: [s[p] for s in shares] for p in self._peers}))
+        self._control = {}
+        self.controls[self.rank] = control or {}
         clock = self._tick("transfer", clock)
         mine = [average_updates([s[self.rank]] + [r[m] for r in received.values()], rows[m],
                                 round_index) for m, s in enumerate(shares)]
@@ -179,11 +194,15 @@ class Group:
     async def _send(self, peer: int, parts: list[RowUpdate]) -> None:
         self.bytes_sent += sum(p.nbytes for p in parts)
         await self._io(peer, "send to", self.comms[peer].write(
-            {"parts": [_wrap(p) for p in parts]}))
+            {"parts": [_wrap(p) for p in parts], "control": self._control}))
 
     async def _recv(self, peer: int) -> list[RowUpdate]:
         message = await self._io(peer, "hear from", self.comms[peer].read())
-        return [_unwrap(p) for p in message["parts"]]
+        parts = [_unwrap(p) for p in message["parts"]]
+        self.bytes_received += sum(p.nbytes for p in parts)
+        if message.get("control"):
+            self.controls[peer] = message["control"]
+        return parts
 
     async def _io(self, peer: int, what: str, step: Any) -> Any:
         """``step`` within the timeout; a lost or silent peer is an ExchangeError naming it."""
@@ -193,10 +212,12 @@ class Group:
             return await asyncio.wait_for(step, self.timeout)
         except asyncio.TimeoutError:
             raise ExchangeError(f"exchange: could not {what} worker {self.addresses[peer]} "
-                                f"within {self.timeout:g} s (hung or lost)") from None
+                                f"within {self.timeout:g} s (hung or lost)",
+                                peer=self.addresses[peer]) from None
         except (CommClosedError, OSError) as exc:
             raise ExchangeError(f"exchange: the connection to worker {self.addresses[peer]} "
-                                f"closed ({exc}); the worker is probably lost") from None
+                                f"closed ({exc}); the worker is probably lost",
+                                peer=self.addresses[peer]) from None
 
     def close(self) -> None:
         """Close the job's connections and remove its handler on this worker."""

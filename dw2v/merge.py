@@ -1,7 +1,7 @@
-"""Averaging workers' parameters, checkpoints, and the final model files.
+"""The averaging rule of the workers' sparse exchange, checkpoints, and the model's parameters.
 
-The averaging rule: a row a worker did not touch in a round carries no information from that
-worker, so each row is the average of the workers' versions *that touched it*, weighted by how
+The rule: a row a worker did not touch in a round carries no information from that worker, so
+each row moves by the average of the changes of the workers *that touched it*, weighted by how
 often each touched it; a row no worker touched keeps its value. Plain sums of updates blow up
 (Spark's SPARK-24666); a plain mean dilutes rare words' updates by the number of workers.
 
@@ -9,25 +9,27 @@ Even the touched-row average moves a row that every worker touched by about the 
 updates, where sequential SGD over the same words would move it by about their sum, so N workers
 would learn frequent words about N times slower. dw2v gives that progress back where it is
 lost, in the workers: each trains at N times the learning rate (``TrainConfig.scale_lr``, the
-linear scaling rule of large-batch SGD; Goyal et al., 2017). Scaling the averaged step instead
-diverged with 4 workers, and block momentum (BMUF; Chen & Huo, ICASSP 2016: ``G = eta G +
-(average - P)``, the next round starting from the Nesterov look-ahead ``P + (average - P) + eta
-G``) needs many rounds to build up; it is still available (``eta``, default 0). Measured in
-benchmarks/RESULTS.md §3.
+linear scaling rule of large-batch SGD; Goyal et al., 2017); measured in benchmarks/RESULTS.md
+§3 against scaling the averaged step (diverged with 4 workers) and block momentum (needed many
+rounds to help; engine v2 dropped it).
 
-Partial results are sums (``total``: sum of touches x rows, ``weight``: sum of touches), so the
-reduction runs as a tree on the workers; ``finalize`` divides, applies the momentum and refuses
-NaN or inf. The arithmetic is in ``dw2v.kernels.averaging`` (one pass, touched rows only).
+Engine v2 (DESIGN.md) moves only the rows a round touched: each worker offers a
+:class:`RowUpdate`, split by row owner (reduce-scatter); each owner averages its rows and sends
+the result back to every worker (all-gather), which settles its replica on it. These are the
+arrays-in, arrays-out steps of that exchange; the arithmetic is in ``dw2v.kernels.averaging``.
+A checkpoint is written the same way, by the owners: each its own rows, then the driver
+completes it (:func:`write_part`, :func:`finish_checkpoint`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,118 +37,18 @@ import numpy as np
 
 from dw2v.atomic import fsync_dir
 from dw2v.errors import CheckpointError, NumericalError
-from dw2v.kernels.averaging import (accumulate, add_rows, block_update, group_by_owner,
-                                    sparse_average)
-from dw2v.shard_train import Params, TrainCounters, WorkerResult
+from dw2v.kernels.averaging import group_by_owner, row_changes, settle_rows, sparse_average
 
 
 @dataclass(frozen=True)
-class Partial:
-    """A sum over some workers: touches x rows (float32), touches (float64), their counters."""
+class Params:
+    """Input and output vectors, float32 (V, dim) each."""
 
-    total_in: np.ndarray
-    total_out: np.ndarray
-    weight_in: np.ndarray
-    weight_out: np.ndarray
-    counters: list[TrainCounters] = field(default_factory=list)
-    workers: list[str] = field(default_factory=list)
+    W_in: np.ndarray
+    W_out: np.ndarray
 
-
-def _add_result(out: Partial, result: WorkerResult) -> None:
-    accumulate(out.total_in, out.weight_in, result.params.W_in, result.touches_in)
-    accumulate(out.total_out, out.weight_out, result.params.W_out, result.touches_out)
-    out.counters.append(result.counters)
-    out.workers.append(result.worker)
-
-
-def to_partial(result: WorkerResult) -> Partial:
-    """A worker's result as a one-term sum."""
-    W_in, W_out = result.params.W_in, result.params.W_out
-    out = Partial(np.zeros_like(W_in), np.zeros_like(W_out), np.zeros(len(W_in)),
-                  np.zeros(len(W_out)))
-    _add_result(out, result)
-    return out
-
-
-def weighted_sum(parts: Sequence[WorkerResult | Partial]) -> Partial:
-    """Add worker results or partial sums (a tree-reduction step, run on a worker) into one
-    running sum, a worker's rows straight into it."""
-    first = parts[0]
-    if isinstance(first, Partial):
-        out = Partial(first.total_in.copy(), first.total_out.copy(), first.weight_in.copy(),
-                      first.weight_out.copy(), list(first.counters), list(first.workers))
-    else:
-        out = to_partial(first)
-    for part in parts[1:]:
-        if isinstance(part, Partial):
-            for mine, theirs in ((out.total_in, part.total_in), (out.total_out, part.total_out),
-                                 (out.weight_in, part.weight_in),
-                                 (out.weight_out, part.weight_out)):
-                np.add(mine, theirs, out=mine)
-            out.counters.extend(part.counters)
-            out.workers.extend(part.workers)
-        else:
-            _add_result(out, part)
-    return out
-
-
-@dataclass(frozen=True)
-class Averaged:
-    """The state after a round: ``params`` (where the next round starts: the look-ahead point),
-    ``momentum`` (None without block momentum) and ``eta``."""
-
-    params: Params
-    momentum: Params | None
-    eta: float
-    counters: list[TrainCounters] = field(default_factory=list)
-    workers: list[str] = field(default_factory=list)
-
-    def model(self) -> Params:
-        """The model's parameters: ``params`` without the look-ahead ``eta * momentum``."""
-        if self.momentum is None or self.eta == 0:
-            return self.params
-        return Params(self.params.W_in - np.float32(self.eta) * self.momentum.W_in,
-                      self.params.W_out - np.float32(self.eta) * self.momentum.W_out)
-
-
-def finalize(total: Partial, previous: Params, momentum: Params | None, round_index: int,
-             eta: float = 0.0, *, in_place: bool = False) -> Averaged:
-    """Touched-row weighted averages, then block momentum ``eta`` (0: none); refuse NaN/inf.
-    ``in_place``: write the new parameters over ``total``'s sums (one model copy less at the
-    round's peak; only for a ``total`` nothing else holds)."""
-    if not 0.0 <= eta < 1.0:
-        raise ValueError(f"block momentum must be in [0, 1), not {eta}")
-    matrices = []
-    for name, t, w, p, g in (("input", total.total_in, total.weight_in, previous.W_in,
-                              None if momentum is None else momentum.W_in),
-                             ("output", total.total_out, total.weight_out, previous.W_out,
-                              None if momentum is None else momentum.W_out)):
-        shape = p.shape if eta > 0 else (0, p.shape[1])
-        g = np.zeros(shape, np.float32) if g is None or eta == 0 else g
-        new_p = t if in_place else np.empty_like(p)  # block_update reads t[r, j] first
-        new_g = np.empty(shape, np.float32)
-        bad = block_update(t, w, p, g, eta, new_p, new_g)
-        if bad:
-            raise NumericalError(
-                f"round {round_index + 1}: {bad} {name} vectors are NaN or inf after "
-                "averaging: training diverged (try a lower --alpha)")
-        matrices.append((new_p, new_g))
-    params = Params(matrices[0][0], matrices[1][0])
-    return Averaged(params, Params(matrices[0][1], matrices[1][1]) if eta > 0 else None, eta,
-                    list(total.counters), list(total.workers))
-
-
-def average_round(parts: Sequence[WorkerResult | Partial], previous: Params,
-                  momentum: Params | None, round_index: int, eta: float = 0.0) -> Averaged:
-    """The last step of a round's reduction: add ``parts`` and ``finalize`` in one task."""
-    return finalize(weighted_sum(parts), previous, momentum, round_index, eta, in_place=True)
-
-
-# ------------------------------------------------------------------- sparse row updates
-# The exchange of engine v2 (DESIGN.md) moves only the rows a round touched: each worker
-# offers a RowUpdate, split by row owner (reduce-scatter); each owner averages its rows with
-# the touched-row weighted rule above and sends the result back to every worker (all-gather),
-# which adds it to its replica. These are the arrays-in, arrays-out steps of that exchange.
+    def copy(self) -> "Params":
+        return Params(self.W_in.copy(), self.W_out.copy())
 
 
 @dataclass(frozen=True)
@@ -168,11 +70,23 @@ class RowUpdate:
         return self.ids.nbytes + self.delta.nbytes + self.touches.nbytes
 
 
-def touched_rows(before: np.ndarray, after: np.ndarray, touches: np.ndarray) -> RowUpdate:
-    """A worker's RowUpdate from its replica before and after a round and its touch counts."""
+def _diverged(bad: int, name: str, round_index: int) -> NumericalError:
+    return NumericalError(f"round {round_index + 1}: {bad} {name}vectors are NaN or inf: "
+                          "training diverged (try a lower --alpha)")
+
+
+def touched_rows(replica: np.ndarray, base: np.ndarray, touches: np.ndarray,
+                 round_index: int = 0, name: str = "") -> RowUpdate:
+    """A worker's RowUpdate: the rows it touched this round (``touches > 0``) and how each
+    changed from ``base`` (the replica as the round started; equal elsewhere). A touched row
+    that is NaN or inf stops the run here, before anything is sent (``name``: which matrix,
+    for the message)."""
     ids = np.flatnonzero(touches > 0).astype(np.int32)
-    return RowUpdate(ids, (after[ids] - before[ids]).astype(np.float32, copy=False),
-                     touches[ids].astype(np.float32))
+    delta = np.empty((len(ids), replica.shape[1]), np.float32)
+    bad = row_changes(replica, base, ids, delta)
+    if bad:
+        raise _diverged(bad, name, round_index)
+    return RowUpdate(ids, delta, touches[ids].astype(np.float32))
 
 
 def owner_of(ids: np.ndarray, owners: int) -> np.ndarray:
@@ -197,9 +111,9 @@ def split_by_owner(update: RowUpdate, owners: int) -> list[RowUpdate]:
 def average_updates(parts: Sequence[RowUpdate], rows: int, round_index: int = 0) -> RowUpdate:
     """The touched-row weighted average of several workers' updates of the same rows (of a
     matrix of ``rows`` rows): each row moves by ``sum_w t_w delta_w / sum_w t_w`` over the
-    workers that touched it (the rule of :func:`finalize` with ``eta = 0``, for replicas that
-    started the round equal); its ``touches`` is the sum. Refuses NaN or inf like
-    :func:`finalize`. One pass in ``kernels.averaging.sparse_average``."""
+    workers that touched it (the rule of this module's docstring, for replicas that
+    started the round equal); its ``touches`` is the sum. Refuses NaN or inf. One pass in
+    ``kernels.averaging.sparse_average``."""
     dim = next((p.delta.shape[1] for p in parts if p.delta.ndim == 2), 0)
     ids = np.concatenate([p.ids for p in parts]) if parts else np.zeros(0, np.int32)
     delta = (np.concatenate([p.delta for p in parts]) if parts
@@ -213,8 +127,7 @@ def average_updates(parts: Sequence[RowUpdate], rows: int, round_index: int = 0)
     mean = out_delta[:m]
     bad = int((~np.isfinite(mean).all(axis=1)).sum()) if m else 0
     if bad:
-        raise NumericalError(f"round {round_index + 1}: {bad} vectors are NaN or inf after "
-                             "averaging: training diverged (try a lower --alpha)")
+        raise _diverged(bad, "", round_index)
     return RowUpdate(out_ids[:m], mean, out_weight[:m])
 
 
@@ -230,14 +143,16 @@ def _positions(rows: int) -> np.ndarray:
     return positions
 
 
-def apply_rows(matrix: np.ndarray, update: RowUpdate) -> None:
-    """Add an averaged update to a replica (the receive side of the all-gather)."""
-    add_rows(matrix, update.ids, update.delta)
+def settle(replica: np.ndarray, base: np.ndarray, update: RowUpdate) -> None:
+    """Apply an averaged update (the receive side of the all-gather): its rows become
+    ``base + delta`` in both the replica and its base, which then agree again."""
+    settle_rows(replica, base, update.ids, update.delta)
 
 
 # ------------------------------------------------------------------------- checkpoints
 
 CHECKPOINTS = "checkpoints"
+MATRICES = ("W_in", "W_out")
 
 
 def _latest_round(root: Path) -> int:
@@ -247,51 +162,97 @@ def _latest_round(root: Path) -> int:
         return -1
 
 
-def write_checkpoint(model_dir: str | Path, params: Params | Averaged, state: dict[str, Any],
-                     keep_from: int | None = None) -> Path:
-    """Write ``checkpoints/round-NNNNN`` atomically (a temporary directory, fsynced, then
-    renamed), then point ``checkpoints/latest.json`` at it (also atomically) and remove older
-    rounds, except round ``keep_from`` (the one the running lineage restarts from), and
-    leftover temporaries. ``latest`` never
-    moves backwards: a stale writer (a task of a driver that died) leaves the newer checkpoint
-    in place. With block momentum, the momentum is saved too (``G_in.npy``, ``G_out.npy``)."""
-    averaged = params if isinstance(params, Averaged) else Averaged(params, None, 0.0)
-    state = dict(state, eta=averaged.eta)
-    root = Path(model_dir) / CHECKPOINTS
-    root.mkdir(parents=True, exist_ok=True)
-    number = int(state["round"])
-    name = f"round-{number:05d}"
-    tmp = root / f".{name}.tmp-{uuid.uuid4().hex[:12]}"
-    tmp.mkdir()
-    try:
-        np.save(tmp / "W_in.npy", averaged.params.W_in)
-        np.save(tmp / "W_out.npy", averaged.params.W_out)
-        if averaged.momentum is not None:
-            np.save(tmp / "G_in.npy", averaged.momentum.W_in)
-            np.save(tmp / "G_out.npy", averaged.momentum.W_out)
-        (tmp / "state.json").write_text(json.dumps(state, indent=1))
-        for path in tmp.iterdir():
-            with open(path, "rb") as handle:
+def _name(number: int) -> str:
+    return f"round-{number:05d}"
+
+
+def _part_file(matrix: str, rank: int, size: int) -> str:
+    return f"{matrix}.part-{rank:05d}-of-{size:05d}.npy"
+
+
+def pending_dir(model_dir: str | Path, number: int, job: str) -> Path:
+    """Where the owners write their parts of checkpoint ``number`` before it is complete."""
+    return Path(model_dir) / CHECKPOINTS / f".{_name(number)}.tmp-{job}"
+
+
+def owned(matrix: np.ndarray, rank: int, size: int) -> np.ndarray:
+    """The rows owner ``rank`` of ``size`` holds (``merge.owner_of``: every size-th row)."""
+    return matrix[rank::size]
+
+
+def write_part(model_dir: str | Path, number: int, job: str, rank: int, size: int,
+               rows: Params) -> Path:
+    """Owner ``rank``'s rows of checkpoint ``number`` (``owned`` of each matrix), written into
+    the checkpoint's pending directory and fsynced; the checkpoint is not complete, or seen by
+    ``--resume``, until :func:`finish_checkpoint`."""
+    pending = pending_dir(model_dir, number, job)
+    pending.mkdir(parents=True, exist_ok=True)
+    for matrix, values in zip(MATRICES, (rows.W_in, rows.W_out)):
+        path = pending / _part_file(matrix, rank, size)
+        tmp = pending / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            with open(tmp, "wb") as handle:
+                np.save(handle, np.ascontiguousarray(values))
+                handle.flush()
                 os.fsync(handle.fileno())
-        if number <= _latest_round(root):
-            return root / name  # stale: a newer checkpoint exists
-        target = root / name
-        if target.exists():
-            shutil.rmtree(target)
-        os.rename(tmp, target)
-        fsync_dir(root)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return pending
+
+
+_PENDING = re.compile(r"^\.round-(\d+)\.tmp-")
+
+
+def finish_checkpoint(model_dir: str | Path, number: int, job: str, size: int,
+                      state: dict[str, Any]) -> Path:
+    """Complete checkpoint ``number`` once all ``size`` owners wrote their parts: its
+    ``state.json``, fsynced, then the directory renamed to ``checkpoints/round-NNNNN`` and
+    ``latest.json`` pointed at it (each step atomic); older rounds and older pending ones are
+    removed. ``latest`` never moves backwards: a stale writer leaves a newer one in place."""
+    root = Path(model_dir) / CHECKPOINTS
+    pending = pending_dir(model_dir, number, job)
+    missing = [_part_file(m, r, size) for r in range(size) for m in MATRICES
+               if not (pending / _part_file(m, r, size)).exists()]
+    if missing:
+        raise CheckpointError(f"{pending}: parts missing: {', '.join(missing[:4])}")
+    state = dict(state, round=number, parts=size)
+    (pending / "state.json").write_text(json.dumps(state, indent=1))
+    with open(pending / "state.json", "rb") as handle:
+        os.fsync(handle.fileno())
+    fsync_dir(pending)
+    target = root / _name(number)
+    if number <= _latest_round(root):
+        shutil.rmtree(pending, ignore_errors=True)
+        return target  # stale: a newer checkpoint exists
+    if target.exists():
+        shutil.rmtree(target)
+    os.rename(pending, target)
+    fsync_dir(root)
     pointer = root / f".latest.tmp-{uuid.uuid4().hex[:12]}"
-    pointer.write_text(json.dumps({"checkpoint": name, "round": number}))
+    pointer.write_text(json.dumps({"checkpoint": target.name, "round": number}))
     os.replace(pointer, root / "latest.json")
     fsync_dir(root)
-    keep = {name, f"round-{keep_from:05d}" if keep_from is not None else name}
-    for old in list(root.glob("round-*")) + list(root.glob(".round-*.tmp-*")):
-        if old.name not in keep and not (old.name.startswith("round-")
-                                         and int(old.name.split("-")[1]) > number):
+    for old in root.iterdir():
+        older_pending = _PENDING.match(old.name)
+        if old.name.startswith("round-") and old.name != target.name and old.name[6:].isdigit():
+            if int(old.name[6:]) < number:
+                shutil.rmtree(old, ignore_errors=True)
+        elif older_pending and int(older_pending.group(1)) <= number:
             shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def write_checkpoint(model_dir: str | Path, params: Params, state: dict[str, Any]) -> Path:
+    """A whole checkpoint from one writer (its only owner): ``write_part`` and
+    ``finish_checkpoint`` in one call."""
+    number = int(state["round"])
+    job = uuid.uuid4().hex[:12]
+    try:
+        write_part(model_dir, number, job, 0, 1, params)
+        return finish_checkpoint(model_dir, number, job, 1, state)
+    finally:
+        shutil.rmtree(pending_dir(model_dir, number, job), ignore_errors=True)
 
 
 def latest_checkpoint(model_dir: str | Path) -> Path | None:
@@ -320,8 +281,8 @@ def latest_checkpoint(model_dir: str | Path) -> Path | None:
 
 def read_state(path: str | Path, keys: Sequence[str] = ()) -> dict[str, Any]:
     """The ``state.json`` of one checkpoint directory, checked: a JSON object whose ``round``
-    is a whole number >= 0, whose ``eta`` (when present) is in [0, 1), and which holds every
-    one of ``keys``; else a :class:`CheckpointError` naming the file."""
+    is a whole number >= 0, whose ``parts`` (when present) is a whole number >= 1, and which
+    holds every one of ``keys``; else a :class:`CheckpointError` naming the file."""
     file = Path(path) / "state.json"
     try:
         state = json.loads(file.read_text(encoding="utf-8"))
@@ -337,51 +298,46 @@ def read_state(path: str | Path, keys: Sequence[str] = ()) -> dict[str, Any]:
     if missing:
         raise CheckpointError(f"{file}: has no {', '.join(map(repr, missing))}: not a dw2v "
                               "checkpoint state, or a damaged one")
-    number = state["round"]
-    if not isinstance(number, int) or isinstance(number, bool) or number < 0:
-        raise CheckpointError(f"{file}: round is {number!r}, not a whole number >= 0")
-    eta = state.get("eta", 0.0)
-    if (not isinstance(eta, (int, float)) or isinstance(eta, bool)
-            or not 0.0 <= eta < 1.0):  # NaN fails the comparison too
-        raise CheckpointError(f"{file}: eta is {eta!r}, not a number in [0, 1)")
+    for key, least in (("round", 0), ("parts", 1)):
+        value = state.get(key, least)
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise CheckpointError(f"{file}: {key} is {value!r}, not a whole number >= {least}")
     return state
 
 
-def _read_pair(path: Path, names: tuple[str, str], shape: tuple[int, ...] | None
-               ) -> Params:
-    """Two (V, dim) float32 matrices of a checkpoint, checked (complete, same shape, finite)."""
+def load_params(path: str | Path) -> Params:
+    """The parameters of one checkpoint directory, its owners' parts put back together;
+    a missing, truncated or non-float32 part, parts that do not fit together, or one holding
+    NaN or inf, is a :class:`CheckpointError` naming the file."""
     from dw2v.embeddings import check_finite, read_matrix
     from dw2v.errors import InputError
 
-    try:
-        first, second = read_matrix(path / names[0]), read_matrix(path / names[1])
-        for name, matrix in zip(names, (first, second)):
-            check_finite(path / name, matrix)
-    except InputError as exc:
-        raise CheckpointError(str(exc)) from None
-    expected = shape or first.shape
-    for name, matrix in zip(names, (first, second)):
-        if matrix.shape != expected:
-            raise CheckpointError(f"{path / name}: shape {matrix.shape}, but the checkpoint's "
-                                  f"parameters are {expected}")
-    return Params(first, second)
-
-
-def load_params(path: str | Path) -> Params:
-    """The parameters of one checkpoint directory (a task: recomputable on any worker);
-    a missing, truncated or non-float32 array, or one holding NaN or inf, is a
-    :class:`CheckpointError` naming the file."""
-    return _read_pair(Path(path), ("W_in.npy", "W_out.npy"), None)
-
-
-def load_averaged(path: str | Path) -> Averaged:
-    """Parameters, momentum and its ``eta`` of one checkpoint directory (a task)."""
     path = Path(path)
-    params = load_params(path)
-    eta = float(read_state(path).get("eta", 0.0))
-    momentum = (_read_pair(path, ("G_in.npy", "G_out.npy"), params.W_in.shape)
-                if (path / "G_in.npy").exists() or (path / "G_out.npy").exists() else None)
-    return Averaged(params, momentum, eta if momentum is not None else 0.0)
+    size = int(read_state(path).get("parts", 1))
+    matrices = []
+    for matrix in MATRICES:
+        files = [path / _part_file(matrix, r, size) for r in range(size)]
+        try:
+            parts = [read_matrix(f) for f in files]
+            for f, part in zip(files, parts):
+                check_finite(f, part)
+        except InputError as exc:
+            raise CheckpointError(str(exc)) from None
+        rows = sum(len(p) for p in parts)
+        dim = parts[0].shape[1]
+        for r, (f, part) in enumerate(zip(files, parts)):
+            expected = (len(range(r, rows, size)), dim)
+            if part.shape != expected:
+                raise CheckpointError(f"{f}: shape {part.shape}, but the checkpoint's parts "
+                                      f"of {rows} x {dim} give owner {r} {expected}")
+        whole = np.empty((rows, dim), np.float32)
+        for r, part in enumerate(parts):
+            whole[r::size] = part
+        matrices.append(whole)
+    if matrices[0].shape != matrices[1].shape:
+        raise CheckpointError(f"{path}: W_in is {matrices[0].shape} but W_out is "
+                              f"{matrices[1].shape}")
+    return Params(matrices[0], matrices[1])
 
 
 def read_checkpoint(model_dir: str | Path) -> tuple[Params, dict[str, Any]] | None:

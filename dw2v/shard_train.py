@@ -1,39 +1,33 @@
-"""What one worker does: train over its token-id shards from given parameters.
+"""Training on a worker: the kernels over a stream of token-id shards, and the resident
+trainer of engine v2 (DESIGN.md) that does it round after round for the whole run.
 
-A pure function of (parameters, shards, learning-rate range, seed): the input parameters are
-not modified, so a task Dask recomputes after losing a worker gives the same result (exactly
-with one kernel thread; up to Hogwild's ordering with several).
+Pure given (parameters, sentences, learning-rate range, seed): each stretch of sentences gets a
+seed from where it lies in the corpus, so a run gives the same vectors however it was planned,
+interrupted and resumed (exactly with one kernel thread; up to Hogwild's ordering with several).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from dw2v.config import TrainConfig
-from dw2v.errors import InputError
+from dw2v.errors import CheckpointWriteError, InputError, NumericalError
 from dw2v.kernels import cpu
 from dw2v.kernels.cpu_train import train as train_kernel
-from dw2v.token_shards import read_token_shard
+from dw2v.merge import Params, load_params, owned, settle, touched_rows, write_part
+from dw2v.plan import TrainPlan
+from dw2v.token_shards import TokenShard, read_token_shard
 from dw2v.vocab import Vocabulary
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Params:
-    """Input and output vectors, float32 (V, dim) each."""
-
-    W_in: np.ndarray
-    W_out: np.ndarray
-
-    def copy(self) -> "Params":
-        return Params(self.W_in.copy(), self.W_out.copy())
 
 
 @dataclass(frozen=True)
@@ -90,7 +84,8 @@ def init_params(vocab_size: int, dim: int, seed: int) -> Params:
 
 @dataclass(frozen=True)
 class Slice:
-    """Sentences ``[s_lo, s_hi)`` of one token-id shard, in one epoch (``words`` ids in all)."""
+    """Sentences ``[s_lo, s_hi)`` of one token-id shard (the ``index``-th of slot ``slot``), in
+    one epoch (``words`` ids in all)."""
 
     shard: str
     index: int
@@ -98,34 +93,25 @@ class Slice:
     s_lo: int
     s_hi: int
     words: int
-
-
-@dataclass(frozen=True)
-class WorkerResult:
-    """What one worker returns for a round: parameters, how often it touched each row (the
-    weights of averaging), counters, and which worker it ran on."""
-
-    params: Params
-    touches_in: np.ndarray
-    touches_out: np.ndarray
-    counters: TrainCounters
-    worker: str = ""
+    slot: int = 0
 
 
 def stream_slices(shards: Sequence[str | Path], epochs: int, lo: int, hi: int,
                   sizes: Sequence[int] | None = None,
-                  skipped: list[str] | None = None) -> list[Slice]:
+                  skipped: list[str] | None = None, *, slot: int = 0,
+                  reader: Callable[[str | Path], TokenShard] = read_token_shard) -> list[Slice]:
     """The sentences of positions ``[lo, hi)`` of a worker's stream (its shards in order, epoch
     after epoch). A sentence belongs to the range its first word falls in, so consecutive
     ranges cover every sentence exactly once. With ``sizes`` (the planned tokens per shard)
     and a ``skipped`` list, an unreadable shard is skipped (its positions stay reserved) and
-    named in ``skipped``; otherwise it raises ``InputError``."""
+    named in ``skipped``; otherwise it raises ``InputError``. ``reader`` opens a shard (a
+    resident trainer keeps them open)."""
     slices = []
     position = 0
     for epoch in range(epochs):
         for index, path in enumerate(shards):
             try:
-                offsets = read_token_shard(path).offsets
+                offsets = reader(path).offsets
             except InputError as exc:
                 if sizes is None or skipped is None:
                     raise
@@ -142,27 +128,28 @@ def stream_slices(shards: Sequence[str | Path], epochs: int, lo: int, hi: int,
                 b = int(np.searchsorted(offsets[:-1], hi - position, side="left"))
                 if b > a:
                     slices.append(Slice(str(path), index, epoch, a, b,
-                                        int(offsets[b] - offsets[a])))
+                                        int(offsets[b] - offsets[a]), slot))
             position += size
             if position >= hi:
                 return slices
     return slices
 
 
-def train_slices(slices: Sequence[Slice], params: Params, tables: SamplingTables,
-                 config: TrainConfig, *, lr_start: float, lr_end: float, seed: int,
-                 count_touches: bool = True, worker: str = "",
-                 skipped: list[str] | None = None) -> WorkerResult:
-    """Train over ``slices`` in order from a copy of ``params``, the learning rate going
-    linearly from ``lr_start`` to ``lr_end`` over their words. A shard that cannot be read (or
-    holds ids outside the vocabulary) raises ``InputError`` naming it, or, with
+def train_into(slices: Sequence[Slice], params: Params, tables: SamplingTables,
+               config: TrainConfig, *, lr_start: float, lr_end: float, seed: int,
+               touches: tuple[np.ndarray, np.ndarray] | None = None,
+               skipped: list[str] | None = None,
+               reader: Callable[[str | Path], TokenShard] = read_token_shard) -> TrainCounters:
+    """Train over ``slices`` in order, updating ``params`` in place, the learning rate going
+    linearly from ``lr_start`` to ``lr_end`` over their words; ``touches`` (two int64 (V)
+    arrays) receive how often each row was updated. Each slice's random numbers come from
+    ``seed`` and where the slice lies (slot, epoch, shard, first sentence). A shard that cannot
+    be read (or holds ids outside the vocabulary) raises ``InputError`` naming it, or, with
     ``config.skip_bad_shards``, is skipped with a warning and named in ``skipped``."""
     skipped = [] if skipped is None else skipped
     bad: set[str] = set(skipped)
     started = time.perf_counter()
-    out = params.copy()
-    vocab = out.W_in.shape[0]
-    touches = (np.zeros(vocab, np.int64), np.zeros(vocab, np.int64)) if count_touches else None
+    vocab = params.W_in.shape[0]
     total = max(sum(s.words for s in slices), 1)
     done = 0
     counters = np.zeros(5)
@@ -172,7 +159,7 @@ def train_slices(slices: Sequence[Slice], params: Params, tables: SamplingTables
             continue
         try:
             if part.shard not in opened:
-                shard = read_token_shard(part.shard)
+                shard = reader(part.shard)
                 opened[part.shard] = (np.asarray(shard.ids), np.asarray(shard.offsets))
             ids, offsets = opened[part.shard]
             lo, hi = int(offsets[part.s_lo]), int(offsets[part.s_hi])
@@ -191,26 +178,33 @@ def train_slices(slices: Sequence[Slice], params: Params, tables: SamplingTables
         done += part.words
         b = lr_start + (lr_end - lr_start) * done / total
         part_seed = int(np.random.SeedSequence(
-            [seed, part.epoch, part.index, part.s_lo]).generate_state(1)[0])
+            [seed, part.slot, part.epoch, part.index, part.s_lo]).generate_state(1)[0])
         counts, _ = train_kernel(
-            ids[lo:hi], offsets[part.s_lo:part.s_hi + 1] - lo, out.W_in, out.W_out,
+            ids[lo:hi], offsets[part.s_lo:part.s_hi + 1] - lo, params.W_in, params.W_out,
             tables.keep_prob, tables.alias_prob, tables.alias_idx, sg=config.sg,
             window=config.window, negative=config.negative, lr_start=a, lr_end=b,
             seed=part_seed, threads=config.threads, compute_loss=config.compute_loss,
             shared_negatives=config.shared_negatives and config.sg, touches=touches)
         counters += counts
-    result = TrainCounters(words_read=int(counters[cpu.WORDS_READ]),
-                           words_kept=int(counters[cpu.WORDS_KEPT]),
-                           examples=int(counters[cpu.EXAMPLES]), loss_sum=float(counters[3]),
-                           loss_terms=int(counters[cpu.LOSS_TERMS]),
-                           seconds=time.perf_counter() - started,
-                           skipped=tuple(dict.fromkeys(skipped)))
+    return TrainCounters(words_read=int(counters[cpu.WORDS_READ]),
+                         words_kept=int(counters[cpu.WORDS_KEPT]),
+                         examples=int(counters[cpu.EXAMPLES]), loss_sum=float(counters[3]),
+                         loss_terms=int(counters[cpu.LOSS_TERMS]),
+                         seconds=time.perf_counter() - started,
+                         skipped=tuple(dict.fromkeys(skipped)))
+
+
+def train_slices(slices: Sequence[Slice], params: Params, tables: SamplingTables,
+                 config: TrainConfig, *, lr_start: float, lr_end: float,
+                 seed: int) -> tuple[Params, TrainCounters]:
+    """:func:`train_into` a copy of ``params``; the new parameters and the counters."""
+    out = params.copy()
+    counters = train_into(slices, out, tables, config, lr_start=lr_start, lr_end=lr_end,
+                          seed=seed)
     logger.info("trained %d words (%d kept) in %.1f s: %.0f words/s, loss %.4f",
-                result.words_read, result.words_kept, result.seconds, result.words_per_second,
-                result.loss)
-    empty = np.zeros(0, np.int64)
-    return WorkerResult(out, touches[0] if touches else empty, touches[1] if touches else empty,
-                        result, worker)
+                counters.words_read, counters.words_kept, counters.seconds,
+                counters.words_per_second, counters.loss)
+    return out, counters
 
 
 def train_shards(shards: Sequence[str | Path], params: Params, tables: SamplingTables,
@@ -219,6 +213,285 @@ def train_shards(shards: Sequence[str | Path], params: Params, tables: SamplingT
     """Train ``epochs`` passes over ``shards`` with the learning rate going linearly from
     ``lr_start`` to ``lr_end`` over all their words; return new parameters and counters."""
     slices = stream_slices(shards, epochs, 0, np.iinfo(np.int64).max)
-    result = train_slices(slices, params, tables, config, lr_start=lr_start, lr_end=lr_end,
-                          seed=seed, count_touches=False)
-    return result.params, result.counters
+    return train_slices(slices, params, tables, config, lr_start=lr_start, lr_end=lr_end,
+                        seed=seed)
+
+
+# ------------------------------------------------------------------ the resident trainer
+
+
+@functools.lru_cache(maxsize=4)
+def _tables_for(model_dir: str, stamp: tuple[int, int]) -> SamplingTables:
+    from dw2v.vocab import load as load_vocab
+
+    return SamplingTables.from_vocab(load_vocab(model_dir))
+
+
+def sampling_tables(model_dir: str) -> SamplingTables:
+    """The kernels' tables of the vocabulary in ``model_dir``, built once per worker process
+    (so the workers build them side by side); keyed by the file's time and size, so a
+    directory trained again gets new ones."""
+    from dw2v.vocab import VOCAB_FILE
+
+    info = (Path(model_dir) / VOCAB_FILE).stat()
+    return _tables_for(model_dir, (info.st_mtime_ns, info.st_size))
+
+
+def start_params(vocab_size: int, dim: int, seed: int, start: str | None = None,
+                 base_dir: str | None = None) -> Params:
+    """Where a trainer starts: a checkpoint (``start``), or fresh parameters (the same on every
+    worker: they come from the seed), a base model's rows first when continuing one (its output
+    vectors when it saved them; zeros otherwise)."""
+    if start is not None:
+        return load_params(start)
+    params = init_params(vocab_size, dim, seed)
+    if base_dir is not None:
+        from dw2v.embeddings import OUTPUT_VECTORS, VECTORS, read_matrix
+
+        base = Path(base_dir)
+        W_in = read_matrix(base / VECTORS)
+        params.W_in[:len(W_in)] = W_in
+        if (base / OUTPUT_VECTORS).exists():
+            params.W_out[:len(W_in)] = read_matrix(base / OUTPUT_VECTORS)
+    return params
+
+
+@dataclass(frozen=True)
+class TrainerSpec:
+    """What one resident trainer needs for the run (the driver makes one per worker)."""
+
+    job: str
+    rank: int
+    addresses: tuple[str, ...]
+    #: The run's directory (the staging directory): vocabulary, token-id shards, checkpoints.
+    model_dir: str
+    #: Each slot's token-id shards (paths) and their planned tokens.
+    slots: tuple[tuple[str, ...], ...]
+    slot_sizes: tuple[tuple[int, ...], ...]
+    plan: TrainPlan
+    config: TrainConfig
+    #: The first round of ``plan`` to train (a run resumed on as many workers goes on in it).
+    start_round: int = 0
+    #: A checkpoint directory to start from, else fresh parameters (or ``base_dir``'s).
+    start: str | None = None
+    base_dir: str | None = None
+    checkpoint_every: float = 120.0
+    exchange_timeout: float = 120.0
+    #: Seconds between the trainer's reports of its rounds to the driver.
+    report_every: float = 0.5
+
+    @property
+    def topic(self) -> str:
+        return f"dw2v-{self.job}"
+
+
+class Stopped(Exception):
+    """The driver let go of the trainer's task (its run ended or was interrupted)."""
+
+
+class _Background:
+    """One checkpoint part written at a time, beside training; its error raised on the next
+    call (so a full disk stops the run at once, with the previous checkpoint intact)."""
+
+    def __init__(self) -> None:
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def submit(self, work: Callable[[], None]) -> None:
+        self.wait()
+        self.thread = threading.Thread(target=self._run, args=(work,), daemon=True,
+                                       name="dw2v-checkpoint")
+        self.thread.start()
+
+    def _run(self, work: Callable[[], None]) -> None:
+        try:
+            work()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the trainer's thread
+            self.error = exc
+
+    def wait(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+
+class _Reporter:
+    """The trainer's rounds and checkpoint parts, sent to the driver as Dask events (through
+    the scheduler, batched and without waiting: nothing of a round waits for it)."""
+
+    def __init__(self, worker: Any, spec: TrainerSpec) -> None:
+        self.worker, self.topic, self.rank = worker, spec.topic, spec.rank
+        self.every = spec.report_every
+        self.pending: list[dict[str, Any]] = []
+        self.sent = time.monotonic()
+
+    def round(self, record: dict[str, Any]) -> None:
+        self.pending.append(record)
+        if time.monotonic() - self.sent >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.worker.log_event(self.topic, {"kind": "rounds", "rank": self.rank,
+                                               "records": self.pending})
+            self.pending = []
+        self.sent = time.monotonic()
+
+    def part(self, number: int) -> None:
+        self.worker.log_event(self.topic, {"kind": "part", "rank": self.rank,
+                                           "round": number})
+
+
+def _cancelled(worker: Any, key: Any) -> bool:
+    task = worker.state.tasks.get(key)
+    return task is None or task.state == "cancelled"
+
+
+class Trainer:
+    """One worker's side of a run: its replica of both matrices (and, with peers, the base
+    they agree on), its stream, its exchange group; rounds until its plan ends."""
+
+    def __init__(self, spec: TrainerSpec, worker: Any) -> None:
+        self.spec, self.worker, self.config = spec, worker, spec.config
+        self.key = worker.get_current_task()
+        self.tables = sampling_tables(spec.model_dir)
+        vocab_size = len(self.tables.keep_prob)
+        self.params = start_params(vocab_size, self.config.vector_size, self.config.seed,
+                                   spec.start, spec.base_dir)
+        self.size = len(spec.addresses)
+        self.base = self.params.copy() if self.size > 1 else None
+        self.touches = (np.zeros(vocab_size, np.int64), np.zeros(vocab_size, np.int64))
+        self.skipped: list[str] = []
+        self.shards: dict[str, TokenShard] = {}
+        self.reporter = _Reporter(worker, spec)
+        self.writer = _Background()
+        self.records: list[dict[str, Any]] = []
+        self.group: Any = None
+
+    def _open(self, path: str | Path) -> TokenShard:
+        key = str(path)
+        if key not in self.shards:
+            self.shards[key] = read_token_shard(path)
+        return self.shards[key]
+
+    def _slices(self, round_index: int) -> list[Slice]:
+        spec, skipped = self.spec, self.skipped if self.config.skip_bad_shards else None
+        out: list[Slice] = []
+        for piece in spec.plan.round_pieces(spec.rank, round_index):
+            out += stream_slices(spec.slots[piece.slot], self.config.epochs, piece.lo, piece.hi,
+                                 spec.slot_sizes[piece.slot], skipped, slot=piece.slot,
+                                 reader=self._open)
+        return out
+
+    def run(self) -> dict[str, Any]:
+        from dw2v.exchange import Group
+
+        spec = self.spec
+        try:
+            if self.size > 1:
+                self.group = Group.join(spec.job, spec.addresses, spec.exchange_timeout)
+            last_checkpoint = time.monotonic()
+            rounds = spec.plan.rounds
+            for r in range(spec.start_round, rounds):
+                if _cancelled(self.worker, self.key):
+                    raise Stopped(f"trainer {spec.rank} of job {spec.job}: released")
+                final = r == rounds - 1
+                due = final or time.monotonic() - last_checkpoint >= spec.checkpoint_every
+                due = self._round(r, due)
+                if due:
+                    self._checkpoint(spec.plan.round_offset + r + 1, wait=final)
+                    last_checkpoint = time.monotonic()
+            self.reporter.flush()
+            return {"rank": spec.rank, "records": self.records}
+        finally:
+            self.reporter.flush()
+            if self.group is not None:
+                self.group.close()
+
+    def _round(self, r: int, due: bool) -> bool:
+        """Train round ``r`` of the plan, exchange its touched rows; whether to checkpoint
+        after it (rank 0's decision, which every peer hears with the exchange)."""
+        spec, config, params = self.spec, self.config, self.params
+        number = spec.plan.round_offset + r
+        started = time.perf_counter()
+        lr_start, lr_end, scale = spec.plan.learning_rates(config, r)
+        for t in self.touches:
+            t[:] = 0
+        skipped_before = len(self.skipped)
+        counters = train_into(self._slices(r), params, self.tables, config, lr_start=lr_start,
+                              lr_end=lr_end, seed=config.seed, touches=self.touches,
+                              skipped=self.skipped if config.skip_bad_shards else None,
+                              reader=self._open)
+        trained = time.perf_counter()
+        rows = 0
+        sent = received = 0
+        if self.group is not None:
+            assert self.base is not None
+            updates = [touched_rows(params.W_in, self.base.W_in, self.touches[0], number,
+                                    "input "),
+                       touched_rows(params.W_out, self.base.W_out, self.touches[1], number,
+                                    "output ")]
+            rows = sum(len(u.ids) for u in updates)
+            before = (self.group.bytes_sent, self.group.bytes_received)
+            vocab = len(params.W_in)
+            averaged = self.group.average(updates, [vocab, vocab], number,
+                                          {"checkpoint": due} if spec.rank == 0 else None)
+            for matrix, base, update in zip((params.W_in, params.W_out),
+                                            (self.base.W_in, self.base.W_out), averaged):
+                settle(matrix, base, update)
+            due = bool(self.group.controls.get(0, {}).get("checkpoint", due))
+            sent = self.group.bytes_sent - before[0]
+            received = self.group.bytes_received - before[1]
+        else:
+            for name, matrix, touches in (("input ", params.W_in, self.touches[0]),
+                                          ("output ", params.W_out, self.touches[1])):
+                ids = np.flatnonzero(touches)
+                rows += len(ids)
+                bad = int((~np.isfinite(matrix[ids]).all(axis=1)).sum())
+                if bad:
+                    raise NumericalError(f"round {number + 1}: {bad} {name}vectors are NaN or "
+                                         "inf: training diverged (try a lower --alpha)")
+        done = time.perf_counter()
+        record = {"round": number, "rank": spec.rank, "worker": self.worker.address,
+                  "words": counters.words_read, "words_kept": counters.words_kept,
+                  "examples": counters.examples, "loss_sum": counters.loss_sum,
+                  "loss_terms": counters.loss_terms, "seconds": done - started,
+                  "seconds_training": trained - started, "seconds_exchange": done - trained,
+                  "bytes_sent": sent, "bytes_received": received, "rows": rows,
+                  "lr_start": lr_start, "lr_end": lr_end, "lr_scale": scale,
+                  "skipped": self.skipped[skipped_before:]}
+        self.records.append(record)
+        self.reporter.round(record)
+        return due
+
+    def _checkpoint(self, number: int, wait: bool) -> None:
+        """This owner's rows of checkpoint ``number``, written in the background (copied
+        first: training goes on); the driver completes the checkpoint when all are in."""
+        spec = self.spec
+        self.writer.wait()  # one at a time; a failed write stops the run here
+        rows = Params(owned(self.params.W_in, spec.rank, self.size).copy(),
+                      owned(self.params.W_out, spec.rank, self.size).copy())
+        self.reporter.flush()  # the driver has this round's records before its part
+
+        def write() -> None:
+            try:
+                write_part(spec.model_dir, number, spec.job, spec.rank, self.size, rows)
+            except OSError as exc:
+                raise CheckpointWriteError(f"writing the checkpoint after round {number} "
+                                           f"failed ({exc}); training stopped") from None
+            self.reporter.part(number)
+
+        self.writer.submit(write)
+        if wait:
+            self.writer.wait()
+
+
+def run_trainer(spec: TrainerSpec) -> dict[str, Any]:
+    """The resident task (one per worker, for the whole run): a :class:`Trainer`'s rounds.
+    Returns this trainer's per-round records; raises what stopped it."""
+    from distributed import get_worker
+
+    return Trainer(spec, get_worker()).run()

@@ -24,9 +24,8 @@ import dw2v
 from dw2v.embeddings import MODEL_JSON, VECTORS
 from dw2v.errors import Dw2vError
 from dw2v.export import export
-from dw2v.merge import (Averaged, CheckpointError, latest_checkpoint, load_averaged,
-                        load_params, read_checkpoint, read_state, write_checkpoint)
-from dw2v.shard_train import Params
+from dw2v.merge import (CheckpointError, Params, finish_checkpoint, latest_checkpoint,
+                        load_params, read_checkpoint, read_state, write_checkpoint, write_part)
 from dw2v.testing import write_parquet
 from dw2v.vocab import VOCAB_FILE
 from dw2v.vocab import load as load_vocab
@@ -329,12 +328,13 @@ def test_text_nan_values(text_file: Path) -> None:
 
 # ------------------------------------------------------------------ checkpoints (functions)
 
-def _checkpoint(root: Path, eta: float = 0.0) -> Path:
+W_IN, W_OUT = "W_in.part-00000-of-00001.npy", "W_out.part-00000-of-00001.npy"
+
+
+def _checkpoint(root: Path) -> Path:
     rng = np.random.default_rng(0)
     params = Params(rng.normal(size=(6, 3)).astype(np.float32),
                     rng.normal(size=(6, 3)).astype(np.float32))
-    if eta:
-        params = Averaged(params, Params(params.W_in * 0.1, params.W_out * 0.1), eta)
     write_checkpoint(root, params, {"round": 3, "config": {}, "plan": [], "history": []})
     path = latest_checkpoint(root)
     assert path is not None
@@ -344,14 +344,14 @@ def _checkpoint(root: Path, eta: float = 0.0) -> Path:
 @pytest.mark.parametrize("content,message", [
     ('{"round": 3,', "state.json: not valid JSON ("),
     ("[3]", "state.json: not a JSON object (holds a list)"),
-    ('{"eta": 0.0}', "state.json: has no 'round'"),
+    ('{"parts": 1}', "state.json: has no 'round'"),
     ('{"round": "three"}', "state.json: round is 'three', not a whole number >= 0"),
-    ('{"round": 3, "eta": 2}', "state.json: eta is 2, not a number in [0, 1)"),
+    ('{"round": 3, "parts": 0}', "state.json: parts is 0, not a whole number >= 1"),
 ])
 def test_a_malformed_state_json_is_named(tmp_path: Path, content: str, message: str) -> None:
     path = _checkpoint(tmp_path)
     (path / "state.json").write_text(content)
-    for read in (lambda: read_checkpoint(tmp_path), lambda: load_averaged(path)):
+    for read in (lambda: read_checkpoint(tmp_path), lambda: load_params(path)):
         with pytest.raises(CheckpointError) as info:
             read()
         assert str(info.value).startswith(str(path / "state.json"))
@@ -366,7 +366,7 @@ def test_state_json_without_the_keys_a_caller_needs(tmp_path: Path) -> None:
         read_state(path, keys=("config", "plan"))
 
 
-@pytest.mark.parametrize("name", ["W_in.npy", "W_out.npy"])
+@pytest.mark.parametrize("name", [W_IN, W_OUT])
 def test_missing_or_truncated_parameters_are_named(tmp_path: Path, name: str) -> None:
     path = _checkpoint(tmp_path)
     target = path / name
@@ -382,27 +382,29 @@ def test_missing_or_truncated_parameters_are_named(tmp_path: Path, name: str) ->
 
 def test_parameters_of_different_shapes_or_with_nan_are_named(tmp_path: Path) -> None:
     path = _checkpoint(tmp_path)
-    np.save(path / "W_out.npy", np.zeros((5, 3), np.float32))
-    with pytest.raises(CheckpointError, match=r"W_out.npy: shape \(5, 3\), but the checkpoint"):
+    np.save(path / W_OUT, np.zeros((5, 3), np.float32))
+    with pytest.raises(CheckpointError, match=r"W_in is \(6, 3\) but W_out is \(5, 3\)"):
         load_params(path)
     bad = np.zeros((6, 3), np.float32)
     bad[2, 1] = np.nan
-    np.save(path / "W_out.npy", bad)
-    with pytest.raises(CheckpointError, match=r"W_out.npy: 1 row holds NaN or inf"):
+    np.save(path / W_OUT, bad)
+    with pytest.raises(CheckpointError, match=r"W_out.part-00000-of-00001.npy: 1 row holds "
+                                              "NaN or inf"):
         load_params(path)
 
 
-def test_truncated_or_missing_momentum_is_named(tmp_path: Path) -> None:
-    path = _checkpoint(tmp_path, eta=0.5)
-    assert load_averaged(path).eta == 0.5
-    target = path / "G_out.npy"
-    with open(target, "r+b") as handle:
-        handle.truncate(target.stat().st_size - 4)
-    with pytest.raises(CheckpointError, match=r"G_out.npy: truncated"):
-        load_averaged(path)
-    target.unlink()
-    with pytest.raises(CheckpointError, match=r"G_out.npy: missing"):
-        load_averaged(path)
+def test_parts_that_do_not_fit_together_are_named(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    whole = Params(rng.normal(size=(7, 3)).astype(np.float32),
+                   rng.normal(size=(7, 3)).astype(np.float32))
+    for rank in range(2):
+        rows = whole.W_in[rank::2] if rank == 0 else whole.W_in[:2]  # owner 1 holds 3 rows
+        write_part(tmp_path, 2, "j", rank, 2, Params(rows, rows))
+    finish_checkpoint(tmp_path, 2, "j", 2, {})
+    with pytest.raises(CheckpointError, match=r"W_in.part-00000-of-00002.npy: shape \(4, 3\), "
+                                              r"but the checkpoint's parts of 6 x 3 give owner "
+                                              r"0 \(3, 3\)"):
+        load_params(latest_checkpoint(tmp_path))
 
 
 @pytest.mark.parametrize("content,message", [

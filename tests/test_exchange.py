@@ -1,6 +1,6 @@
 """Engine v2's sparse exchange between resident tasks on real worker processes: the rows each
-worker touched, averaged by their owners and gathered back, equal the dense touched-row
-weighted average, and every replica ends equal (2 and 3 workers; rows touched by one worker,
+worker touched, averaged by their owners and gathered back, equal the plain touched-row
+weighted average (``kernels.reference.touched_average``), and every replica ends equal (2 and 3 workers; rows touched by one worker,
 by several, by none)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from distributed import Client
 
 from dw2v import exchange, merge
 from dw2v.dask_cluster import local_cluster
-from dw2v.shard_train import Params, TrainCounters, WorkerResult
+from dw2v.kernels.reference import touched_average
 
 ROWS, DIM = 300, 8
 
@@ -40,10 +40,10 @@ def _resident(job: str, addresses: list[str], seed: int) -> dict[str, Any]:
     group = exchange.Group.join(job, addresses, timeout=30)
     try:
         start, after, touches = _round(rank, seed)
-        update = merge.touched_rows(start, after, touches)
+        update = merge.touched_rows(after, start, touches)
         averaged = group.average([update, update], [ROWS, ROWS])
-        replica = start.copy()
-        merge.apply_rows(replica, averaged[0])
+        replica, base = after.copy(), start.copy()
+        merge.settle(replica, base, averaged[0])
         return {"rank": rank, "replica": replica, "sent": group.bytes_sent,
                 "offered": update.nbytes}
     finally:
@@ -68,13 +68,9 @@ def test_the_exchange_equals_the_dense_rule_on_every_worker(workers: int, client
     tasks = [client.submit(_resident, job, addresses, seed, workers=[a], pure=False,
                            key=f"test-exchange-{job}-{i}") for i, a in enumerate(addresses)]
     results = sorted(client.gather(tasks), key=lambda r: r["rank"])
-    counters = TrainCounters(1, 1, 1, 0.0, 1, 0.0)
     rounds = [_round(rank, seed) for rank in range(workers)]
     start = rounds[0][0]
-    dense = merge.finalize(merge.weighted_sum([
-        WorkerResult(Params(after, after), touches, touches, counters, str(rank))
-        for rank, (_, after, touches) in enumerate(rounds)]),
-        Params(start, start), None, round_index=0).params.W_in
+    dense = touched_average([(after, touches) for _, after, touches in rounds], start)
     for r in results:
         np.testing.assert_allclose(r["replica"], dense, rtol=1e-5, atol=1e-6)
         np.testing.assert_array_equal(r["replica"], results[0]["replica"])  # replicas agree
@@ -91,7 +87,7 @@ def _alone(job: str, addresses: list[str]) -> str:
     group = exchange.Group.join(job, addresses, timeout=2)
     try:
         start, after, touches = _round(0, 1)
-        group.average([merge.touched_rows(start, after, touches)], [ROWS])
+        group.average([merge.touched_rows(after, start, touches)], [ROWS])
     except Exception as exc:  # noqa: BLE001 - returned to the test
         return f"{type(exc).__name__}: {exc}"
     finally:

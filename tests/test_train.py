@@ -1,9 +1,9 @@
-"""The training driver: plans, stream slices, rounds on a LocalCluster, the model files."""
+"""The training driver and engine on a LocalCluster: plans, stream slices, rounds, checkpoints,
+the model files."""
 
 from __future__ import annotations
 
 import errno
-import importlib
 import json
 import math
 import shutil
@@ -16,14 +16,16 @@ from distributed import Client
 
 import dw2v
 from dw2v.atomic import staging_dir
-from dw2v.config import TrainConfig, VocabConfig
-from dw2v.shard_train import (SamplingTables, init_params, stream_slices, train_slices)
+from dw2v import merge, shard_train
+from dw2v.config import ClusterConfig, RunConfig, TrainConfig, VocabConfig
+from dw2v.plan import (AUTO_MAX_WORDS, AUTO_MIN_WORDS, AUTO_ROUNDS, AUTO_VALUES_PER_WORD,
+                       plan_shards, sync_period)
+from dw2v.shard_train import SamplingTables, init_params, stream_slices, train_slices
 from dw2v.token_shards import TokenShardWriter
-from dw2v.train import (AUTO_MAX_WORDS, AUTO_MIN_WORDS, AUTO_ROUNDS, AUTO_VALUES_PER_WORD,
-                        RunConfig, plan_shards, sync_period)
 from dw2v.vocab import load
 
-TRAIN_MODULE = importlib.import_module("dw2v.train")  # dw2v.train is the function
+#: Checkpoints after every round (the default is one every 120 s, so a short run has one).
+EVERY_ROUND = ClusterConfig(checkpoint_every=0)
 
 
 def test_plan_balances_tokens_and_keeps_input_order() -> None:
@@ -88,7 +90,7 @@ def test_model_files_and_history(sample_model: Path) -> None:
     assert rounds[-1]["loss"] < rounds[0]["loss"]
     assert all(r["lr_start"] >= r["lr_end"] for r in rounds)
     # each worker's learning rate is the schedule's times the workers training in the round
-    assert all(r["lr_scale"] == len(r["worker_words"]) for r in rounds)
+    assert all(r["lr_scale"] == sum(w > 0 for w in r["worker_words"]) for r in rounds)
     assert rounds[0]["lr_scale"] == 2
     assert rounds[0]["lr_start"] == pytest.approx(2 * 0.025)
     assert rounds[-1]["lr_end"] / rounds[-1]["lr_scale"] == pytest.approx(0.0001)
@@ -117,12 +119,10 @@ def test_one_worker_one_round_equals_training_in_one_process(sample_dir: Path,
                        client=client1, keep_work=True)
     vocab = load(tmp_path / "m")
     shards = sorted((tmp_path / "m" / "work").glob("shard-*"))
-    seed = int(np.random.SeedSequence([5, 0, 0]).generate_state(1)[0])
-    direct = train_slices(stream_slices(shards, 1, 0, 10**9),
-                          init_params(len(vocab), 16, 5), SamplingTables.from_vocab(vocab),
-                          config.train, lr_start=0.025, lr_end=0.0001, seed=seed)
-    # averaging one worker divides touches x row by touches: equal up to float32 rounding
-    np.testing.assert_allclose(model.vectors, direct.params.W_in, rtol=1e-5, atol=1e-7)
+    direct, _ = train_slices(stream_slices(shards, 1, 0, 10**9),
+                             init_params(len(vocab), 16, 5), SamplingTables.from_vocab(vocab),
+                             config.train, lr_start=0.025, lr_end=0.0001, seed=5)
+    np.testing.assert_array_equal(model.vectors, direct.W_in)  # one worker: nothing averaged
 
 
 def test_resume_after_the_last_round_only_writes_the_model(sample_model: Path, client2: Client,
@@ -200,25 +200,27 @@ def test_resume_without_checkpoint_is_an_error(tmp_path: Path, client1: Client) 
         dw2v.train([], tmp_path, RunConfig(), client=client1, resume=True)
 
 
-def test_restarting_the_lineage_from_checkpoints_changes_nothing(
-        sample_dir: Path, client1: Client, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rounds re-read their parameters and block momentum from a checkpoint every
-    LINEAGE_ROUNDS rounds; with one deterministic worker the vectors are the same bit for bit
-    whether that happens every 2 rounds or never, and old checkpoints are removed."""
-    config = RunConfig(vocab=VocabConfig(min_count=20),
-                       train=TrainConfig(vector_size=16, epochs=1, sync_every=40_000, seed=3,
-                                         block_momentum=0.5))
-    inputs = [str(sample_dir / "kjv-000.parquet")]
-    monkeypatch.setattr(TRAIN_MODULE, "LINEAGE_ROUNDS", 10**6)
-    never = dw2v.train(inputs, tmp_path / "never", config, client=client1)
-    monkeypatch.setattr(TRAIN_MODULE, "LINEAGE_ROUNDS", 2)
-    often = dw2v.train(inputs, tmp_path / "often", config, client=client1, keep_work=True)
-    assert len(often.meta["rounds"]) >= 5
-    np.testing.assert_array_equal(often.vectors, never.vectors)
-    kept = sorted(p.name for p in (tmp_path / "often" / "checkpoints").glob("round-*"))
-    assert 1 <= len(kept) <= 2, kept
-    assert (tmp_path / "often" / "checkpoints" / kept[-1] / "G_in.npy").exists()
+def test_checkpoints_follow_checkpoint_every_and_one_is_written_at_the_end(
+        sample_dir: Path, client2: Client, tmp_path: Path) -> None:
+    """``checkpoint_every`` 0 completes a checkpoint after every round; a long period only the
+    one at the end; either way the vectors are the same (checkpoints never change training),
+    and a checkpoint's parts (one per owner) hold the model."""
+    train = TrainConfig(vector_size=16, epochs=1, sync_every=20_000, seed=4)
+    inputs = [str(sample_dir / "kjv-000.parquet"), str(sample_dir / "kjv-001.parquet")]
+    every = dw2v.train(inputs, tmp_path / "every", RunConfig(train=train, cluster=EVERY_ROUND),
+                       client=client2, keep_work=True)
+    rounds = len(every.meta["rounds"])
+    assert rounds >= 3 and every.meta["checkpoints"] == list(range(1, rounds + 1))
+    once = dw2v.train(inputs, tmp_path / "once",
+                      RunConfig(train=train, cluster=ClusterConfig(checkpoint_every=10**6)),
+                      client=client2, keep_work=True)
+    assert once.meta["checkpoints"] == [rounds]
+    np.testing.assert_array_equal(once.vectors, every.vectors)
+    kept = tmp_path / "once" / "checkpoints" / f"round-{rounds:05d}"
+    assert sorted(p.name for p in kept.iterdir()) == [
+        "W_in.part-00000-of-00002.npy", "W_in.part-00001-of-00002.npy",
+        "W_out.part-00000-of-00002.npy", "W_out.part-00001-of-00002.npy", "state.json"]
+    np.testing.assert_array_equal(merge.load_params(kept).W_in, once.vectors)
 
 
 def test_sampling_tables_are_built_once_per_vocabulary_file(sample_model: Path,
@@ -227,7 +229,7 @@ def test_sampling_tables_are_built_once_per_vocabulary_file(sample_model: Path,
     and size): again for a file written anew, never from a stale copy."""
     import os
 
-    tables = TRAIN_MODULE._sampling_tables
+    tables = shard_train.sampling_tables
     first = tables(str(sample_model))
     assert tables(str(sample_model)) is first
     expected = SamplingTables.from_vocab(load(sample_model))
@@ -300,22 +302,22 @@ def test_a_checkpoint_write_that_fails_stops_and_resume_completes(
     tmpfs."""
     from distributed import LocalCluster
 
-    train_module = importlib.import_module("dw2v.train")  # dw2v.train is also the function
-    real = train_module.write_checkpoint
+    real = shard_train.write_part
     calls: list[int] = []
 
-    def filling_disk(model_dir, averaged, state, keep_from=None):
-        calls.append(state["round"])
+    def filling_disk(model_dir, number, job, rank, size, rows):
+        calls.append(number)
         if len(calls) == 3:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real(model_dir, averaged, state, keep_from=keep_from)
+        return real(model_dir, number, job, rank, size, rows)
 
     config = RunConfig(vocab=VocabConfig(min_count=10),
-                       train=TrainConfig(vector_size=16, epochs=1, sync_every=20_000, seed=2))
+                       train=TrainConfig(vector_size=16, epochs=1, sync_every=20_000, seed=2),
+                       cluster=EVERY_ROUND)
     inputs = [str(sample_dir / "kjv-000.parquet")]
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
                       dashboard_address=":0") as cluster, Client(cluster) as client:
-        monkeypatch.setattr(train_module, "write_checkpoint", filling_disk)
+        monkeypatch.setattr(shard_train, "write_part", filling_disk)
         with pytest.raises(dw2v.Dw2vError, match=r"writing the checkpoint after round 3 failed "
                            r"\(\[Errno 28\] No space left on device\); training stopped") as err:
             dw2v.train(inputs, tmp_path / "m", config, client=client)
@@ -324,9 +326,9 @@ def test_a_checkpoint_write_that_fails_stops_and_resume_completes(
                         err.value.__notes__[0])
         kept = staging_dir(tmp_path / "m") / "checkpoints"
         assert json.loads((kept / "latest.json").read_text())["round"] == 2
-        assert np.isfinite(np.load(kept / "round-00002" / "W_in.npy")).all()
+        assert np.isfinite(merge.load_params(kept / "round-00002").W_in).all()
         assert not [p for p in kept.iterdir() if ".tmp-" in p.name]
-        monkeypatch.setattr(train_module, "write_checkpoint", real)
+        monkeypatch.setattr(shard_train, "write_part", real)
         model = dw2v.train(inputs, tmp_path / "m", config, client=client, resume=True)
     assert len(model) > 0 and np.isfinite(model.vectors).all()
     assert [r["round"] for r in model.meta["rounds"]] == list(range(len(model.meta["rounds"])))

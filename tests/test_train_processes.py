@@ -22,8 +22,10 @@ from dw2v.testing import dask_processes, wait_for
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
 
 REPO = Path(__file__).resolve().parent.parent
-# Small rounds so that a run has many of them, and a kill lands in the middle.
-TRAIN = ["--dim", "32", "--epochs", "2", "--sync-every", "40000", "--no-dashboard"]
+# Small rounds so that a run has many of them, and a kill lands in the middle; a checkpoint
+# after every round, and a short exchange timeout, so that the tests do not wait long.
+TRAIN = ["--dim", "32", "--epochs", "4", "--sync-every", "40000", "--no-dashboard",
+         "--checkpoint-every", "0", "--exchange-timeout", "10"]
 
 
 def _driver(args: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -75,9 +77,43 @@ def test_train_completes_and_survives_a_killed_worker(sample_dir: Path, tmp_path
     model = _sane(out)
     rounds = model.meta["rounds"]
     assert len(rounds) > 4
-    # the last rounds ran on the surviving worker only
+    # the last rounds ran on the surviving worker only, the words left re-planned onto it
     assert len(set(rounds[-1]["workers"])) == 1
-    assert "trained" in (tmp_path / "driver.log").read_text()
+    (restart,) = model.meta["restarts"]
+    assert len(restart["lost_workers"]) == 1 and restart["lost_workers"][0] not in rounds[-1][
+        "workers"]
+    assert restart["words_trained_again"] == model.meta["words_trained_again"] >= 0
+    assert sum(r["words"] for r in rounds) == model.meta["total_words"]  # each word once
+    assert "restarting from the checkpoint after round" in (tmp_path / "driver.log").read_text()
+
+
+def test_a_hung_worker_is_dropped_after_the_exchange_timeout(sample_dir: Path,
+                                                              tmp_path: Path) -> None:
+    """A worker that stops answering (SIGSTOP: alive to the scheduler, silent to its peers)
+    is named by its peers within --exchange-timeout; the group restarts without it from the
+    last checkpoint and the run completes."""
+    with dask_processes(tmp_path / "dask", n_workers=3) as (_, scheduler_file, workers):
+        out = tmp_path / "model"
+        driver = _driver([str(sample_dir), "-o", str(out), "--scheduler-file",
+                          str(scheduler_file), *TRAIN, "--exchange-timeout", "4"],
+                         tmp_path / "driver.log")
+        try:
+            wait_for(lambda: _checkpoint_round(out) >= 3 or driver.poll() is not None, 240,
+                      "no checkpoint")
+            assert driver.poll() is None, (tmp_path / "driver.log").read_text()
+            workers[2].send_signal(signal.SIGSTOP)
+            assert driver.wait(timeout=300) == 0, (tmp_path / "driver.log").read_text()
+        finally:
+            workers[2].send_signal(signal.SIGCONT)
+            driver.kill()
+    model = _sane(out)
+    rounds = model.meta["rounds"]
+    (restart,) = model.meta["restarts"]
+    assert "within 4 s (hung or lost)" in restart["cause"], restart
+    assert len(restart["lost_workers"]) == 1
+    assert len(set(rounds[-1]["workers"])) == 2
+    assert restart["lost_workers"][0] not in rounds[-1]["workers"]
+    assert sum(r["words"] for r in rounds) == model.meta["total_words"]
 
 
 def test_killed_driver_then_resume_completes(sample_dir: Path, tmp_path: Path) -> None:

@@ -1,64 +1,15 @@
-"""Numba kernels of the averaging step: one pass over the rows, float32, touched rows only.
+"""Numba kernels of the sparse exchange: one pass over the touched rows, float32.
 
-``accumulate`` adds a worker's rows scaled by its touch counts into a running sum; ``block_update``
-turns the sums into the touched-row weighted average and applies block momentum (BMUF with
-Nesterov look-ahead; Chen & Huo, ICASSP 2016). NumPy spells of both are in ``reference``; the
-tests compare them. Arrays in, arrays out: nothing here knows about Dask or files.
+``row_changes`` takes a round's change of the touched rows, ``group_by_owner`` splits them by
+owner, ``sparse_average`` is the touched-row weighted average (the rule ``reference
+.touched_average`` spells in NumPy; the tests compare them), ``settle_rows`` applies the
+result. Arrays in, arrays out: nothing here knows about Dask or files.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
-
-
-@njit(cache=True, nogil=True)
-def accumulate(total: np.ndarray, weight: np.ndarray, rows: np.ndarray,
-               touches: np.ndarray) -> None:
-    """``total[r] += touches[r] * rows[r]`` and ``weight[r] += touches[r]`` where touched."""
-    n, dim = rows.shape
-    for r in range(n):
-        k = touches[r]
-        if k > 0:
-            kf = np.float32(k)
-            for j in range(dim):
-                total[r, j] += kf * rows[r, j]
-            weight[r] += k
-
-
-@njit(cache=True, nogil=True)
-def block_update(total: np.ndarray, weight: np.ndarray, previous: np.ndarray,
-                 momentum: np.ndarray, eta: float, new_params: np.ndarray,
-                 new_momentum: np.ndarray) -> int:
-    """One block step per row; returns the number of rows that came out NaN or inf.
-
-    ``D = total / weight - previous`` on touched rows (0 elsewhere), ``G' = eta G + D``,
-    ``P' = previous + D + eta G'`` (the Nesterov look-ahead the workers start the next round
-    from). With ``eta = 0`` this is the plain touched-row weighted average; ``momentum`` and
-    ``new_momentum`` may then have no rows (neither is read or written).
-    """
-    n, dim = previous.shape
-    bad = 0
-    e = np.float32(eta)
-    with_momentum = momentum.shape[0] > 0
-    for r in range(n):
-        w = weight[r]
-        inv = np.float32(1.0 / w) if w > 0 else np.float32(0.0)
-        finite = True
-        for j in range(dim):
-            d = total[r, j] * inv - previous[r, j] if w > 0 else np.float32(0.0)
-            if with_momentum:
-                g = e * momentum[r, j] + d
-                new_momentum[r, j] = g
-                p = previous[r, j] + d + e * g
-            else:
-                p = previous[r, j] + d
-            new_params[r, j] = p
-            if not np.isfinite(p):
-                finite = False
-        if not finite:
-            bad += 1
-    return bad
 
 
 @njit(cache=True, nogil=True)
@@ -97,13 +48,37 @@ def sparse_average(ids: np.ndarray, delta: np.ndarray, touches: np.ndarray, posi
 
 
 @njit(cache=True, nogil=True)
-def add_rows(matrix: np.ndarray, ids: np.ndarray, delta: np.ndarray) -> None:
-    """``matrix[ids[p]] += delta[p]`` for every p (ids distinct)."""
-    dim = matrix.shape[1]
+def row_changes(replica: np.ndarray, base: np.ndarray, ids: np.ndarray,
+                out_delta: np.ndarray) -> int:
+    """``out_delta[p] = replica[ids[p]] - base[ids[p]]``; returns the rows whose new value is
+    NaN or inf (a diverging round, found before anything is sent)."""
+    dim = replica.shape[1]
+    bad = 0
+    for p in range(ids.shape[0]):
+        r = ids[p]
+        finite = True
+        for j in range(dim):
+            v = replica[r, j]
+            if not np.isfinite(v):
+                finite = False
+            out_delta[p, j] = v - base[r, j]
+        if not finite:
+            bad += 1
+    return bad
+
+
+@njit(cache=True, nogil=True)
+def settle_rows(replica: np.ndarray, base: np.ndarray, ids: np.ndarray,
+                delta: np.ndarray) -> None:
+    """``replica[r] = base[r] = base[r] + delta[p]`` for ``r = ids[p]`` (ids distinct): the
+    averaged change replaces this worker's own, and both copies agree again."""
+    dim = replica.shape[1]
     for p in range(ids.shape[0]):
         r = ids[p]
         for j in range(dim):
-            matrix[r, j] += delta[p, j]
+            v = base[r, j] + delta[p, j]
+            base[r, j] = v
+            replica[r, j] = v
 
 
 @njit(cache=True, nogil=True)

@@ -209,16 +209,14 @@ def loss_and_gradients(h: np.ndarray, W_out: np.ndarray,
     return loss, dh, dot.grads[0].copy()
 
 
-def block_average(results: list[tuple[np.ndarray, np.ndarray]], previous: np.ndarray,
-                  momentum: np.ndarray | None, eta: float) -> tuple[np.ndarray, np.ndarray]:
+def touched_average(results: list[tuple[np.ndarray, np.ndarray]],
+                    previous: np.ndarray) -> np.ndarray:
     """The averaging rule, spelled plainly: each worker's ``(rows, touches)``; a row's average
-    is over the workers that touched it, weighted by their touches (untouched: ``previous``);
-    then block momentum with Nesterov look-ahead. Returns (next parameters, next momentum)."""
+    is over the workers that touched it, weighted by their touches; an untouched row keeps
+    ``previous``."""
     weight = sum(t.astype(np.float64) for _, t in results)
     total = sum(r.astype(np.float64) * t[:, None] for r, t in results)
     touched = weight > 0
     average = previous.astype(np.float64).copy()
     average[touched] = total[touched] / weight[touched, None]
-    delta = average - previous
-    g = delta if momentum is None else eta * momentum + delta
-    return previous + delta + eta * g, g
+    return average
