@@ -59,12 +59,15 @@ def run_dw2v(corpus: Path, out: Path, workers: int, sync_every: str, seed: int,
     from dw2v.cli import _sync_every as period_of  # "auto" or words, as --sync-every reads it
     from dw2v.dask_cluster import local_cluster
 
+    sync_every, _, cold = sync_every.partition(":")  # "PERIOD:K": --cold-every K
+
     config = dw2v.RunConfig(
         vocab=dw2v.VocabConfig(min_count=SETTINGS["min_count"], sample=SETTINGS["sample"]),
         train=dw2v.TrainConfig(vector_size=SETTINGS["vector_size"], window=SETTINGS["window"],
                                negative=SETTINGS["negative"], epochs=SETTINGS["epochs"],
                                alpha=SETTINGS["alpha"], min_alpha=SETTINGS["min_alpha"],
-                               sync_every=period_of(sync_every), seed=seed))
+                               sync_every=period_of(sync_every), seed=seed,
+                               cold_every=int(cold or 1)))
     with local_cluster(workers) as client:  # the embedded cluster's settings
         client.run(lambda: __import__("dw2v.kernels.cpu"))  # import the kernels' module first
         started = time.perf_counter()
@@ -83,7 +86,8 @@ def run_dw2v(corpus: Path, out: Path, workers: int, sync_every: str, seed: int,
         np.save(out / "vectors.npy", model.vectors)
         (out / "vectors.words.json").write_text(json.dumps(model.words))
         scores = evaluate(out / "vectors")
-    return {"tool": "dw2v", "workers": workers, "sync_every": sync_every, "seed": seed,
+    return {"tool": "dw2v", "workers": workers,
+            "sync_every": f"{sync_every}:{cold}" if cold else sync_every, "seed": seed,
             "period": model.meta["sync_every"],
             "rounds": len(rounds), "words": sum(r["words"] for r in rounds),
             "train_seconds": seconds, "wall_seconds": wall,
@@ -128,7 +132,8 @@ def summary(results: list[dict[str, Any]], gensim: dict[str, Any]) -> str:
              "/ 1 worker | / gensim |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for (sync_every, workers), rows in groups.items():
-        base = groups.get((sync_every, 1))
+        base = groups.get((sync_every, 1)) or next(
+            (rows for (_, w), rows in groups.items() if w == 1), None)
         ws, an = mean(rows, "spearman"), mean(rows, "analogy")
         vs_ws = f"{ws - mean(base, 'spearman'):+.3f}" if base else "-"
         vs_an = f"{an / mean(base, 'analogy'):.1%}" if base else "-"
@@ -143,14 +148,17 @@ def summary(results: list[dict[str, Any]], gensim: dict[str, Any]) -> str:
 
 
 def _label(sync_every: str, rows: list[dict[str, Any]]) -> str:
-    return f"{int(sync_every):,}" if sync_every != "auto" else f"auto ({rows[0]['period']:,})"
+    period, _, cold = sync_every.partition(":")
+    text = f"{int(period):,}" if period != "auto" else f"auto ({rows[0]['period']:,})"
+    return text + (f", cold rows every {cold}" if cold else "")
 
 
 def scaling(results: list[dict[str, Any]]) -> list[str]:
     """2 workers / 1 worker words/s per seed, for each sync period: mean and range."""
     lines = []
     for sync_every in dict.fromkeys(r["sync_every"] for r in results):
-        ones = {r["seed"]: r for r in results if (r["sync_every"], r["workers"]) == (sync_every, 1)}
+        # one worker averages nothing: any of its runs of the seed is the baseline
+        ones = {r["seed"]: r for r in results if r["workers"] == 1}
         twos = [r for r in results
                 if (r["sync_every"], r["workers"]) == (sync_every, 2) and r["seed"] in ones]
         ratios = [r["words_per_s"] / ones[r["seed"]]["words_per_s"] for r in twos]
@@ -184,6 +192,9 @@ def run_all(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
     for sync_every in args.sync:
         for seed in args.seeds:
             for workers in args.workers:
+                if workers == 1 and any(r["workers"] == 1 and r["seed"] == seed
+                                        for r in results):
+                    continue  # one worker averages nothing: one run per seed is enough
                 result = measure(args.corpus, work, workers, sync_every, seed,
                                  speed_only=args.speed_only)
                 results.append(result)
@@ -196,7 +207,9 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=SHARED / "devcorpus")
     parser.add_argument("--workers", nargs="+", type=int, default=[1, 2, 4, 8])
     parser.add_argument("--sync", nargs="+", default=["auto", "1000000", "250000"],
-                        help="words per worker between averagings, or auto (the default)")
+                        help="words per worker between averagings, or auto (the default); "
+                             "PERIOD:K also averages the rows outside the hot ones every K "
+                             "rounds (--cold-every K)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1])
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--speed-only", action="store_true",

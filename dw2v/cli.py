@@ -111,6 +111,16 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="more logging (-vv: Dask's too)")
 
 
+def _count_or_auto(text: str) -> int | None:
+    """A whole number, or ``auto`` (None)."""
+    if text == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number or 'auto'") from None
+
+
 def _sync_every(text: str) -> int | None:
     """``--sync-every``: a number of words, or ``auto`` (None)."""
     if text == "auto":
@@ -138,6 +148,16 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
                        help="each worker's learning rate is --alpha/--min-alpha times the "
                             "number of workers, since averaging divides each worker's updates "
                             "by that number (default; --no-scale-lr: --alpha as given)")
+    group.add_argument("--hot-rows", type=_count_or_auto, default=None, metavar="N|auto",
+                       help="the exchange averages the N most frequent words' rows every "
+                            "round (default auto: the words expected at least once in a "
+                            "worker's round)")
+    group.add_argument("--cold-every", type=int, default=1, metavar="K",
+                       help="... and the other rows every K rounds, in turn (default 1: "
+                            "every touched row every round)")
+    group.add_argument("--overlap", action=argparse.BooleanOptionalAction, default=False,
+                       help="exchange a round's rows while the next round trains (one round "
+                            "stale; default: --no-overlap)")
     group.add_argument("--shared-negatives", action=argparse.BooleanOptionalAction,
                        default=True, help="skip-gram: the HogBatch kernel, negatives shared by "
                                           "a centre word's window (default; --no-shared-"
@@ -238,6 +258,8 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
                        epochs=args.epochs, seed=args.seed, threads=args.kernel_threads,
                        shared_negatives=args.shared_negatives, sync_every=args.sync_every,
                        scale_lr=args.scale_lr,
+                       hot_rows=args.hot_rows, cold_every=args.cold_every,
+                       overlap=args.overlap,
                        device=args.device,
                        save_output_vectors=args.save_output_vectors,
                        skip_bad_shards=args.skip_bad_shards)

@@ -208,6 +208,17 @@ class TrainConfig:
     #: the mean of their updates, where one worker reading the same words would move it by
     #: about their sum (the linear scaling rule of large-batch SGD). See dw2v.train.
     scale_lr: bool = True
+    #: The row schedule of the exchange (after Intel's pWord2Vec): the ``hot_rows`` most
+    #: frequent words' rows are averaged every round, the others every ``cold_every`` rounds
+    #: (each in turn), since on Zipfian text most rows change little in a round. None (auto):
+    #: the words expected at least once per round in a worker's words. ``cold_every`` 1:
+    #: every touched row every round. Measured in benchmarks/RESULTS.md §10.
+    hot_rows: int | None = None
+    cold_every: int = 1
+    #: A round's exchange runs beside the next round's training, which settles on it after
+    #: (one round stale), so that the workers do not wait for it; checkpoints and the last
+    #: round are exchanged in step. Measured in benchmarks/RESULTS.md §10.
+    overlap: bool = False
     device: str = "cpu"
     #: Also write the output vectors (W_out) with the model.
     save_output_vectors: bool = False
@@ -231,12 +242,17 @@ class TrainConfig:
         _require(self.sync_every is None or (isinstance(self.sync_every, int)
                                              and self.sync_every >= 1_000),
                  "sync_every", self.sync_every, "must be at least 1000 words, or 'auto'")
+        _require(self.hot_rows is None or self.hot_rows >= 0, "hot_rows", self.hot_rows,
+                 "must be 0 or more, or 'auto'")
+        _require(self.cold_every >= 1, "cold_every", self.cold_every, "must be at least 1")
         _require(self.device in ("cpu", "gpu", "auto"), "device", self.device,
                  "must be 'cpu', 'gpu' or 'auto'")
 
     def _normalize(self) -> None:
         if self.sync_every == "auto":
             object.__setattr__(self, "sync_every", None)
+        if self.hot_rows == "auto":
+            object.__setattr__(self, "hot_rows", None)
 
     @property
     def sg(self) -> bool:

@@ -64,6 +64,9 @@ class RoundRecord:
     worker_bytes_sent: list[int] = field(default_factory=list)
     worker_bytes_received: list[int] = field(default_factory=list)
     worker_rows: list[int] = field(default_factory=list)
+    #: Each worker's seconds in the steps of its exchange: offering its rows, splitting them
+    #: by owner, moving them (both waves, waiting for peers included), averaging, settling.
+    worker_exchange_steps: list[dict[str, float]] = field(default_factory=list)
 
     @classmethod
     def of(cls, parts: list[dict[str, Any]]) -> RoundRecord:
@@ -87,7 +90,8 @@ class RoundRecord:
             worker_exchange_seconds=[p["seconds_exchange"] for p in parts],
             worker_bytes_sent=[p["bytes_sent"] for p in parts],
             worker_bytes_received=[p["bytes_received"] for p in parts],
-            worker_rows=[p["rows"] for p in parts])
+            worker_rows=[p["rows"] for p in parts],
+            worker_exchange_steps=[p.get("steps", {}) for p in parts])
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,8 @@ class RunSetup:
     checkpoint_every: float = 120.0
     exchange_timeout: float = 120.0
     worker_timeout: float = 300.0
+    #: The exchange's row schedule (``TrainerSpec``).
+    hot_rows: int = 0
 
 
 @dataclass
@@ -233,7 +239,8 @@ class Engine:
                 start_round=start_round, start=None if start is None else str(start),
                 base_dir=None if setup.base_dir is None else str(setup.base_dir),
                 checkpoint_every=setup.checkpoint_every,
-                exchange_timeout=setup.exchange_timeout)
+                exchange_timeout=setup.exchange_timeout, hot_rows=setup.hot_rows,
+                cold_every=setup.config.cold_every)
             group.futures.append(self.c.submit(
                 run_trainer, spec, key=f"dw2v-trainer-{job}-{rank}", workers=[address],
                 allow_other_workers=False, pure=False))

@@ -145,18 +145,20 @@ class Group:
                                 peer=self.addresses[missing[0]]) from None
         self.comms.update({peer: inbound.comms[peer] for peer in lower})
 
-    def average(self, updates: Sequence[RowUpdate], rows: Sequence[int],
+    def average(self, updates: Sequence[RowUpdate | Sequence[RowUpdate]], rows: Sequence[int],
                 round_index: int = 0, control: dict[str, Any] | None = None
-                ) -> list[RowUpdate]:
+                ) -> list[list[RowUpdate]]:
         """Exchange this worker's touched rows of each matrix (``updates[m]`` of a matrix of
-        ``rows[m]`` rows) with the group; return, per matrix, the averaged rows of every owner
-        combined, to settle the replica on (``merge.settle``). Every worker of the group
-        calls this with the same matrices, in the same order. ``control``: a small dict
-        every peer receives with the first wave (``self.controls[rank]`` after the call, one
-        per worker, this one's too). The arithmetic runs in the calling task's thread; the
-        worker's event loop only moves the messages."""
+        ``rows[m]`` rows: a RowUpdate, or its parts by owner as ``merge.offer`` makes them)
+        with the group; return, per matrix, every owner's averaged rows (disjoint parts), to
+        settle the replica on (``merge.settle``). Every worker of the group calls this with
+        the same matrices, in the same order. ``control``: a small dict every peer receives
+        with the first wave (``self.controls[rank]`` after the call, one per worker, this
+        one's too). The arithmetic runs in the calling thread; the worker's event loop only
+        moves the messages."""
         clock = time.perf_counter()
-        shares = [split_by_owner(u, self.size) for u in updates]
+        shares = [split_by_owner(u, self.size) if isinstance(u, RowUpdate) else list(u)
+                  for u in updates]
         clock = self._tick("split", clock)
         # reduce-scatter: each peer gets its share of every matrix; we keep ours
         self._control = control or {}
@@ -169,10 +171,8 @@ class Group:
         clock = self._tick("average", clock)
         # all-gather: every worker gets every owner's averaged rows
         theirs = self._run(self._all_to_all({p: mine for p in self._peers}))
-        clock = self._tick("transfer", clock)
-        out = [_concat([mine[m], *(t[m] for t in theirs.values())]) for m in range(len(updates))]
-        self._tick("average", clock)
-        return out
+        self._tick("transfer", clock)
+        return [[mine[m], *(t[m] for t in theirs.values())] for m in range(len(updates))]
 
     def _tick(self, step: str, since: float) -> float:
         now = time.perf_counter()
@@ -227,10 +227,3 @@ class Group:
             await unregister(self.job, self.worker)
 
         self._run(close())
-
-
-def _concat(parts: list[RowUpdate]) -> RowUpdate:
-    """Owners' results side by side (owners hold disjoint rows)."""
-    return RowUpdate(np.concatenate([p.ids for p in parts]),
-                     np.concatenate([p.delta for p in parts]),
-                     np.concatenate([p.touches for p in parts]))

@@ -37,7 +37,8 @@ import numpy as np
 
 from dw2v.atomic import fsync_dir
 from dw2v.errors import CheckpointError, NumericalError
-from dw2v.kernels.averaging import group_by_owner, row_changes, settle_rows, sparse_average
+from dw2v.kernels.averaging import (accumulate_rows, count_offered, fill_offered,
+                                    finish_average, settle_rows)
 
 
 @dataclass(frozen=True)
@@ -75,18 +76,34 @@ def _diverged(bad: int, name: str, round_index: int) -> NumericalError:
                           "training diverged (try a lower --alpha)")
 
 
-def touched_rows(replica: np.ndarray, base: np.ndarray, touches: np.ndarray,
-                 round_index: int = 0, name: str = "") -> RowUpdate:
-    """A worker's RowUpdate: the rows it touched this round (``touches > 0``) and how each
-    changed from ``base`` (the replica as the round started; equal elsewhere). A touched row
-    that is NaN or inf stops the run here, before anything is sent (``name``: which matrix,
-    for the message)."""
-    ids = np.flatnonzero(touches > 0).astype(np.int32)
-    delta = np.empty((len(ids), replica.shape[1]), np.float32)
-    bad = row_changes(replica, base, ids, delta)
+def offer(replica: np.ndarray, base: np.ndarray, touches: np.ndarray, owners: int = 1,
+          round_index: int = 0, name: str = "",
+          select: np.ndarray | None = None) -> list[RowUpdate]:
+    """A worker's offer, one :class:`RowUpdate` per owner (views of one allocation): the rows
+    it touched since they were last averaged (``touches > 0``; only those in the boolean mask
+    ``select`` when given), each with its change from ``base`` (the state the workers agree
+    on; the replica equals it elsewhere) and its touches, grouped by owner in one pass
+    (``kernels.averaging.fill_offered``). A touched row that is NaN or inf stops the run
+    here, before anything is sent (``name``: which matrix, for the message)."""
+    mask = np.zeros(0, np.bool_) if select is None else select
+    bounds = np.empty(owners + 1, np.int64)
+    count_offered(touches, mask, owners, bounds)
+    n = int(bounds[-1])
+    ids = np.empty(n, np.int32)
+    delta = np.empty((n, replica.shape[1]), np.float32)
+    weights = np.empty(n, np.float32)
+    bad = fill_offered(replica, base, touches, mask, owners, bounds, ids, delta, weights)
     if bad:
         raise _diverged(bad, name, round_index)
-    return RowUpdate(ids, delta, touches[ids].astype(np.float32))
+    return [RowUpdate(ids[lo:hi], delta[lo:hi], weights[lo:hi])
+            for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+def touched_rows(replica: np.ndarray, base: np.ndarray, touches: np.ndarray,
+                 round_index: int = 0, name: str = "",
+                 select: np.ndarray | None = None) -> RowUpdate:
+    """:func:`offer` to a single owner: the touched rows and their changes, in id order."""
+    return offer(replica, base, touches, 1, round_index, name, select)[0]
 
 
 def owner_of(ids: np.ndarray, owners: int) -> np.ndarray:
@@ -96,14 +113,12 @@ def owner_of(ids: np.ndarray, owners: int) -> np.ndarray:
 
 
 def split_by_owner(update: RowUpdate, owners: int) -> list[RowUpdate]:
-    """The parts of ``update`` each owner averages (the send side of the reduce-scatter):
-    views of one copy grouped by owner (``kernels.averaging.group_by_owner``)."""
-    ids = np.empty_like(update.ids)
-    delta = np.empty_like(update.delta)
-    touches = np.empty_like(update.touches)
-    bounds = np.empty(owners + 1, np.int64)
-    group_by_owner(update.ids, update.delta, update.touches, owners, ids, delta, touches,
-                   bounds)
+    """The parts of ``update`` each owner averages (the send side of the reduce-scatter),
+    each in the update's order."""
+    owner = owner_of(update.ids, owners)
+    order = np.argsort(owner, kind="stable")
+    bounds = np.searchsorted(owner[order], np.arange(owners + 1))
+    ids, delta, touches = update.ids[order], update.delta[order], update.touches[order]
     return [RowUpdate(ids[lo:hi], delta[lo:hi], touches[lo:hi])
             for lo, hi in zip(bounds[:-1], bounds[1:])]
 
@@ -112,23 +127,23 @@ def average_updates(parts: Sequence[RowUpdate], rows: int, round_index: int = 0)
     """The touched-row weighted average of several workers' updates of the same rows (of a
     matrix of ``rows`` rows): each row moves by ``sum_w t_w delta_w / sum_w t_w`` over the
     workers that touched it (the rule of this module's docstring, for replicas that
-    started the round equal); its ``touches`` is the sum. Refuses NaN or inf. One pass in
-    ``kernels.averaging.sparse_average``."""
+    started the round equal); its ``touches`` is the sum. Refuses NaN or inf. The parts are
+    added one after another into one output (``kernels.averaging.accumulate_rows``), never
+    concatenated first."""
     dim = next((p.delta.shape[1] for p in parts if p.delta.ndim == 2), 0)
-    ids = np.concatenate([p.ids for p in parts]) if parts else np.zeros(0, np.int32)
-    delta = (np.concatenate([p.delta for p in parts]) if parts
-             else np.zeros((0, dim), np.float32))
-    touches = np.concatenate([p.touches for p in parts]) if parts else np.zeros(0, np.float32)
-    out_ids = np.empty(len(ids), np.int32)
-    out_delta = np.empty((len(ids), dim), np.float32)
-    out_weight = np.empty(len(ids), np.float32)
-    m = sparse_average(ids, delta, touches.astype(np.float32, copy=False), _positions(rows),
-                       out_ids, out_delta, out_weight)
-    mean = out_delta[:m]
-    bad = int((~np.isfinite(mean).all(axis=1)).sum()) if m else 0
+    total = sum(len(p.ids) for p in parts)
+    out_ids = np.empty(total, np.int32)
+    out_delta = np.empty((total, dim), np.float32)
+    out_weight = np.empty(total, np.float32)
+    position = _positions(rows)
+    m = 0
+    for part in parts:
+        m = accumulate_rows(part.ids, part.delta, part.touches.astype(np.float32, copy=False),
+                            position, out_ids, out_delta, out_weight, m)
+    bad = finish_average(position, out_ids, out_delta, out_weight, m)
     if bad:
         raise _diverged(bad, "", round_index)
-    return RowUpdate(out_ids[:m], mean, out_weight[:m])
+    return RowUpdate(out_ids[:m], out_delta[:m], out_weight[:m])
 
 
 _SCRATCH = threading.local()
@@ -143,10 +158,13 @@ def _positions(rows: int) -> np.ndarray:
     return positions
 
 
-def settle(replica: np.ndarray, base: np.ndarray, update: RowUpdate) -> None:
-    """Apply an averaged update (the receive side of the all-gather): its rows become
-    ``base + delta`` in both the replica and its base, which then agree again."""
-    settle_rows(replica, base, update.ids, update.delta)
+def settle(replica: np.ndarray, base: np.ndarray,
+           update: RowUpdate | Sequence[RowUpdate]) -> None:
+    """Apply an averaged update, or the owners' parts of one (the receive side of the
+    all-gather): its rows become ``base + delta`` in both the replica and its base, which
+    then agree again."""
+    for part in [update] if isinstance(update, RowUpdate) else update:
+        settle_rows(replica, base, part.ids, part.delta)
 
 
 # ------------------------------------------------------------------------- checkpoints

@@ -15,6 +15,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import numpy as np
+
 from dw2v.config import TrainConfig
 
 
@@ -125,6 +127,14 @@ class TrainPlan:
                    int(data["words_before"]))
 
 
+def hot_rows(config: TrainConfig, counts: np.ndarray, period: int) -> int:
+    """How many of the most frequent rows the exchange averages every round: as given, or
+    (auto) the words expected at least once in a worker's round of ``period`` words."""
+    if config.hot_rows is not None:
+        return min(config.hot_rows, len(counts))
+    return int((counts >= counts.sum() / max(period, 1)).sum())
+
+
 def learning_rate(config: TrainConfig, done: float, total: float) -> float:
     """The linear schedule from ``alpha`` to ``min_alpha`` over the run's words."""
     return config.alpha - (config.alpha - config.min_alpha) * min(done / max(total, 1), 1.0)
@@ -145,13 +155,16 @@ def plan_shards(shards: Sequence[dict[str, Any]], slots: int) -> list[list[dict[
 #: ``sync_every`` unset (auto): rounds of the longest slot's words / AUTO_ROUNDS, so that a run
 #: averages about this many times whatever its size. On the development corpus four workers
 #: kept 78.5 % of one worker's analogy accuracy with 4 averagings (1,000,000-word rounds), 101 %
-#: with 122 (25,000 words) and 98 % with auto's 128 (23,686 words); benchmarks/RESULTS.md §3f.
+#: with 122 (25,000 words) and 98 % with 128 (23,686 words); benchmarks/RESULTS.md §3f.
 AUTO_ROUNDS = 128
-#: ... but rounds of at least AUTO_MIN_WORDS words (each round costs a fixed time to schedule,
-#: move and average the parameters), and of at least one word per AUTO_VALUES_PER_WORD values
-#: of a vector matrix (that time grows with the model: 23,400 words for 30,000 x 100) ...
+#: ... but rounds of at least AUTO_MIN_WORDS words, and of at least one word per
+#: AUTO_VALUES_PER_WORD values of a vector matrix: a round's exchange moves up to every row of
+#: both matrices (on Zipfian text the negatives touch most output rows in a round), about 45 ms
+#: for 30,000 x 100 on this project's 2-core machine against about 4 us per word of training,
+#: so that rounds of 125,000 words for 30,000 x 100 keep the exchange near a tenth of a round
+#: (benchmarks/RESULTS.md §10) ...
 AUTO_MIN_WORDS = 20_000
-AUTO_VALUES_PER_WORD = 128
+AUTO_VALUES_PER_WORD = 24
 #: ... and at most this many: a large corpus keeps long, cheap rounds (and one worker, with
 #: nothing to average, rounds of this size: they only mark checkpoints).
 AUTO_MAX_WORDS = 1_000_000

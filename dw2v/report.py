@@ -52,6 +52,23 @@ def _rounds_figure(rounds: list[dict[str, Any]], path: Path) -> None:
     _save(fig, path)
 
 
+def _exchange_figure(rounds: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    x = [r["round"] + 1 for r in rounds]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4))
+    a.plot(x, [1e3 * r["seconds_training"] for r in rounds], marker=".", label="training")
+    a.plot(x, [1e3 * r.get("seconds_exchange", 0.0) for r in rounds], marker=".",
+           label="exchange")
+    a.set(xlabel="round", ylabel="ms (slowest worker)", title="Time per round")
+    a.legend(fontsize=8)
+    b.plot(x, [max(r.get("worker_bytes_sent") or [0]) / 1e6 for r in rounds], marker=".")
+    b.set(xlabel="round", ylabel="MB", title="Bytes a worker sent per round (most)")
+    for axis in (a, b):
+        axis.grid(alpha=0.3)
+    _save(fig, path)
+
+
 def _workers_figure(rounds: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
@@ -121,6 +138,9 @@ def write_report(model_dir: str | Path) -> Path:
         _workers_figure(rounds, figures / "workers.png")
         images += [("rounds.png", "Loss and throughput per round"),
                    ("workers.png", "Throughput of each worker per round")]
+        if len(rounds[0].get("workers", [])) > 1:
+            _exchange_figure(rounds, figures / "exchange.png")
+            images.append(("exchange.png", "Training and exchange time, bytes sent, per round"))
     _rank_frequency_figure(emb, figures / "rank_frequency.png")
     _map_figure(emb, figures / "map.png")
     images += [("rank_frequency.png", "The vocabulary's rank-frequency curve"),
@@ -128,11 +148,25 @@ def write_report(model_dir: str | Path) -> Path:
     words = sum(r["words"] for r in rounds)
     seconds = sum(r["seconds"] for r in rounds)
     settings = emb.meta.get("settings", {})
+    exchanged = sum(r.get("seconds_exchange", 0.0) for r in rounds)
+    sent = sum(max(r.get("worker_bytes_sent") or [0]) for r in rounds)
+    checkpoints = emb.meta.get("checkpoints", [])
+    restarts = emb.meta.get("restarts", [])
     facts = [("vocabulary", f"{len(emb):,} words x {emb.vectors.shape[1]} dimensions"),
              ("rounds", f"{len(rounds)}" + (f" of {emb.meta['sync_every']:,} words per worker"
                                             if emb.meta.get("sync_every") else "")),
              ("words trained", f"{words:,} in {seconds:,.1f} s "
                                f"({words / max(seconds, 1e-9):,.0f} words/s)"),
+             ("exchange", f"{exchanged / max(seconds, 1e-9):.1%} of the rounds' time, "
+                          f"{sent / max(len(rounds), 1) / 1e6:,.1f} MB sent per round by the "
+                          "busiest worker"),
+             ("checkpoints", f"after rounds {', '.join(map(str, checkpoints[-8:]))}"
+                             + (" (the last 8)" if len(checkpoints) > 8 else "")),
+             ("restarts", "; ".join(f"after round {r['after_round']}, from round "
+                                    f"{r['from_checkpoint']} without "
+                                    f"{', '.join(r['lost_workers'])} "
+                                    f"({r['words_trained_again']:,} words trained again)"
+                                    for r in restarts) or "none"),
              ("final loss", f"{rounds[-1]['loss']:.4f}" if rounds else "-"),
              ("dw2v", str(emb.meta.get("dw2v_version", "")))]
     rows = "\n".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"

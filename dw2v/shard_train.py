@@ -12,6 +12,7 @@ import functools
 import logging
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -22,7 +23,8 @@ from dw2v.config import TrainConfig
 from dw2v.errors import CheckpointWriteError, InputError, NumericalError
 from dw2v.kernels import cpu
 from dw2v.kernels.cpu_train import train as train_kernel
-from dw2v.merge import Params, load_params, owned, settle, touched_rows, write_part
+from dw2v.kernels.averaging import add_rows, nonfinite_rows
+from dw2v.merge import Params, RowUpdate, load_params, offer, owned, settle, write_part
 from dw2v.plan import TrainPlan
 from dw2v.token_shards import TokenShard, read_token_shard
 from dw2v.vocab import Vocabulary
@@ -221,20 +223,30 @@ def train_shards(shards: Sequence[str | Path], params: Params, tables: SamplingT
 
 
 @functools.lru_cache(maxsize=4)
-def _tables_for(model_dir: str, stamp: tuple[int, int]) -> SamplingTables:
+def _tables_for(model_dir: str, stamp: tuple[int, int]) -> tuple[SamplingTables, np.ndarray]:
     from dw2v.vocab import load as load_vocab
 
-    return SamplingTables.from_vocab(load_vocab(model_dir))
+    vocab = load_vocab(model_dir)
+    return SamplingTables.from_vocab(vocab), vocab.counts
+
+
+def _vocab_stamp(model_dir: str) -> tuple[int, int]:
+    from dw2v.vocab import VOCAB_FILE
+
+    info = (Path(model_dir) / VOCAB_FILE).stat()
+    return info.st_mtime_ns, info.st_size
 
 
 def sampling_tables(model_dir: str) -> SamplingTables:
     """The kernels' tables of the vocabulary in ``model_dir``, built once per worker process
     (so the workers build them side by side); keyed by the file's time and size, so a
     directory trained again gets new ones."""
-    from dw2v.vocab import VOCAB_FILE
+    return _tables_for(model_dir, _vocab_stamp(model_dir))[0]
 
-    info = (Path(model_dir) / VOCAB_FILE).stat()
-    return _tables_for(model_dir, (info.st_mtime_ns, info.st_size))
+
+def word_counts(model_dir: str) -> np.ndarray:
+    """The vocabulary's counts by row (cached with the tables)."""
+    return _tables_for(model_dir, _vocab_stamp(model_dir))[1]
 
 
 def start_params(vocab_size: int, dim: int, seed: int, start: str | None = None,
@@ -277,6 +289,12 @@ class TrainerSpec:
     base_dir: str | None = None
     checkpoint_every: float = 120.0
     exchange_timeout: float = 120.0
+    #: The row schedule (``plan.RowSchedule``): the most frequent ``hot_rows`` rows are
+    #: averaged every round, the others every ``cold_every`` rounds (in turn: row i in the
+    #: rounds where i % cold_every == round % cold_every), all of them before a checkpoint
+    #: and at the end.
+    hot_rows: int = 0
+    cold_every: int = 1
     #: Seconds between the trainer's reports of its rounds to the driver.
     report_every: float = 0.5
 
@@ -364,6 +382,15 @@ class Trainer:
         self.size = len(spec.addresses)
         self.base = self.params.copy() if self.size > 1 else None
         self.touches = (np.zeros(vocab_size, np.int64), np.zeros(vocab_size, np.int64))
+        # with peers: each row's touches since it was last averaged (the weights of averaging)
+        self.unsynced = ((np.zeros(vocab_size, np.int64), np.zeros(vocab_size, np.int64))
+                         if self.size > 1 else None)
+        # the next exchange averages every row (rank 0 asked for a checkpoint after it)
+        self.full_next = spec.checkpoint_every == 0
+        self.hot: np.ndarray | None = None  # the rows averaged every round
+        self.pool: ThreadPoolExecutor | None = None  # the overlapped exchange's thread
+        self.in_flight: tuple[Future[Any], list[list[RowUpdate]]] | None = None
+        self.sent = (0, 0)  # the group's bytes sent and received so far
         self.skipped: list[str] = []
         self.shards: dict[str, TokenShard] = {}
         self.reporter = _Reporter(worker, spec)
@@ -400,7 +427,7 @@ class Trainer:
                     raise Stopped(f"trainer {spec.rank} of job {spec.job}: released")
                 final = r == rounds - 1
                 due = final or time.monotonic() - last_checkpoint >= spec.checkpoint_every
-                due = self._round(r, due)
+                due = self._round(r, due, final)
                 if due:
                     self._checkpoint(spec.plan.round_offset + r + 1, wait=final)
                     last_checkpoint = time.monotonic()
@@ -410,10 +437,27 @@ class Trainer:
             self.reporter.flush()
             if self.group is not None:
                 self.group.close()
+            if self.pool is not None:
+                self.pool.shutdown(wait=False, cancel_futures=True)
 
-    def _round(self, r: int, due: bool) -> bool:
-        """Train round ``r`` of the plan, exchange its touched rows; whether to checkpoint
-        after it (rank 0's decision, which every peer hears with the exchange)."""
+    def _select(self, number: int) -> np.ndarray | None:
+        """The rows this round averages (a boolean mask; None: all of them)."""
+        spec = self.spec
+        if spec.cold_every <= 1:
+            return None
+        if self.hot is None:
+            counts = word_counts(spec.model_dir)
+            self.hot = np.zeros(len(counts), bool)
+            self.hot[np.argsort(-counts, kind="stable")[:spec.hot_rows]] = True
+        mask = self.hot.copy()
+        mask[number % spec.cold_every::spec.cold_every] = True
+        return mask
+
+    def _round(self, r: int, due: bool, final: bool) -> bool:
+        """Train round ``r`` of the plan, exchange the rows it averages; whether to
+        checkpoint after it. With peers, rank 0 decides a checkpoint (``due``) and every peer
+        hears it with the exchange; the next round then averages every row, so that the
+        replicas agree, and the checkpoint follows it."""
         spec, config, params = self.spec, self.config, self.params
         number = spec.plan.round_offset + r
         started = time.perf_counter()
@@ -426,46 +470,109 @@ class Trainer:
                               skipped=self.skipped if config.skip_bad_shards else None,
                               reader=self._open)
         trained = time.perf_counter()
-        rows = 0
-        sent = received = 0
+        rows, steps = 0, {}
+        sent, received = self.sent
         if self.group is not None:
-            assert self.base is not None
-            updates = [touched_rows(params.W_in, self.base.W_in, self.touches[0], number,
-                                    "input "),
-                       touched_rows(params.W_out, self.base.W_out, self.touches[1], number,
-                                    "output ")]
-            rows = sum(len(u.ids) for u in updates)
-            before = (self.group.bytes_sent, self.group.bytes_received)
-            vocab = len(params.W_in)
-            averaged = self.group.average(updates, [vocab, vocab], number,
-                                          {"checkpoint": due} if spec.rank == 0 else None)
-            for matrix, base, update in zip((params.W_in, params.W_out),
-                                            (self.base.W_in, self.base.W_out), averaged):
-                settle(matrix, base, update)
-            due = bool(self.group.controls.get(0, {}).get("checkpoint", due))
-            sent = self.group.bytes_sent - before[0]
-            received = self.group.bytes_received - before[1]
+            full = final or self.full_next
+            rows, steps = self._exchange(number, full, due and not full)
+            due = full
         else:
-            for name, matrix, touches in (("input ", params.W_in, self.touches[0]),
-                                          ("output ", params.W_out, self.touches[1])):
-                ids = np.flatnonzero(touches)
-                rows += len(ids)
-                bad = int((~np.isfinite(matrix[ids]).all(axis=1)).sum())
-                if bad:
-                    raise NumericalError(f"round {number + 1}: {bad} {name}vectors are NaN or "
-                                         "inf: training diverged (try a lower --alpha)")
+            rows = self._check_finite(number)
         done = time.perf_counter()
+        if self.group is not None:
+            self.sent = (self.group.bytes_sent, self.group.bytes_received)
         record = {"round": number, "rank": spec.rank, "worker": self.worker.address,
                   "words": counters.words_read, "words_kept": counters.words_kept,
                   "examples": counters.examples, "loss_sum": counters.loss_sum,
                   "loss_terms": counters.loss_terms, "seconds": done - started,
                   "seconds_training": trained - started, "seconds_exchange": done - trained,
-                  "bytes_sent": sent, "bytes_received": received, "rows": rows,
-                  "lr_start": lr_start, "lr_end": lr_end, "lr_scale": scale,
-                  "skipped": self.skipped[skipped_before:]}
+                  "bytes_sent": self.sent[0] - sent, "bytes_received": self.sent[1] - received,
+                  "rows": rows, "lr_start": lr_start, "lr_end": lr_end, "lr_scale": scale,
+                  "skipped": self.skipped[skipped_before:], "steps": steps}
         self.records.append(record)
         self.reporter.round(record)
         return due
+
+    def _check_finite(self, number: int) -> int:
+        """One worker: stop if a row it touched this round is NaN or inf; the rows touched."""
+        rows = 0
+        for name, matrix, touches in (("input ", self.params.W_in, self.touches[0]),
+                                      ("output ", self.params.W_out, self.touches[1])):
+            rows += int(np.count_nonzero(touches))
+            bad = nonfinite_rows(matrix, touches)
+            if bad:
+                raise NumericalError(f"round {number + 1}: {bad} {name}vectors are NaN or "
+                                     "inf: training diverged (try a lower --alpha)")
+        return rows
+
+    def _exchange(self, number: int, full: bool, ask: bool) -> tuple[int, dict[str, float]]:
+        """Offer the rows this round averages (all of them when ``full``) and settle on the
+        group's average. With ``config.overlap`` (and not ``full``) the exchange runs beside
+        the next round's training and is settled after it (one round stale): the replica
+        then trades its own change of those rows for the average. ``ask``: rank 0 asks for a
+        checkpoint after the next round. Returns the rows offered and the steps' seconds."""
+        assert self.base is not None and self.unsynced is not None and self.group is not None
+        params, base, group = self.params, self.base, self.group
+        steps_before = dict(group.seconds)
+        clock = time.perf_counter()
+        self._settle_in_flight()
+        waited = time.perf_counter() - clock
+        clock = time.perf_counter()
+        select = None if full else self._select(number)
+        for pending, touches in zip(self.unsynced, self.touches):
+            pending += touches
+        updates = [offer(params.W_in, base.W_in, self.unsynced[0], self.size, number,
+                         "input ", select),
+                   offer(params.W_out, base.W_out, self.unsynced[1], self.size, number,
+                         "output ", select)]
+        for pending, parts in zip(self.unsynced, updates):
+            for part in parts:
+                pending[part.ids] = 0  # their touches go with them
+        offered = time.perf_counter() - clock
+        vocab = len(params.W_in)
+        control = {"checkpoint": ask} if self.spec.rank == 0 else None
+        if self.config.overlap and not full:
+            if self.pool is None:
+                self.pool = ThreadPoolExecutor(1, thread_name_prefix="dw2v-exchange")
+            self.in_flight = (self.pool.submit(group.average, updates, [vocab, vocab], number,
+                                               control), updates)
+            settled = 0.0
+        else:
+            averaged = group.average(updates, [vocab, vocab], number, control)
+            clock = time.perf_counter()
+            for matrix, agreed, update in zip((params.W_in, params.W_out),
+                                              (base.W_in, base.W_out), averaged):
+                settle(matrix, agreed, update)
+            self._heard()
+            settled = time.perf_counter() - clock
+        steps = {k: v - steps_before[k] for k, v in group.seconds.items()}
+        steps.update(offer=offered, settle=settled, wait=waited)
+        return sum(len(p.ids) for parts in updates for p in parts), steps
+
+    def _settle_in_flight(self) -> None:
+        """Settle the exchange running beside this round: each row of it moves from this
+        worker's own change to the average (its change since, this round's, is kept)."""
+        if self.in_flight is None:
+            return
+        assert self.base is not None
+        future, mine = self.in_flight
+        self.in_flight = None
+        averaged = future.result()
+        for matrix, agreed, own, update in zip((self.params.W_in, self.params.W_out),
+                                               (self.base.W_in, self.base.W_out), mine,
+                                               averaged):
+            for part in own:
+                add_rows(matrix, part.ids, part.delta, np.float32(-1.0))
+            for part in update:
+                add_rows(matrix, part.ids, part.delta, np.float32(1.0))
+                add_rows(agreed, part.ids, part.delta, np.float32(1.0))
+        self._heard()
+
+    def _heard(self) -> None:
+        """After an exchange: whether rank 0 asked for a checkpoint (after a full round)."""
+        assert self.group is not None
+        self.full_next = (self.spec.checkpoint_every == 0
+                          or bool(self.group.controls.get(0, {}).get("checkpoint")))
 
     def _checkpoint(self, number: int, wait: bool) -> None:
         """This owner's rows of checkpoint ``number``, written in the background (copied

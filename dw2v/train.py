@@ -38,7 +38,7 @@ from dw2v.engine import Engine, Restart, RoundRecord, RunSetup, records_of, rest
 from dw2v.errors import (ConfigError, Dw2vError, Interrupted, NumericalError, OutputExistsError,
                          Terminated, TrainError)
 from dw2v.merge import CHECKPOINTS, latest_checkpoint, load_params, read_state
-from dw2v.plan import TrainPlan, plan_shards, sync_period
+from dw2v.plan import TrainPlan, hot_rows, plan_shards, sync_period
 from dw2v.preflight import check_run
 from dw2v.prepare import MANIFEST, WORK_DIR, build_into
 from dw2v.vocab import Vocabulary
@@ -291,13 +291,16 @@ def _train_staged(inputs: Sequence[str], target: Path, out: Path, config: RunCon
             start_round, start = 0, None
             init_from = None if base_dir is None else str(base_dir)
         logger.info("%d rounds of %d words per worker%s, %d workers, a checkpoint every "
-                    "%g s", plan.rounds, plan.period,
+                    "%g s; the %d most frequent rows averaged every round, the others every "
+                    "%d", plan.rounds, plan.period,
                     " (--sync-every auto)" if tc.sync_every is None else "", plan.size,
-                    cc.checkpoint_every)
+                    cc.checkpoint_every, hot_rows(tc, vocab.counts, plan.period),
+                    tc.cold_every)
         setup = RunSetup(out=out, config=tc, slots=slots, slot_sizes=slot_sizes, plan=plan,
                          start_round=start_round, start=start, base_dir=base_dir,
                          init_from=init_from, checkpoint_every=cc.checkpoint_every,
-                         exchange_timeout=cc.exchange_timeout, worker_timeout=cc.worker_timeout)
+                         exchange_timeout=cc.exchange_timeout, worker_timeout=cc.worker_timeout,
+                         hot_rows=hot_rows(tc, vocab.counts, plan.period))
         run_started = time.perf_counter()
         bar = tqdm(total=plan.total_words, unit="word", unit_scale=True, desc="training",
                    disable=not show_progress(progress), file=sys.stderr)

@@ -188,3 +188,26 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path: Path,
 
 def test_no_checkpoint_reads_as_none(tmp_path: Path) -> None:
     assert read_checkpoint(tmp_path) is None
+
+
+def test_an_offer_is_the_touched_rows_grouped_by_owner() -> None:
+    rng = np.random.default_rng(5)
+    base = rng.normal(size=(30, 4)).astype(np.float32)
+    replica = base + rng.normal(size=(30, 4)).astype(np.float32)
+    touches = rng.integers(0, 3, 30)
+    whole = merge.touched_rows(replica, base, touches)
+    np.testing.assert_array_equal(whole.ids, np.flatnonzero(touches))
+    np.testing.assert_array_equal(whole.delta, (replica - base)[whole.ids])
+    for owners in (1, 2, 3):
+        parts = merge.offer(replica, base, touches, owners)
+        expected = merge.split_by_owner(whole, owners)
+        for k, (part, want) in enumerate(zip(parts, expected)):
+            assert (merge.owner_of(part.ids, owners) == k).all()
+            np.testing.assert_array_equal(part.ids, want.ids)
+            np.testing.assert_array_equal(part.delta, want.delta)
+            np.testing.assert_array_equal(part.touches, want.touches)
+    # a row schedule: only the selected rows are offered
+    select = np.zeros(30, bool)
+    select[::4] = True
+    chosen = merge.touched_rows(replica, base, touches, select=select)
+    np.testing.assert_array_equal(chosen.ids, np.flatnonzero(touches * select))

@@ -59,3 +59,15 @@ def test_the_learning_rate_goes_on_across_a_replan() -> None:
 def test_a_plan_survives_its_checkpoint_form() -> None:
     plan = TrainPlan.first([57, 40, 61], period=10).replan(2, 2)
     assert TrainPlan.from_dict(plan.to_dict()) == plan
+
+
+def test_hot_rows_are_the_words_expected_once_per_round() -> None:
+    import numpy as np
+
+    from dw2v.plan import hot_rows
+
+    counts = np.array([500, 200, 100, 40, 10, 5])  # 855 tokens
+    assert hot_rows(TrainConfig(), counts, period=10) == 3   # counts >= 85.5
+    assert hot_rows(TrainConfig(), counts, period=100) == 5  # counts >= 8.55
+    assert hot_rows(TrainConfig(hot_rows=2), counts, period=10) == 2
+    assert hot_rows(TrainConfig(hot_rows=99), counts, period=10) == 6

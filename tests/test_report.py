@@ -30,14 +30,18 @@ def _images(page: Path) -> list[Path]:
 def test_every_trained_model_gets_a_report_with_its_figures(model: Path) -> None:
     page = model / "report.html"
     images = _images(page)
-    assert [p.name for p in images] == ["rounds.png", "workers.png", "rank_frequency.png",
-                                        "map.png"]
+    assert [p.name for p in images] == ["rounds.png", "workers.png", "exchange.png",
+                                        "rank_frequency.png", "map.png"]
     for image in images:
         data = image.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5_000, image
     text = page.read_text()
     assert "words trained" in text and "&quot;vector_size&quot;: 16" in text
     assert "of 100,000 words per worker" in text  # the round length the run used
+    # two workers: what their exchange cost, and the checkpoints
+    assert re.search(r"exchange</th><td>\d+\.\d% of the rounds&#x27; time, [\d.]+ MB sent",
+                     text), text
+    assert "restarts</th><td>none" in text and "checkpoints</th><td>after rounds" in text
 
 
 def test_dw2v_report_regenerates_it(model: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -223,6 +223,25 @@ def test_checkpoints_follow_checkpoint_every_and_one_is_written_at_the_end(
     np.testing.assert_array_equal(merge.load_params(kept).W_in, once.vectors)
 
 
+@pytest.mark.parametrize("schedule", [{"overlap": True}, {"cold_every": 4, "hot_rows": 100}])
+def test_overlapped_exchanges_and_row_schedules_train_and_end_in_agreement(
+        sample_dir: Path, client2: Client, tmp_path: Path, schedule: dict) -> None:
+    """A round's exchange beside the next round's training (one round stale), or the rare
+    rows averaged every 4th round: the run completes, the replicas agree at the end (the last
+    round averages every row: the final checkpoint's parts, one per worker, are the model),
+    and the vectors make sense."""
+    train = TrainConfig(vector_size=24, epochs=2, sync_every=20_000, seed=6, **schedule)
+    model = dw2v.train([str(sample_dir)], tmp_path / "m", RunConfig(train=train),
+                       client=client2, keep_work=True)
+    rounds = model.meta["rounds"]
+    assert len(rounds) > 10 and rounds[-1]["loss"] < rounds[0]["loss"]
+    final = merge.latest_checkpoint(tmp_path / "m")
+    np.testing.assert_array_equal(merge.load_params(final).W_in, model.vectors)
+    assert "god" in [w for w, _ in model.most_similar("lord", 10)]
+    if "cold_every" in schedule:  # fewer rows offered than with every row every round
+        assert max(r["worker_rows"][0] for r in rounds[1:-1]) < rounds[-1]["worker_rows"][0]
+
+
 def test_sampling_tables_are_built_once_per_vocabulary_file(sample_model: Path,
                                                              tmp_path: Path) -> None:
     """Each worker process builds the kernels' tables once per vocabulary file (its path, time
