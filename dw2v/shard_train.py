@@ -289,7 +289,7 @@ class TrainerSpec:
     base_dir: str | None = None
     checkpoint_every: float = 120.0
     exchange_timeout: float = 120.0
-    #: The row schedule (``plan.RowSchedule``): the most frequent ``hot_rows`` rows are
+    #: The row schedule (``plan.hot_rows``): the most frequent ``hot_rows`` rows are
     #: averaged every round, the others every ``cold_every`` rounds (in turn: row i in the
     #: rounds where i % cold_every == round % cold_every), all of them before a checkpoint
     #: and at the end.
