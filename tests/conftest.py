@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Iterator
+import os
+import shutil
 
-import pytest
-from distributed import Client
+# Without a GPU, Numba's CUDA simulator runs the GPU kernels (it must be chosen before Numba is
+# first imported): the cudasim tests then execute every line of them on the CPU.
+if shutil.which("nvidia-smi") is None:
+    os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
-from dw2v.dask_cluster import local_cluster
-from dw2v.testing import SAMPLE_DIR
+from pathlib import Path  # noqa: E402
+from typing import Iterator  # noqa: E402
+
+import pytest  # noqa: E402
+from distributed import Client  # noqa: E402
+
+from dw2v.dask_cluster import local_cluster  # noqa: E402
+from dw2v.testing import SAMPLE_DIR  # noqa: E402
 
 
 @pytest.fixture(scope="session")

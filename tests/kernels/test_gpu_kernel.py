@@ -1,0 +1,102 @@
+"""The CUDA skip-gram kernel (``dw2v.kernels.gpu``) against the NumPy reference: in Numba's
+CUDA simulator where there is no GPU (``cudasim``, CI), on the device where there is one."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from dw2v.kernels import cpu, reference
+
+SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+# the simulator runs the kernel's uint64 generator as NumPy scalars, which warn on the
+# wraparound a GPU does silently
+pytestmark = [pytest.mark.cudasim if SIMULATED else pytest.mark.gpu,
+              pytest.mark.filterwarnings("ignore:overflow encountered in scalar multiply")]
+
+
+@pytest.fixture(scope="module")
+def gpu():  # noqa: ANN201
+    from numba import cuda
+
+    if not SIMULATED and not cuda.is_available():
+        pytest.skip("no CUDA GPU, and the CUDA simulator is off (NUMBA_ENABLE_CUDASIM)")
+    from dw2v.kernels import gpu
+
+    return gpu
+
+
+def _problem(vocab: int = 12, dim: int = 6, sentences: int = 3, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(2, 7, size=sentences)
+    ids = rng.integers(0, vocab, size=lengths.sum()).astype(np.int32)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    counts = np.sort(rng.integers(1, 100, size=vocab))[::-1].astype(np.float64)
+    keep = rng.uniform(0.4, 1.0, size=vocab).astype(np.float32)
+    alias_prob, alias_idx = cpu.build_alias(counts ** 0.75 / (counts ** 0.75).sum())
+    W_in = ((rng.random((vocab, dim)) - 0.5) / dim).astype(np.float32)
+    W_out = ((rng.random((vocab, dim)) - 0.5) / dim).astype(np.float32)
+    return dict(ids=ids, offsets=offsets, W_in=W_in, W_out=W_out, keep_prob=keep,
+                alias_prob=alias_prob, alias_idx=alias_idx)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_one_block_equals_the_reference_on_the_same_draws(gpu, seed: int) -> None:  # noqa: ANN001
+    """One block trains the sentences in order; replaying its draws (each example's context
+    word, targets and learning rate) through the NumPy reference gives the same matrices."""
+    problem = _problem(seed=seed)
+    before = {k: v.copy() for k, v in problem.items()}
+    counters, trace = gpu.train_sg(**problem, window=2, negative=3, lr_start=0.5,
+                                   lr_end=0.05, seed=seed, blocks=1, threads=4,
+                                   trace_capacity=1000)
+    assert trace is not None and len(trace["lr"]) == counters[cpu.EXAMPLES] > 5
+    W_in, W_out = before["W_in"].copy(), before["W_out"].copy()
+    ref = reference.Counters()
+    for word, targets, lr in zip(trace["words"], trace["targets"], trace["lr"]):
+        reference.skipgram_step(W_in, W_out, int(word), targets, float(lr), ref)
+    np.testing.assert_allclose(problem["W_in"], W_in, atol=1e-5)
+    np.testing.assert_allclose(problem["W_out"], W_out, atol=1e-5)
+    assert counters[cpu.LOSS_TERMS] == ref.terms
+    assert counters[cpu.LOSS_SUM] == pytest.approx(ref.loss, rel=1e-4)
+    assert counters[cpu.WORDS_READ] == problem["offsets"][-1]
+    assert 0 < counters[cpu.WORDS_KEPT] <= counters[cpu.WORDS_READ]
+    # the learning rate falls linearly, sentence by sentence, over the words read
+    assert trace["lr"][0] == pytest.approx(0.5) and np.all(np.diff(trace["lr"]) <= 0)
+
+
+def test_several_blocks_learn_planted_pairs_and_count_touches(gpu) -> None:  # noqa: ANN001
+    """Words that always occur together (0-1, 2-3, ...) end up closer to their partner than to
+    the rest after a few passes with several blocks at once (Hogwild); every update is
+    counted in the touch arrays."""
+    rng = np.random.default_rng(4)
+    vocab, dim = 8, 8
+    pairs = rng.integers(0, vocab // 2, size=60) * 2
+    ids = np.stack([pairs, pairs + 1], axis=1).ravel().astype(np.int32)
+    offsets = np.arange(0, len(ids) + 1, 2, dtype=np.int64)
+    alias_prob, alias_idx = cpu.build_alias(np.full(vocab, 1.0 / vocab))
+    W_in = ((rng.random((vocab, dim)) - 0.5) / dim).astype(np.float32)
+    W_out = np.zeros((vocab, dim), np.float32)
+    touches = (np.zeros(vocab, np.int64), np.zeros(vocab, np.int64))
+    losses = []
+    for epoch in range(4):
+        counters, _ = gpu.train_sg(ids, offsets, W_in, W_out, np.ones(vocab, np.float32),
+                                   alias_prob, alias_idx, window=1, negative=2, lr_start=0.1,
+                                   lr_end=0.1, seed=epoch, blocks=3, threads=4,
+                                   touches=touches)
+        losses.append(counters[cpu.LOSS_SUM] / counters[cpu.LOSS_TERMS])
+    assert losses[-1] < losses[0]
+    unit = W_in / np.linalg.norm(W_in, axis=1, keepdims=True)
+    out = W_out / np.linalg.norm(W_out, axis=1, keepdims=True)
+    scores = unit @ out.T  # a word's input vector against every output vector
+    partner = np.arange(vocab) ^ 1
+    assert (scores[np.arange(vocab), partner] > np.median(scores, axis=1)).mean() >= 0.75
+    assert touches[0].sum() == 4 * 120  # every example: its context word's row once
+    assert touches[1].sum() >= touches[0].sum()  # the centre and the negatives not skipped
+
+
+def test_sizes_beyond_the_kernel_are_refused(gpu) -> None:  # noqa: ANN001
+    problem = _problem()
+    with pytest.raises(ValueError, match="dim <= 1024, negative <= 64"):
+        gpu.train_sg(**problem, window=2, negative=70, lr_start=0.1, lr_end=0.1, seed=0)
