@@ -140,6 +140,39 @@ def test_killed_driver_then_resume_completes(sample_dir: Path, tmp_path: Path) -
     assert sum(r["words"] for r in rounds) == model.meta["total_words"]
 
 
+def test_a_run_resumed_on_fewer_workers_re_plans_the_words_left(sample_dir: Path,
+                                                                tmp_path: Path) -> None:
+    """The driver is killed; one of the two workers goes too: ``--resume`` continues on the
+    one left, the words left re-planned onto it, every word trained once."""
+    with dask_processes(tmp_path / "dask", n_workers=2) as (_, scheduler_file, workers):
+        out = tmp_path / "model"
+        driver = _driver([str(sample_dir), "-o", str(out), "--scheduler-file",
+                          str(scheduler_file), *TRAIN], tmp_path / "first.log")
+        try:
+            wait_for(lambda: _checkpoint_round(out) >= 2 or driver.poll() is not None, 240,
+                      "no checkpoint")
+        finally:
+            driver.send_signal(signal.SIGKILL)
+            driver.wait()
+        kept = _checkpoint_round(out)
+        workers[1].send_signal(signal.SIGKILL)
+        workers[1].wait()
+        wait_for(lambda: _alive_workers(scheduler_file) == 1, 60, "the scheduler to notice")
+        _resume(out, scheduler_file, tmp_path / "second.log")
+    model = _sane(out)
+    rounds = model.meta["rounds"]
+    assert len(rounds[kept - 1]["workers"]) == 2 and len(rounds[-1]["workers"]) == 1
+    assert model.meta["workers"] == 1 and model.meta["restarts"] == []
+    assert sum(r["words"] for r in rounds) == model.meta["total_words"]  # each word once
+
+
+def _alive_workers(scheduler_file: Path) -> int:
+    from distributed import Client
+
+    with Client(scheduler_file=str(scheduler_file), timeout=10) as client:
+        return len(client.nthreads())
+
+
 def test_every_worker_lost_stops_after_the_timeout_and_resume_completes(
         sample_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "model"

@@ -1,4 +1,5 @@
-"""CUDA kernels (numba.cuda) for negative-sampling skip-gram with the CPU kernels' semantics.
+"""CUDA kernels (numba.cuda) for negative-sampling skip-gram and CBOW with the CPU kernels'
+semantics.
 
 One thread block trains one sentence at a time (blocks take sentences in turn, grid-stride),
 its threads across the vector's dimensions; the block's thread 0 makes the random choices
@@ -46,44 +47,96 @@ def _bits(state):  # type: ignore[no-untyped-def]
     return state * np.uint64(0x2545F4914F6CDD1D)
 
 
+@cuda.jit(device=True, inline=True)
+def _uniform(state):  # type: ignore[no-untyped-def]
+    return float(_bits(state) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@cuda.jit(device=True, inline=True)
+def _subsample(ids, lo, hi, keep_prob, sentence, state):  # type: ignore[no-untyped-def]  # noqa
+    """Thread 0: the sentence's words after subsampling into ``sentence``; (state, kept)."""
+    n = 0
+    for p in range(lo, hi):
+        word = ids[p]
+        state = _next(state)
+        if keep_prob[word] >= 1.0 or _uniform(state) < keep_prob[word]:
+            sentence[n] = word
+            n += 1
+    return state, n
+
+
+@cuda.jit(device=True, inline=True)
+def _draw_targets(state, centre, targets, negative, alias_prob, alias_idx):  # type: ignore  # noqa
+    """Thread 0: ``targets[0] = centre``, then ``negative`` draws from the alias table."""
+    targets[0] = centre
+    for k in range(1, negative + 1):
+        state = _next(state)
+        bits = _bits(state)
+        column = np.int64(((bits >> np.uint64(32)) * np.uint64(alias_prob.shape[0]))
+                          >> np.uint64(32))
+        coin = float(bits & np.uint64(0xFFFFFFFF)) * (1.0 / 4294967296.0)
+        targets[k] = column if coin < alias_prob[column] else alias_idx[column]
+    return state
+
+
+@cuda.jit(device=True, inline=True)
+def _dot(h, W_out, target, partial):  # type: ignore[no-untyped-def]  # noqa
+    """The block's dot product of ``h`` and ``W_out[target]`` (every thread gets it)."""
+    t, nt = cuda.threadIdx.x, cuda.blockDim.x
+    acc = np.float32(0.0)
+    for d in range(t, W_out.shape[1], nt):  # h may be a longer shared array
+        acc += h[d] * W_out[target, d]
+    partial[t] = acc
+    cuda.syncthreads()
+    f = np.float32(0.0)
+    for q in range(nt):
+        f += partial[q]
+    cuda.syncthreads()  # everyone has read the partial sums before they are written again
+    return f
+
+
+@cuda.jit(device=True, inline=True)
+def _step(f, k, lr, counters, block):  # type: ignore[no-untyped-def]  # noqa
+    """The update's size for target ``k`` (0: the centre) at score ``f``; thread 0 adds the
+    loss term (softplus, stable) to the block's counters."""
+    f = min(max(f, -MAX_SCORE), MAX_SCORE)
+    label = 1.0 if k == 0 else 0.0
+    if cuda.threadIdx.x == 0:
+        x = -f if k == 0 else f
+        counters[block, LOSS_SUM] += (x + math.log1p(math.exp(-x)) if x > 0
+                                      else math.log1p(math.exp(x)))
+        counters[block, LOSS_TERMS] += 1
+    return np.float32((label - 1.0 / (1.0 + math.exp(-f))) * lr)
+
+
 @cuda.jit
 def sg_kernel(ids, offsets, s_lo, s_hi, W_in, W_out, keep_prob, alias_prob, alias_idx,  # noqa
               window, negative, lr_start, lr_end, seeds, scratch, counters, touches_in,
               touches_out, trace_words, trace_targets, trace_lr, trace_n):
-    """Skip-gram over sentences ``[s_lo, s_hi)``; ``seeds`` one per sentence, ``scratch`` one
-    row per block (the longest sentence), ``counters`` (blocks, 5) float64, touch arrays and
-    trace arrays of length 0 when off."""
-    t = cuda.threadIdx.x
-    nt = cuda.blockDim.x
-    block = cuda.blockIdx.x
+    """Skip-gram over sentences ``[s_lo, s_hi)``: each context word's input row predicts the
+    centre word against ``negative`` noise words. ``seeds`` one per sentence, ``scratch`` one
+    row per block (the longest sentence), ``counters`` (blocks, 5) float64; touch and trace
+    arrays of length 0 when off (``trace_words`` (capacity, 1))."""
+    t, nt, block = cuda.threadIdx.x, cuda.blockDim.x, cuda.blockIdx.x
     partial = cuda.shared.array(THREADS, np.float32)
     neu1e = cuda.shared.array(MAX_DIM, np.float32)
     targets = cuda.shared.array(MAX_TARGETS, np.int64)
     info = cuda.shared.array(4, np.int64)
-    step = cuda.shared.array(1, np.float32)
     dim = W_in.shape[1]
     counting = touches_in.shape[0] > 0
-    tracing = trace_lr.shape[0] > 0
     total = max(offsets[s_hi] - offsets[s_lo], 1)
     state = np.uint64(1)
     for s in range(s_lo + block, s_hi, cuda.gridDim.x):
         sentence = scratch[block]
         lr = lr_start + (lr_end - lr_start) * ((offsets[s] - offsets[s_lo]) / total)
         if t == 0:
-            state = np.uint64(seeds[s - s_lo]) | np.uint64(1)
-            n = 0
-            for p in range(offsets[s], offsets[s + 1]):
-                word = ids[p]
-                state = _next(state)
-                u = float(_bits(state) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-                if keep_prob[word] >= 1.0 or u < keep_prob[word]:
-                    sentence[n] = word
-                    n += 1
-            info[0] = n
+            state, info[0] = _subsample(ids, offsets[s], offsets[s + 1], keep_prob, sentence,
+                                        np.uint64(seeds[s - s_lo]) | np.uint64(1))
             counters[block, WORDS_READ] += offsets[s + 1] - offsets[s]
-            counters[block, WORDS_KEPT] += n
+            counters[block, WORDS_KEPT] += info[0]
         cuda.syncthreads()
         n = info[0]
+        cuda.syncthreads()  # read by all before thread 0 writes info again
         for i in range(n):
             if t == 0:
                 state = _next(state)
@@ -91,65 +144,135 @@ def sg_kernel(ids, offsets, s_lo, s_hi, W_in, W_out, keep_prob, alias_prob, alia
                 info[1] = max(0, i - window + b)
                 info[2] = min(n, i + window + 1 - b)
             cuda.syncthreads()
+            j_lo, j_hi = info[1], info[2]
+            cuda.syncthreads()
             centre = sentence[i]
-            for j in range(info[1], info[2]):
+            for j in range(j_lo, j_hi):
                 if j == i:
                     continue
                 word = sentence[j]
                 if t == 0:
-                    targets[0] = centre
-                    for k in range(1, negative + 1):
-                        state = _next(state)
-                        bits = _bits(state)
-                        column = np.int64(((bits >> np.uint64(32))
-                                           * np.uint64(alias_prob.shape[0])) >> np.uint64(32))
-                        coin = float(bits & np.uint64(0xFFFFFFFF)) * (1.0 / 4294967296.0)
-                        targets[k] = column if coin < alias_prob[column] else alias_idx[column]
+                    state = _draw_targets(state, centre, targets, negative, alias_prob,
+                                          alias_idx)
                 for d in range(t, dim, nt):
                     neu1e[d] = 0.0
                 cuda.syncthreads()
+                h = W_in[word]
                 for k in range(negative + 1):
                     target = targets[k]
                     if k > 0 and target == centre:
                         continue  # the same for every thread: targets are shared
-                    acc = np.float32(0.0)
-                    for d in range(t, dim, nt):
-                        acc += W_in[word, d] * W_out[target, d]
-                    partial[t] = acc
-                    cuda.syncthreads()
-                    if t == 0:
-                        f = np.float32(0.0)
-                        for q in range(nt):
-                            f += partial[q]
-                        f = min(max(f, -MAX_SCORE), MAX_SCORE)
-                        label = 1.0 if k == 0 else 0.0
-                        step[0] = (label - 1.0 / (1.0 + math.exp(-f))) * lr
-                        x = -f if k == 0 else f  # the loss term: softplus(x), stable
-                        loss = x + math.log1p(math.exp(-x)) if x > 0 else math.log1p(math.exp(x))
-                        counters[block, LOSS_SUM] += loss
-                        counters[block, LOSS_TERMS] += 1
-                        if counting:
-                            cuda.atomic.add(touches_out, target, 1)
-                    cuda.syncthreads()
-                    g = step[0]
+                    g = _step(_dot(h, W_out, target, partial), k, lr, counters, block)
                     for d in range(t, dim, nt):
                         neu1e[d] += g * W_out[target, d]
-                        W_out[target, d] += g * W_in[word, d]
+                        W_out[target, d] += g * h[d]
+                    if counting and t == 0:
+                        cuda.atomic.add(touches_out, target, 1)
                     cuda.syncthreads()
                 for d in range(t, dim, nt):
-                    W_in[word, d] += neu1e[d]
+                    h[d] += neu1e[d]
                 if t == 0:
                     counters[block, EXAMPLES] += 1
                     if counting:
                         cuda.atomic.add(touches_in, word, 1)
-                    if tracing:
-                        e = cuda.atomic.add(trace_n, 0, 1)
-                        if e < trace_lr.shape[0]:
-                            trace_words[e] = word
-                            for k in range(negative + 1):
-                                trace_targets[e, k] = targets[k]
-                            trace_lr[e] = lr
+                    _trace(trace_words, trace_targets, trace_lr, trace_n, sentence, j, j + 1,
+                           -1, targets, negative, lr)
                 cuda.syncthreads()
+
+
+@cuda.jit
+def cbow_kernel(ids, offsets, s_lo, s_hi, W_in, W_out, keep_prob, alias_prob,  # noqa
+                alias_idx, window, negative, lr_start, lr_end, seeds, scratch, counters,
+                touches_in, touches_out, trace_words, trace_targets, trace_lr, trace_n):
+    """CBOW over sentences ``[s_lo, s_hi)``: the mean of the context rows predicts the centre
+    word; every context row then receives the whole gradient (word2vec's ``-cbow 1``).
+    Arguments as :func:`sg_kernel`'s; ``trace_words`` (capacity, 2 * window)."""
+    t, nt, block = cuda.threadIdx.x, cuda.blockDim.x, cuda.blockIdx.x
+    partial = cuda.shared.array(THREADS, np.float32)
+    neu1e = cuda.shared.array(MAX_DIM, np.float32)
+    h = cuda.shared.array(MAX_DIM, np.float32)
+    targets = cuda.shared.array(MAX_TARGETS, np.int64)
+    info = cuda.shared.array(4, np.int64)
+    dim = W_in.shape[1]
+    counting = touches_in.shape[0] > 0
+    total = max(offsets[s_hi] - offsets[s_lo], 1)
+    state = np.uint64(1)
+    for s in range(s_lo + block, s_hi, cuda.gridDim.x):
+        sentence = scratch[block]
+        lr = lr_start + (lr_end - lr_start) * ((offsets[s] - offsets[s_lo]) / total)
+        if t == 0:
+            state, info[0] = _subsample(ids, offsets[s], offsets[s + 1], keep_prob, sentence,
+                                        np.uint64(seeds[s - s_lo]) | np.uint64(1))
+            counters[block, WORDS_READ] += offsets[s + 1] - offsets[s]
+            counters[block, WORDS_KEPT] += info[0]
+        cuda.syncthreads()
+        n = info[0]
+        cuda.syncthreads()
+        for i in range(n):
+            if t == 0:
+                state = _next(state)
+                b = np.int64(_bits(state) % np.uint64(window))
+                info[1] = max(0, i - window + b)
+                info[2] = min(n, i + window + 1 - b)
+            cuda.syncthreads()
+            j_lo, j_hi = info[1], info[2]
+            cuda.syncthreads()
+            if j_hi - j_lo <= 1:
+                continue  # no context: the same for every thread
+            centre = sentence[i]
+            inv = np.float32(1.0 / (j_hi - j_lo - 1))
+            for d in range(t, dim, nt):
+                acc = np.float32(0.0)
+                for j in range(j_lo, j_hi):
+                    if j != i:
+                        acc += W_in[sentence[j], d]
+                h[d] = acc * inv
+                neu1e[d] = 0.0
+            if t == 0:
+                state = _draw_targets(state, centre, targets, negative, alias_prob, alias_idx)
+            cuda.syncthreads()
+            for k in range(negative + 1):
+                target = targets[k]
+                if k > 0 and target == centre:
+                    continue
+                g = _step(_dot(h, W_out, target, partial), k, lr, counters, block)
+                for d in range(t, dim, nt):
+                    neu1e[d] += g * W_out[target, d]
+                    W_out[target, d] += g * h[d]
+                if counting and t == 0:
+                    cuda.atomic.add(touches_out, target, 1)
+                cuda.syncthreads()
+            for j in range(j_lo, j_hi):
+                if j != i:
+                    for d in range(t, dim, nt):
+                        W_in[sentence[j], d] += neu1e[d]
+                    if counting and t == 0:
+                        cuda.atomic.add(touches_in, sentence[j], 1)
+            if t == 0:
+                counters[block, EXAMPLES] += 1
+                _trace(trace_words, trace_targets, trace_lr, trace_n, sentence, j_lo, j_hi, i,
+                       targets, negative, lr)
+            cuda.syncthreads()
+
+
+@cuda.jit(device=True, inline=True)
+def _trace(trace_words, trace_targets, trace_lr, trace_n, sentence, j_lo, j_hi, skip,  # noqa
+           targets, negative, lr):  # type: ignore[no-untyped-def]
+    """Thread 0: append one example (its input words ``sentence[j_lo:j_hi]`` but ``skip``,
+    padded with -1; its targets; its learning rate) unless tracing is off or full."""
+    if trace_lr.shape[0] == 0:
+        return
+    e = cuda.atomic.add(trace_n, 0, 1)
+    if e >= trace_lr.shape[0]:
+        return
+    c = 0
+    for j in range(j_lo, j_hi):
+        if j != skip:
+            trace_words[e, c] = sentence[j]
+            c += 1
+    for k in range(negative + 1):
+        trace_targets[e, k] = targets[k]
+    trace_lr[e] = lr
 
 
 def sentence_seeds(seed: int, first: int, count: int) -> np.ndarray:
@@ -157,18 +280,19 @@ def sentence_seeds(seed: int, first: int, count: int) -> np.ndarray:
     return np.random.SeedSequence([seed, first]).generate_state(max(count, 1), np.uint64)[:count]
 
 
-def train_sg(ids: Any, offsets: np.ndarray, W_in: Any, W_out: Any, keep_prob: Any,
-             alias_prob: Any, alias_idx: Any, *, window: int, negative: int, lr_start: float,
-             lr_end: float, seed: int, blocks: int = 64, threads: int = THREADS,
-             touches: tuple[Any, Any] | None = None, trace_capacity: int = 0
-             ) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
-    """Train skip-gram over every sentence of ``offsets`` on the device (``W_in``, ``W_out``
-    updated in place); return the counters (float64, 5: words read, kept, examples, loss sum,
-    loss terms) and, with ``trace_capacity``, the examples in the order trained (one block
-    trains them in sentence order)."""
-    if W_in.shape[1] > MAX_DIM or negative + 1 > MAX_TARGETS or threads > THREADS:
+def train(ids: Any, offsets: np.ndarray, W_in: Any, W_out: Any, keep_prob: Any,
+          alias_prob: Any, alias_idx: Any, *, sg: bool, window: int, negative: int,
+          lr_start: float, lr_end: float, seed: int, blocks: int = 64, threads: int = THREADS,
+          touches: tuple[Any, Any] | None = None, trace_capacity: int = 0
+          ) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
+    """Train skip-gram (``sg``) or CBOW over every sentence of ``offsets`` on the device
+    (``W_in``, ``W_out`` updated in place; device arrays, or NumPy ones in the simulator);
+    return the counters (float64, 5: words read, kept, examples, loss sum, loss terms) and,
+    with ``trace_capacity``, the examples in the order trained (one block trains them in
+    sentence order): ``words`` (padded with -1), ``targets``, ``lr``."""
+    if W_in.shape[1] > MAX_DIM or negative + 1 > MAX_TARGETS or not 1 <= threads <= THREADS:
         raise ValueError(f"the GPU kernel takes dim <= {MAX_DIM}, negative <= "
-                         f"{MAX_TARGETS - 1}, threads <= {THREADS}")
+                         f"{MAX_TARGETS - 1}, 1 <= threads <= {THREADS}")
     offsets = np.asarray(offsets, np.int64)
     sentences = len(offsets) - 1
     blocks = max(1, min(blocks, sentences))
@@ -177,14 +301,15 @@ def train_sg(ids: Any, offsets: np.ndarray, W_in: Any, W_out: Any, keep_prob: An
     counters = cuda.to_device(np.zeros((blocks, 5), np.float64))
     none = cuda.to_device(np.zeros(0, np.int64))
     t_in, t_out = touches if touches is not None else (none, none)
-    trace = (cuda.to_device(np.full(trace_capacity, -1, np.int64)),
+    width = 1 if sg else 2 * window
+    trace = (cuda.to_device(np.full((trace_capacity, width), -1, np.int64)),
              cuda.to_device(np.full((trace_capacity, negative + 1), -1, np.int64)),
              cuda.to_device(np.full(trace_capacity, np.nan)), cuda.to_device(np.zeros(1, np.int64)))
-    seeds = cuda.to_device(sentence_seeds(seed, 0, sentences))
-    sg_kernel[blocks, threads](ids, cuda.to_device(offsets), 0, sentences, W_in, W_out,
-                               keep_prob, alias_prob, alias_idx, window, negative,
-                               np.float32(lr_start), np.float32(lr_end), seeds, scratch,
-                               counters, t_in, t_out, *trace)
+    kernel = sg_kernel if sg else cbow_kernel
+    kernel[blocks, threads](ids, cuda.to_device(offsets), 0, sentences, W_in, W_out, keep_prob,
+                            alias_prob, alias_idx, window, negative, np.float32(lr_start),
+                            np.float32(lr_end), cuda.to_device(sentence_seeds(seed, 0, sentences)),
+                            scratch, counters, t_in, t_out, *trace)
     summed = counters.copy_to_host().sum(axis=0)
     if not trace_capacity:
         return summed, None

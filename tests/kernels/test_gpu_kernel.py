@@ -42,20 +42,25 @@ def _problem(vocab: int = 12, dim: int = 6, sentences: int = 3, seed: int = 0) -
                 alias_prob=alias_prob, alias_idx=alias_idx)
 
 
+@pytest.mark.parametrize("sg", [True, False], ids=["skipgram", "cbow"])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_one_block_equals_the_reference_on_the_same_draws(gpu, seed: int) -> None:  # noqa: ANN001
-    """One block trains the sentences in order; replaying its draws (each example's context
-    word, targets and learning rate) through the NumPy reference gives the same matrices."""
+def test_one_block_equals_the_reference_on_the_same_draws(gpu, sg: bool,  # noqa: ANN001
+                                                          seed: int) -> None:
+    """One block trains the sentences in order; replaying its draws (each example's input
+    words, targets and learning rate) through the NumPy reference gives the same matrices."""
     problem = _problem(seed=seed)
     before = {k: v.copy() for k, v in problem.items()}
-    counters, trace = gpu.train_sg(**problem, window=2, negative=3, lr_start=0.5,
-                                   lr_end=0.05, seed=seed, blocks=1, threads=4,
-                                   trace_capacity=1000)
+    counters, trace = gpu.train(**problem, sg=sg, window=2, negative=3, lr_start=0.5,
+                                lr_end=0.05, seed=seed, blocks=1, threads=4,
+                                trace_capacity=1000)
     assert trace is not None and len(trace["lr"]) == counters[cpu.EXAMPLES] > 5
     W_in, W_out = before["W_in"].copy(), before["W_out"].copy()
     ref = reference.Counters()
-    for word, targets, lr in zip(trace["words"], trace["targets"], trace["lr"]):
-        reference.skipgram_step(W_in, W_out, int(word), targets, float(lr), ref)
+    for words, targets, lr in zip(trace["words"], trace["targets"], trace["lr"]):
+        if sg:
+            reference.skipgram_step(W_in, W_out, int(words[0]), targets, float(lr), ref)
+        else:
+            reference.cbow_step(W_in, W_out, words[words >= 0], targets, float(lr), ref)
     np.testing.assert_allclose(problem["W_in"], W_in, atol=1e-5)
     np.testing.assert_allclose(problem["W_out"], W_out, atol=1e-5)
     assert counters[cpu.LOSS_TERMS] == ref.terms
@@ -66,13 +71,14 @@ def test_one_block_equals_the_reference_on_the_same_draws(gpu, seed: int) -> Non
     assert trace["lr"][0] == pytest.approx(0.5) and np.all(np.diff(trace["lr"]) <= 0)
 
 
-def test_several_blocks_learn_planted_pairs_and_count_touches(gpu) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("sg", [True, False], ids=["skipgram", "cbow"])
+def test_several_blocks_learn_planted_pairs_and_count_touches(gpu, sg: bool) -> None:  # noqa: ANN001
     """Words that always occur together (0-1, 2-3, ...) end up closer to their partner than to
     the rest after a few passes with several blocks at once (Hogwild); every update is
     counted in the touch arrays."""
     rng = np.random.default_rng(4)
     vocab, dim = 8, 8
-    pairs = rng.integers(0, vocab // 2, size=60) * 2
+    pairs = rng.integers(0, vocab // 2, size=40) * 2
     ids = np.stack([pairs, pairs + 1], axis=1).ravel().astype(np.int32)
     offsets = np.arange(0, len(ids) + 1, 2, dtype=np.int64)
     alias_prob, alias_idx = cpu.build_alias(np.full(vocab, 1.0 / vocab))
@@ -81,10 +87,10 @@ def test_several_blocks_learn_planted_pairs_and_count_touches(gpu) -> None:  # n
     touches = (np.zeros(vocab, np.int64), np.zeros(vocab, np.int64))
     losses = []
     for epoch in range(4):
-        counters, _ = gpu.train_sg(ids, offsets, W_in, W_out, np.ones(vocab, np.float32),
-                                   alias_prob, alias_idx, window=1, negative=2, lr_start=0.1,
-                                   lr_end=0.1, seed=epoch, blocks=3, threads=4,
-                                   touches=touches)
+        counters, _ = gpu.train(ids, offsets, W_in, W_out, np.ones(vocab, np.float32),
+                                alias_prob, alias_idx, sg=sg, window=1, negative=2,
+                                lr_start=0.1, lr_end=0.1, seed=epoch, blocks=2, threads=2,
+                                touches=touches)
         losses.append(counters[cpu.LOSS_SUM] / counters[cpu.LOSS_TERMS])
     assert losses[-1] < losses[0]
     unit = W_in / np.linalg.norm(W_in, axis=1, keepdims=True)
@@ -92,11 +98,11 @@ def test_several_blocks_learn_planted_pairs_and_count_touches(gpu) -> None:  # n
     scores = unit @ out.T  # a word's input vector against every output vector
     partner = np.arange(vocab) ^ 1
     assert (scores[np.arange(vocab), partner] > np.median(scores, axis=1)).mean() >= 0.75
-    assert touches[0].sum() == 4 * 120  # every example: its context word's row once
+    assert touches[0].sum() == 4 * 80  # every example (a pair): one context row once
     assert touches[1].sum() >= touches[0].sum()  # the centre and the negatives not skipped
 
 
 def test_sizes_beyond_the_kernel_are_refused(gpu) -> None:  # noqa: ANN001
     problem = _problem()
     with pytest.raises(ValueError, match="dim <= 1024, negative <= 64"):
-        gpu.train_sg(**problem, window=2, negative=70, lr_start=0.1, lr_end=0.1, seed=0)
+        gpu.train(**problem, sg=True, window=2, negative=70, lr_start=0.1, lr_end=0.1, seed=0)
