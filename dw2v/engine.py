@@ -26,8 +26,7 @@ from typing import Any
 from distributed import Client, Future
 
 from dw2v.config import TrainConfig, to_dict
-from dw2v.errors import (CheckpointWriteError, Dw2vError, ExchangeError, ResumableError,
-                         TrainError)
+from dw2v.errors import CheckpointWriteError, Dw2vError, ExchangeError, ResumableError, TrainError
 from dw2v.exchange import register, unregister
 from dw2v.merge import finish_checkpoint, latest_checkpoint
 from dw2v.plan import TrainPlan

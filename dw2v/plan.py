@@ -12,8 +12,9 @@ twice or skipped and the learning-rate schedule goes on where it stopped.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -34,7 +34,7 @@ from dw2v.dask_cluster import client_for, show_progress
 from dw2v.embeddings import MODEL_JSON, OUTPUT_VECTORS, VECTORS, Embeddings
 from dw2v.embeddings import check_matrix_header
 from dw2v.embeddings import load as load_embeddings
-from dw2v.engine import Engine, Restart, RoundRecord, RunSetup, records_of, restarts_of
+from dw2v.engine import Engine, RoundRecord, RunSetup, records_of, restarts_of
 from dw2v.errors import (ConfigError, Dw2vError, Interrupted, NumericalError, OutputExistsError,
                          Terminated, TrainError)
 from dw2v.merge import CHECKPOINTS, latest_checkpoint, load_params, read_state

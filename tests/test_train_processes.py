@@ -53,6 +53,20 @@ def _checkpoint_round(model_dir: Path) -> int:
     return int(name.split("-")[1])
 
 
+def _started(sample_dir: Path, out: Path, scheduler_file: Path, log: Path, rounds: int,
+             *extra: str) -> subprocess.Popen[bytes]:
+    """``dw2v train`` on the cluster, once a checkpoint after ``rounds`` rounds is complete."""
+    driver = _driver([str(sample_dir), "-o", str(out), "--scheduler-file", str(scheduler_file),
+                      *TRAIN, *extra], log)
+    try:
+        wait_for(lambda: _checkpoint_round(out) >= rounds or driver.poll() is not None, 240,
+                 "no checkpoint")
+    except BaseException:
+        driver.kill()
+        raise
+    return driver
+
+
 def _sane(model_dir: Path) -> dw2v.Embeddings:
     model = dw2v.load(model_dir)
     assert np.isfinite(model.vectors).all()
@@ -63,11 +77,8 @@ def _sane(model_dir: Path) -> dw2v.Embeddings:
 def test_train_completes_and_survives_a_killed_worker(sample_dir: Path, tmp_path: Path) -> None:
     with dask_processes(tmp_path / "dask", n_workers=2) as (_, scheduler_file, workers):
         out = tmp_path / "model"
-        driver = _driver([str(sample_dir), "-o", str(out), "--scheduler-file",
-                          str(scheduler_file), *TRAIN], tmp_path / "driver.log")
+        driver = _started(sample_dir, out, scheduler_file, tmp_path / "driver.log", 3)
         try:
-            wait_for(lambda: _checkpoint_round(out) >= 3 or driver.poll() is not None, 240,
-                      "no checkpoint")
             assert driver.poll() is None, (tmp_path / "driver.log").read_text()
             workers[1].send_signal(signal.SIGKILL)  # mid-run: later rounds remain
             assert driver.wait(timeout=300) == 0, (tmp_path / "driver.log").read_text()
@@ -94,12 +105,9 @@ def test_a_hung_worker_is_dropped_after_the_exchange_timeout(sample_dir: Path,
     last checkpoint and the run completes."""
     with dask_processes(tmp_path / "dask", n_workers=3) as (_, scheduler_file, workers):
         out = tmp_path / "model"
-        driver = _driver([str(sample_dir), "-o", str(out), "--scheduler-file",
-                          str(scheduler_file), *TRAIN, "--exchange-timeout", "4"],
-                         tmp_path / "driver.log")
+        driver = _started(sample_dir, out, scheduler_file, tmp_path / "driver.log", 3,
+                          "--exchange-timeout", "4")
         try:
-            wait_for(lambda: _checkpoint_round(out) >= 3 or driver.poll() is not None, 240,
-                      "no checkpoint")
             assert driver.poll() is None, (tmp_path / "driver.log").read_text()
             workers[2].send_signal(signal.SIGSTOP)
             assert driver.wait(timeout=300) == 0, (tmp_path / "driver.log").read_text()
@@ -146,14 +154,9 @@ def test_a_run_resumed_on_fewer_workers_re_plans_the_words_left(sample_dir: Path
     one left, the words left re-planned onto it, every word trained once."""
     with dask_processes(tmp_path / "dask", n_workers=2) as (_, scheduler_file, workers):
         out = tmp_path / "model"
-        driver = _driver([str(sample_dir), "-o", str(out), "--scheduler-file",
-                          str(scheduler_file), *TRAIN], tmp_path / "first.log")
-        try:
-            wait_for(lambda: _checkpoint_round(out) >= 2 or driver.poll() is not None, 240,
-                      "no checkpoint")
-        finally:
-            driver.send_signal(signal.SIGKILL)
-            driver.wait()
+        driver = _started(sample_dir, out, scheduler_file, tmp_path / "first.log", 2)
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
         kept = _checkpoint_round(out)
         workers[1].send_signal(signal.SIGKILL)
         workers[1].wait()

@@ -53,7 +53,7 @@ def _uniform(state):  # type: ignore[no-untyped-def]
 
 
 @cuda.jit(device=True, inline=True)
-def _subsample(ids, lo, hi, keep_prob, sentence, state):  # type: ignore[no-untyped-def]  # noqa
+def _subsample(ids, lo, hi, keep_prob, sentence, state):  # type: ignore[no-untyped-def]
     """Thread 0: the sentence's words after subsampling into ``sentence``; (state, kept)."""
     n = 0
     for p in range(lo, hi):
@@ -66,7 +66,37 @@ def _subsample(ids, lo, hi, keep_prob, sentence, state):  # type: ignore[no-unty
 
 
 @cuda.jit(device=True, inline=True)
-def _draw_targets(state, centre, targets, negative, alias_prob, alias_idx):  # type: ignore  # noqa
+def _begin(ids, offsets, s, keep_prob, sentence, state, counters, block, info):  # type: ignore
+    """Sentence ``s``: thread 0 subsamples it into ``sentence`` and counts its words; every
+    thread gets (state, the words kept), and has read them before thread 0 writes again."""
+    if cuda.threadIdx.x == 0:
+        state, info[0] = _subsample(ids, offsets[s], offsets[s + 1], keep_prob, sentence,
+                                    state)
+        counters[block, WORDS_READ] += offsets[s + 1] - offsets[s]
+        counters[block, WORDS_KEPT] += info[0]
+    cuda.syncthreads()
+    n = info[0]
+    cuda.syncthreads()
+    return state, n
+
+
+@cuda.jit(device=True, inline=True)
+def _window(state, i, n, window, info):  # type: ignore[no-untyped-def]
+    """word2vec's shrunk window around position ``i`` (thread 0 draws b in [0, window)):
+    every thread gets ``[max(0, i - window + b), min(n, i + window + 1 - b))``."""
+    if cuda.threadIdx.x == 0:
+        state = _next(state)
+        b = np.int64(_bits(state) % np.uint64(window))
+        info[1] = max(0, i - window + b)
+        info[2] = min(n, i + window + 1 - b)
+    cuda.syncthreads()
+    j_lo, j_hi = info[1], info[2]
+    cuda.syncthreads()
+    return state, j_lo, j_hi
+
+
+@cuda.jit(device=True, inline=True)
+def _draw_targets(state, centre, targets, negative, alias_prob, alias_idx):  # type: ignore
     """Thread 0: ``targets[0] = centre``, then ``negative`` draws from the alias table."""
     targets[0] = centre
     for k in range(1, negative + 1):
@@ -80,7 +110,7 @@ def _draw_targets(state, centre, targets, negative, alias_prob, alias_idx):  # t
 
 
 @cuda.jit(device=True, inline=True)
-def _dot(h, W_out, target, partial):  # type: ignore[no-untyped-def]  # noqa
+def _dot(h, W_out, target, partial):  # type: ignore[no-untyped-def]
     """The block's dot product of ``h`` and ``W_out[target]`` (every thread gets it)."""
     t, nt = cuda.threadIdx.x, cuda.blockDim.x
     acc = np.float32(0.0)
@@ -96,7 +126,7 @@ def _dot(h, W_out, target, partial):  # type: ignore[no-untyped-def]  # noqa
 
 
 @cuda.jit(device=True, inline=True)
-def _step(f, k, lr, counters, block):  # type: ignore[no-untyped-def]  # noqa
+def _step(f, k, lr, counters, block):  # type: ignore[no-untyped-def]
     """The update's size for target ``k`` (0: the centre) at score ``f``; thread 0 adds the
     loss term (softplus, stable) to the block's counters."""
     f = min(max(f, -MAX_SCORE), MAX_SCORE)
@@ -110,7 +140,7 @@ def _step(f, k, lr, counters, block):  # type: ignore[no-untyped-def]  # noqa
 
 
 @cuda.jit
-def sg_kernel(ids, offsets, s_lo, s_hi, W_in, W_out, keep_prob, alias_prob, alias_idx,  # noqa
+def sg_kernel(ids, offsets, s_lo, s_hi, W_in, W_out, keep_prob, alias_prob, alias_idx,
               window, negative, lr_start, lr_end, seeds, scratch, counters, touches_in,
               touches_out, trace_words, trace_targets, trace_lr, trace_n):
     """Skip-gram over sentences ``[s_lo, s_hi)``: each context word's input row predicts the
@@ -129,23 +159,10 @@ def sg_kernel(ids, offsets, s_lo, s_hi, W_in, W_out, keep_prob, alias_prob, alia
     for s in range(s_lo + block, s_hi, cuda.gridDim.x):
         sentence = scratch[block]
         lr = lr_start + (lr_end - lr_start) * ((offsets[s] - offsets[s_lo]) / total)
-        if t == 0:
-            state, info[0] = _subsample(ids, offsets[s], offsets[s + 1], keep_prob, sentence,
-                                        np.uint64(seeds[s - s_lo]) | np.uint64(1))
-            counters[block, WORDS_READ] += offsets[s + 1] - offsets[s]
-            counters[block, WORDS_KEPT] += info[0]
-        cuda.syncthreads()
-        n = info[0]
-        cuda.syncthreads()  # read by all before thread 0 writes info again
+        state, n = _begin(ids, offsets, s, keep_prob, sentence,
+                          np.uint64(seeds[s - s_lo]) | np.uint64(1), counters, block, info)
         for i in range(n):
-            if t == 0:
-                state = _next(state)
-                b = np.int64(_bits(state) % np.uint64(window))
-                info[1] = max(0, i - window + b)
-                info[2] = min(n, i + window + 1 - b)
-            cuda.syncthreads()
-            j_lo, j_hi = info[1], info[2]
-            cuda.syncthreads()
+            state, j_lo, j_hi = _window(state, i, n, window, info)
             centre = sentence[i]
             for j in range(j_lo, j_hi):
                 if j == i:
@@ -181,7 +198,7 @@ def sg_kernel(ids, offsets, s_lo, s_hi, W_in, W_out, keep_prob, alias_prob, alia
 
 
 @cuda.jit
-def cbow_kernel(ids, offsets, s_lo, s_hi, W_in, W_out, keep_prob, alias_prob,  # noqa
+def cbow_kernel(ids, offsets, s_lo, s_hi, W_in, W_out, keep_prob, alias_prob,
                 alias_idx, window, negative, lr_start, lr_end, seeds, scratch, counters,
                 touches_in, touches_out, trace_words, trace_targets, trace_lr, trace_n):
     """CBOW over sentences ``[s_lo, s_hi)``: the mean of the context rows predicts the centre
@@ -200,23 +217,10 @@ def cbow_kernel(ids, offsets, s_lo, s_hi, W_in, W_out, keep_prob, alias_prob,  #
     for s in range(s_lo + block, s_hi, cuda.gridDim.x):
         sentence = scratch[block]
         lr = lr_start + (lr_end - lr_start) * ((offsets[s] - offsets[s_lo]) / total)
-        if t == 0:
-            state, info[0] = _subsample(ids, offsets[s], offsets[s + 1], keep_prob, sentence,
-                                        np.uint64(seeds[s - s_lo]) | np.uint64(1))
-            counters[block, WORDS_READ] += offsets[s + 1] - offsets[s]
-            counters[block, WORDS_KEPT] += info[0]
-        cuda.syncthreads()
-        n = info[0]
-        cuda.syncthreads()
+        state, n = _begin(ids, offsets, s, keep_prob, sentence,
+                          np.uint64(seeds[s - s_lo]) | np.uint64(1), counters, block, info)
         for i in range(n):
-            if t == 0:
-                state = _next(state)
-                b = np.int64(_bits(state) % np.uint64(window))
-                info[1] = max(0, i - window + b)
-                info[2] = min(n, i + window + 1 - b)
-            cuda.syncthreads()
-            j_lo, j_hi = info[1], info[2]
-            cuda.syncthreads()
+            state, j_lo, j_hi = _window(state, i, n, window, info)
             if j_hi - j_lo <= 1:
                 continue  # no context: the same for every thread
             centre = sentence[i]
@@ -256,7 +260,7 @@ def cbow_kernel(ids, offsets, s_lo, s_hi, W_in, W_out, keep_prob, alias_prob,  #
 
 
 @cuda.jit(device=True, inline=True)
-def _trace(trace_words, trace_targets, trace_lr, trace_n, sentence, j_lo, j_hi, skip,  # noqa
+def _trace(trace_words, trace_targets, trace_lr, trace_n, sentence, j_lo, j_hi, skip,
            targets, negative, lr):  # type: ignore[no-untyped-def]
     """Thread 0: append one example (its input words ``sentence[j_lo:j_hi]`` but ``skip``,
     padded with -1; its targets; its learning rate) unless tracing is off or full."""

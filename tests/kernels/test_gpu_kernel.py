@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.cudasim if SIMULATED else pytest.mark.gpu,
 
 
 @pytest.fixture(scope="module")
-def gpu():  # noqa: ANN201
+def gpu():
     from numba import cuda
 
     if not SIMULATED and not cuda.is_available():
@@ -44,7 +44,7 @@ def _problem(vocab: int = 12, dim: int = 6, sentences: int = 3, seed: int = 0) -
 
 @pytest.mark.parametrize("sg", [True, False], ids=["skipgram", "cbow"])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_one_block_equals_the_reference_on_the_same_draws(gpu, sg: bool,  # noqa: ANN001
+def test_one_block_equals_the_reference_on_the_same_draws(gpu, sg: bool,
                                                           seed: int) -> None:
     """One block trains the sentences in order; replaying its draws (each example's input
     words, targets and learning rate) through the NumPy reference gives the same matrices."""
@@ -72,7 +72,7 @@ def test_one_block_equals_the_reference_on_the_same_draws(gpu, sg: bool,  # noqa
 
 
 @pytest.mark.parametrize("sg", [True, False], ids=["skipgram", "cbow"])
-def test_several_blocks_learn_planted_pairs_and_count_touches(gpu, sg: bool) -> None:  # noqa: ANN001
+def test_several_blocks_learn_planted_pairs_and_count_touches(gpu, sg: bool) -> None:
     """Words that always occur together (0-1, 2-3, ...) end up closer to their partner than to
     the rest after a few passes with several blocks at once (Hogwild); every update is
     counted in the touch arrays."""
@@ -102,7 +102,7 @@ def test_several_blocks_learn_planted_pairs_and_count_touches(gpu, sg: bool) -> 
     assert touches[1].sum() >= touches[0].sum()  # the centre and the negatives not skipped
 
 
-def test_sizes_beyond_the_kernel_are_refused(gpu) -> None:  # noqa: ANN001
+def test_sizes_beyond_the_kernel_are_refused(gpu) -> None:
     problem = _problem()
     with pytest.raises(ValueError, match="dim <= 1024, negative <= 64"):
         gpu.train(**problem, sg=True, window=2, negative=70, lr_start=0.1, lr_end=0.1, seed=0)
