@@ -157,7 +157,8 @@ def train(inputs: Sequence[str], output: str | Path, config: RunConfig = RunConf
     stage = staging_dir(target)
     tc = config.train
     if tc.device == "gpu":
-        raise ConfigError("--device gpu: the GPU kernels are not part of this version; "
+        raise ConfigError("--device gpu: training does not use the GPU yet (its CUDA kernels, "
+                          "dw2v/kernels/gpu.py, are tested but not wired into the trainers); "
                           "use --device cpu (or auto)")
     base = None
     base_dir = None if init_from is None or resume else Path(init_from).absolute()
