@@ -31,6 +31,7 @@ def _resident(job: str, addresses: list[str], rounds: int) -> dict[str, Any]:
         for rows, dim, touched in CASES:
             rng = np.random.default_rng([rank, rows, touched])
             replicas = [np.zeros((rows, dim), np.float32) for _ in range(2)]
+            bases = [np.zeros((rows, dim), np.float32) for _ in range(2)]
             times = []
             for r in range(rounds + 1):
                 if r == 1:
@@ -45,8 +46,8 @@ def _resident(job: str, addresses: list[str], rounds: int) -> dict[str, Any]:
                         touches[idx].astype(np.float32)))
                 started = time.perf_counter()
                 averaged = group.average(updates, [rows, rows], r)
-                for replica, update in zip(replicas, averaged):
-                    merge.apply_rows(replica, update)
+                for replica, base, parts in zip(replicas, bases, averaged):
+                    merge.settle(replica, base, parts)
                 if r:  # the first round compiles the kernels
                     times.append(time.perf_counter() - started)
             steps = {k: (group.seconds[k] - seconds[k]) / rounds for k in seconds}

@@ -27,8 +27,9 @@ def run(rows: int, dim: int, touched: int, workers: int, repeat: int) -> dict[st
         touches[idx] = rng.integers(1, 5, touched)
         after = replica.copy()
         after[idx] += rng.normal(size=(touched, dim)).astype(np.float32)
-        updates.append(merge.touched_rows(replica, after, touches))
+        updates.append(merge.touched_rows(after, replica, touches))
     merge.average_updates([merge.split_by_owner(updates[0], workers)[0]], rows)  # compile
+    base = replica.copy()
     split, average, apply = [], [], []
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -37,7 +38,7 @@ def run(rows: int, dim: int, touched: int, workers: int, repeat: int) -> dict[st
         means = [merge.average_updates([p[o] for p in parts], rows) for o in range(workers)]
         t2 = time.perf_counter()
         for mean in means:
-            merge.apply_rows(replica, mean)
+            merge.settle(replica, base, mean)
         t3 = time.perf_counter()
         split.append(t1 - t0)
         average.append(t2 - t1)

@@ -29,7 +29,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "data" / "sample"
 TRAIN = ["--workers", "2", "--sync-every", "50000", "--epochs", "5", "--no-dashboard",
-         "--seed", "3"]
+         "--seed", "3", "--checkpoint-every", "0"]
 
 
 def fill(directory: Path) -> int:
@@ -46,19 +46,25 @@ def fill(directory: Path) -> int:
 
 
 def latest(model: Path) -> dict | None:
+    from dw2v.atomic import staging_dir
+
     try:
-        return json.loads((model / "checkpoints" / "latest.json").read_text())
+        return json.loads((staging_dir(model) / "checkpoints" / "latest.json").read_text())
     except (OSError, ValueError):
         return None
 
 
 def check_checkpoint(model: Path) -> str:
     """The checkpoint ``latest.json`` names is complete and sane; return its name."""
+    from dw2v.atomic import staging_dir
+    from dw2v.merge import load_params
+
     pointer = latest(model)
     assert pointer is not None, "no latest.json"
-    root = model / "checkpoints"
+    root = staging_dir(model) / "checkpoints"
     directory = root / pointer["checkpoint"]
-    w_in, w_out = np.load(directory / "W_in.npy"), np.load(directory / "W_out.npy")
+    params = load_params(directory)  # the owners' parts, put back together
+    w_in, w_out = params.W_in, params.W_out
     state = json.loads((directory / "state.json").read_text())
     assert w_in.shape == w_out.shape and w_in.dtype == np.float32, (w_in.shape, w_out.shape)
     assert np.isfinite(w_in).all() and np.isfinite(w_out).all()

@@ -143,7 +143,8 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--sync-every", type=_sync_every, default=None, metavar="WORDS|auto",
                        help="words each worker trains between parameter averagings (default "
                             "auto: about 128 averagings per run, rounds of 20,000 to "
-                            "1,000,000 words)")
+                            "1,000,000 words and at least one word per 24 values of a vector "
+                            "matrix)")
     group.add_argument("--scale-lr", action=argparse.BooleanOptionalAction, default=True,
                        help="each worker's learning rate is --alpha/--min-alpha times the "
                             "number of workers, since averaging divides each worker's updates "

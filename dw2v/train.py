@@ -217,6 +217,8 @@ def _after_failure(exc: BaseException, target: Path, stage: Path, resume: bool) 
     a divergence), or a finished model; remove it otherwise; say which. The old model is never
     touched."""
     kept = _safe_latest(stage) if stage.is_dir() else None
+    for pending in (stage / CHECKPOINTS).glob(".round-*.tmp-*"):  # parts of unfinished ones
+        shutil.rmtree(pending, ignore_errors=True)
     unchanged = f"{target} is unchanged" if target.exists() else "no model was written"
     if (stage / MODEL_JSON).exists():  # finished, but not swapped in: never delete it
         note = (f"the finished model is kept in {stage} ('dw2v train -o {target} --resume' "
