@@ -21,7 +21,7 @@ import uuid
 from concurrent.futures import CancelledError
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from distributed import Client, Future
 
@@ -202,25 +202,25 @@ class Engine:
         state = read_state(path, keys=("plan",))
         return int(state["round"]), path, TrainPlan.from_dict(state["plan"])
 
-    def _workers(self, round_index: int) -> list[str]:
-        """The workers to train on now (not those dropped as hung); waits up to
-        ``worker_timeout`` seconds while there are none."""
-        since = time.monotonic()
-        warned = False
+    def _workers(self, round_index: int,
+                 pause: Callable[[], None] = lambda: time.sleep(0.5)) -> list[str]:
+        """The workers to train on now (not those dropped as hung); while there are none,
+        ``pause()`` again and again, for up to ``worker_timeout`` seconds."""
+        since: float | None = None
         while True:
             workers = sorted(set(self.c.nthreads()) - self.excluded)
             if workers:
                 return workers
+            if since is None:
+                since = time.monotonic()
+                logger.warning("round %d: the cluster has no workers; waiting up to %.0f s "
+                               "for some", round_index + 1, self.setup.worker_timeout)
             waited = time.monotonic() - since
             if waited >= self.setup.worker_timeout:
                 raise ResumableError(f"round {round_index + 1} of {self.rounds_total}: no "
                                      f"workers for {waited:.0f} s; training stopped",
                                      "start workers, then")
-            if not warned:
-                logger.warning("round %d: the cluster has no workers; waiting up to %.0f s "
-                               "for some", round_index + 1, self.setup.worker_timeout)
-                warned = True
-            time.sleep(0.5)
+            pause()
 
     def _launch(self, plan: TrainPlan, start_round: int, start: Path | None,
                 workers: list[str]) -> _Group:
@@ -265,22 +265,12 @@ class Engine:
                 final = group.plan.round_offset + group.plan.rounds
                 self._complete(group, final, wait_all=True)
                 return None
-            if not self.c.nthreads():
-                self._no_workers(group)
-
-    def _no_workers(self, group: _Group) -> None:
-        since = time.monotonic()
-        logger.warning("round %d: the cluster has no workers; waiting up to %.0f s for some",
-                       len(self.records) + 1, self.setup.worker_timeout)
-        while not self.c.nthreads():
-            waited = time.monotonic() - since
-            if waited >= self.setup.worker_timeout:
+            try:  # every worker gone: wait for some, handling what still arrives
+                self._workers(len(self.records), lambda: self._drain(group, wait=0.5))
+            except ResumableError:
                 for future in group.futures:
                     future.cancel()
-                raise ResumableError(f"round {len(self.records) + 1} of {self.rounds_total}: "
-                                     f"no workers for {waited:.0f} s; training stopped",
-                                     "start workers, then")
-            self._drain(group, wait=0.5)
+                raise
 
     def _drain(self, group: _Group, wait: float) -> None:
         """Handle the events that arrived (waiting up to ``wait`` seconds for the first)."""

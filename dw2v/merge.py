@@ -204,7 +204,8 @@ def write_part(model_dir: str | Path, number: int, job: str, rank: int, size: in
     the checkpoint's pending directory and fsynced; the checkpoint is not complete, or seen by
     ``--resume``, until :func:`finish_checkpoint`."""
     pending = pending_dir(model_dir, number, job)
-    pending.mkdir(parents=True, exist_ok=True)
+    # not parents=True: a stray writer of a run whose directory is gone must not make it again
+    pending.mkdir(exist_ok=True)
     for matrix, values in zip(MATRICES, (rows.W_in, rows.W_out)):
         path = pending / _part_file(matrix, rank, size)
         tmp = pending / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
@@ -266,6 +267,7 @@ def write_checkpoint(model_dir: str | Path, params: Params, state: dict[str, Any
     ``finish_checkpoint`` in one call."""
     number = int(state["round"])
     job = uuid.uuid4().hex[:12]
+    (Path(model_dir) / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
     try:
         write_part(model_dir, number, job, 0, 1, params)
         return finish_checkpoint(model_dir, number, job, 1, state)

@@ -293,21 +293,22 @@ def _train_staged(inputs: Sequence[str], target: Path, out: Path, config: RunCon
             records, restarts = [], []
             start_round, start = 0, None
             init_from = None if base_dir is None else str(base_dir)
+        hot = hot_rows(tc, vocab.counts, plan.period)
         logger.info("%d rounds of %d words per worker%s, %d workers, a checkpoint every "
                     "%g s; the %d most frequent rows averaged every round, the others every "
                     "%d", plan.rounds, plan.period,
                     " (--sync-every auto)" if tc.sync_every is None else "", plan.size,
-                    cc.checkpoint_every, hot_rows(tc, vocab.counts, plan.period),
-                    tc.cold_every)
+                    cc.checkpoint_every, hot, tc.cold_every)
         setup = RunSetup(out=out, config=tc, slots=slots, slot_sizes=slot_sizes, plan=plan,
                          start_round=start_round, start=start, base_dir=base_dir,
                          init_from=init_from, checkpoint_every=cc.checkpoint_every,
                          exchange_timeout=cc.exchange_timeout, worker_timeout=cc.worker_timeout,
-                         hot_rows=hot_rows(tc, vocab.counts, plan.period))
+                         hot_rows=hot)
         run_started = time.perf_counter()
         bar = tqdm(total=plan.total_words, unit="word", unit_scale=True, desc="training",
                    disable=not show_progress(progress), file=sys.stderr)
         bar.update(sum(r.words for r in records))
+        (out / CHECKPOINTS).mkdir(exist_ok=True)  # the owners write their parts in it
         finished = plan.round_offset + plan.rounds
         checkpoints: list[int] = list(state["checkpoints"]) if resumed is not None else []
         dropped: set[str] = set()  # workers found hung: not asked to write the vectors

@@ -397,6 +397,7 @@ def test_parts_that_do_not_fit_together_are_named(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     whole = Params(rng.normal(size=(7, 3)).astype(np.float32),
                    rng.normal(size=(7, 3)).astype(np.float32))
+    (tmp_path / "checkpoints").mkdir()
     for rank in range(2):
         rows = whole.W_in[rank::2] if rank == 0 else whole.W_in[:2]  # owner 1 holds 3 rows
         write_part(tmp_path, 2, "j", rank, 2, Params(rows, rows))

@@ -123,6 +123,7 @@ def test_checkpoints_round_trip_and_keep_only_the_latest(tmp_path: Path) -> None
 def test_owners_write_their_rows_and_the_parts_fit_back_together(tmp_path: Path,
                                                                  owners: int) -> None:
     whole = _params(rows=8)
+    (tmp_path / "checkpoints").mkdir()  # the driver makes it before the trainers start
     for rank in reversed(range(owners)):  # in any order
         assert latest_checkpoint(tmp_path) is None
         write_part(tmp_path, 5, "job", rank, owners,
@@ -150,6 +151,7 @@ def test_a_checkpoint_is_not_completed_with_a_part_missing(tmp_path: Path) -> No
 def test_completing_an_old_checkpoint_keeps_the_newer_ones_pending(tmp_path: Path) -> None:
     """Owners may already be writing a later round while the driver completes one."""
     whole = _params()
+    (tmp_path / "checkpoints").mkdir()
     write_part(tmp_path, 6, "job", 0, 1, whole)
     write_part(tmp_path, 7, "job", 0, 1, whole)
     finish_checkpoint(tmp_path, 6, "job", 1, {})
@@ -184,6 +186,15 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path: Path,
     np.testing.assert_array_equal(back.W_in, _params().W_in)
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["latest.json",
                                                                           "round-00004"]
+
+
+def test_a_stray_writer_never_makes_a_run_directory_again(tmp_path: Path) -> None:
+    """A trainer of a run that ended (its staging directory swapped in and removed) cannot
+    recreate it by writing a part."""
+    gone = tmp_path / ".m.dw2v-partial"
+    with pytest.raises(FileNotFoundError):
+        write_part(gone, 3, "job", 0, 1, _params())
+    assert not gone.exists()
 
 
 def test_no_checkpoint_reads_as_none(tmp_path: Path) -> None:
