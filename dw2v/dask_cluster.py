@@ -65,8 +65,61 @@ def local_cluster(n_workers: int, threads_per_worker: int = 1,
 
 
 @contextmanager
-def client_for(config: ClusterConfig, client: Client | None = None) -> Iterator[Client]:
-    """Yield a client: ``client`` as given, one connected to a scheduler, or a LocalCluster's."""
+def gpu_cluster(n_workers: int | None, dashboard_address: str | None = ":0",
+                settings: dict[str, Any] = QUIET_CLUSTER) -> Iterator[Client]:
+    """A cluster of one worker process per visible GPU (or ``n_workers``), each seeing only
+    its own: dask-cuda's ``LocalCUDACluster`` when installed, else worker processes started
+    with their own ``CUDA_VISIBLE_DEVICES``. Its client."""
+    from dw2v.devices import visible_gpus
+
+    preload = [*dask.config.get("distributed.worker.preload", []), "dw2v.worker_setup"]
+    with dask.config.set(settings), dask.config.set({"distributed.worker.preload": preload}):
+        try:
+            from dask_cuda import LocalCUDACluster
+        except ImportError:
+            LocalCUDACluster = None
+        if LocalCUDACluster is not None:
+            with LocalCUDACluster(n_workers=n_workers, threads_per_worker=1,
+                                  dashboard_address=dashboard_address) as cluster, \
+                    Client(cluster) as client:
+                yield client
+            return
+        from distributed import Nanny, Scheduler, SpecCluster
+
+        gpus = [str(i) for i in range(max(visible_gpus(), 1))]
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if visible:
+            gpus = [g.strip() for g in visible.split(",") if g.strip()] or gpus
+        count = n_workers or len(gpus)
+        # worker i sees GPU i first (its device 0), as dask-cuda orders them
+        workers = {i: {"cls": Nanny, "options": {
+            "nthreads": 1, "silence_logs": logging.WARN,
+            "env": {"CUDA_VISIBLE_DEVICES": ",".join(gpus[(i + k) % len(gpus)]
+                                                     for k in range(len(gpus)))}}}
+            for i in range(count)}
+        scheduler = {"cls": Scheduler, "options": {"dashboard_address": dashboard_address}}
+        with SpecCluster(workers=workers, scheduler=scheduler,
+                         silence_logs=logging.WARN) as cluster, \
+                Client(cluster) as client:
+            yield client
+
+
+def local_gpus(device: str) -> bool:
+    """Whether an embedded cluster for ``--device`` is one of GPU workers: ``gpu``, or
+    ``auto`` where this machine has a GPU (``dw2v.devices``)."""
+    if device == "cpu":
+        return False
+    from dw2v.devices import gpu_problem
+
+    return device == "gpu" or gpu_problem() is None
+
+
+@contextmanager
+def client_for(config: ClusterConfig, client: Client | None = None,
+               device: str = "cpu") -> Iterator[Client]:
+    """Yield a client: ``client`` as given, one connected to a scheduler, or an embedded
+    cluster's: a LocalCluster, or one worker per GPU for ``--device gpu`` (and ``auto`` on
+    a machine with a GPU)."""
     if client is not None:
         yield client
         return
@@ -75,6 +128,20 @@ def client_for(config: ClusterConfig, client: Client | None = None) -> Iterator[
             logger.info("connected to %s (%d workers)", remote.scheduler.address,
                         len(remote.nthreads()))
             yield remote
+        return
+    if local_gpus(device):
+        from dw2v.devices import gpu_problem
+
+        problem = gpu_problem()
+        if problem is not None:
+            from dw2v.errors import ConfigError
+
+            raise ConfigError(f"--device gpu: {problem}; use --device auto or cpu")
+        with gpu_cluster(config.n_workers, config.dashboard_address) as local:
+            logger.info("started a cluster of %d GPU workers", len(local.nthreads()))
+            if config.dashboard_address:
+                print(f"dw2v: Dask dashboard at {local.dashboard_link}", file=sys.stderr)
+            yield local
         return
     n_workers = config.n_workers or _cpu_count()
     threads = config.threads_per_worker or 1

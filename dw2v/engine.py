@@ -26,6 +26,7 @@ from typing import Any, Callable
 from distributed import Client, Future
 
 from dw2v.config import TrainConfig, to_dict
+from dw2v.devices import probe
 from dw2v.errors import CheckpointWriteError, Dw2vError, ExchangeError, ResumableError, TrainError
 from dw2v.exchange import register, unregister
 from dw2v.merge import finish_checkpoint, latest_checkpoint
@@ -152,6 +153,8 @@ class Engine:
         self.completed = -1  # the newest checkpoint this run completed
         self.rounds_total = setup.plan.round_offset + setup.plan.rounds  # grows on a re-plan
         self.started = time.perf_counter()
+        #: The device each worker trained on ("cpu", "gpu"), by address.
+        self.devices: dict[str, str] = {}
 
     # ------------------------------------------------------------------ the run
     def run(self) -> list[RoundRecord]:
@@ -226,6 +229,7 @@ class Engine:
                 workers: list[str]) -> _Group:
         setup = self.setup
         job = uuid.uuid4().hex[:12]
+        devices = self._devices(workers)
         self.c.run(register, job, workers=workers)
         group = _Group(job, plan, workers, [])
         self.c.subscribe_topic(f"dw2v-{job}", lambda event: self.events.put(event[1]))
@@ -239,13 +243,21 @@ class Engine:
                 base_dir=None if setup.base_dir is None else str(setup.base_dir),
                 checkpoint_every=setup.checkpoint_every,
                 exchange_timeout=setup.exchange_timeout, hot_rows=setup.hot_rows,
-                cold_every=setup.config.cold_every)
+                cold_every=setup.config.cold_every, device=devices[address])
             group.futures.append(self.c.submit(
                 run_trainer, spec, key=f"dw2v-trainer-{job}-{rank}", workers=[address],
                 allow_other_workers=False, pure=False))
         logger.info("round %d: %d trainers started (job %s)", plan.round_offset + start_round + 1,
                     len(workers), job)
         return group
+
+    def _devices(self, workers: list[str]) -> dict[str, str]:
+        """Each worker's device for ``--device`` (``dw2v.devices.probe``), logged and kept
+        for ``model.json``."""
+        config = self.setup.config
+        found = probe(self.c, config.device, workers, config.vector_size, config.negative)
+        self.devices.update(found)
+        return found
 
     # ------------------------------------------------------------- following a group
     def _follow(self, group: _Group) -> tuple[set[str], str] | None:

@@ -71,7 +71,8 @@ class RowUpdate:
         return self.ids.nbytes + self.delta.nbytes + self.touches.nbytes
 
 
-def _diverged(bad: int, name: str, round_index: int) -> NumericalError:
+def diverged(bad: int, name: str, round_index: int) -> NumericalError:
+    """The error of ``bad`` NaN or inf rows of a matrix (``name``) after a round."""
     return NumericalError(f"round {round_index + 1}: {bad} {name}vectors are NaN or inf: "
                           "training diverged (try a lower --alpha)")
 
@@ -94,7 +95,7 @@ def offer(replica: np.ndarray, base: np.ndarray, touches: np.ndarray, owners: in
     weights = np.empty(n, np.float32)
     bad = fill_offered(replica, base, touches, mask, owners, bounds, ids, delta, weights)
     if bad:
-        raise _diverged(bad, name, round_index)
+        raise diverged(bad, name, round_index)
     return [RowUpdate(ids[lo:hi], delta[lo:hi], weights[lo:hi])
             for lo, hi in zip(bounds[:-1], bounds[1:])]
 
@@ -142,7 +143,7 @@ def average_updates(parts: Sequence[RowUpdate], rows: int, round_index: int = 0)
                             position, out_ids, out_delta, out_weight, m)
     bad = finish_average(position, out_ids, out_delta, out_weight, m)
     if bad:
-        raise _diverged(bad, "", round_index)
+        raise diverged(bad, "", round_index)
     return RowUpdate(out_ids[:m], out_delta[:m], out_weight[:m])
 
 

@@ -15,16 +15,17 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
 from dw2v.config import TrainConfig
-from dw2v.errors import CheckpointWriteError, InputError, NumericalError
+from dw2v.errors import CheckpointWriteError, InputError
 from dw2v.kernels import cpu
 from dw2v.kernels.cpu_train import train as train_kernel
 from dw2v.kernels.averaging import add_rows, nonfinite_rows
-from dw2v.merge import Params, RowUpdate, load_params, offer, owned, settle, write_part
+from dw2v.merge import (Params, RowUpdate, diverged, load_params, offer, owned, settle,
+                        write_part)
 from dw2v.plan import TrainPlan
 from dw2v.token_shards import TokenShard, read_token_shard
 from dw2v.vocab import Vocabulary
@@ -137,21 +138,42 @@ def stream_slices(shards: Sequence[str | Path], epochs: int, lo: int, hi: int,
     return slices
 
 
-def train_into(slices: Sequence[Slice], params: Params, tables: SamplingTables,
-               config: TrainConfig, *, lr_start: float, lr_end: float, seed: int,
-               touches: tuple[np.ndarray, np.ndarray] | None = None,
-               skipped: list[str] | None = None,
+#: One kernel call: (the slice, its shard's ids and sentence offsets, the learning-rate range
+#: over the slice, its seed) -> the counters (5: words read, kept, examples, loss sum, terms).
+Kernel = Callable[[Slice, np.ndarray, np.ndarray, float, float, int], np.ndarray]
+
+
+def cpu_kernel(params: Params, tables: SamplingTables, config: TrainConfig,
+               touches: tuple[np.ndarray, np.ndarray] | None = None) -> Kernel:
+    """The Numba kernels on ``params`` in host memory (updated in place; ``touches``, two
+    int64 (V) arrays, receive how often each row was updated)."""
+
+    def run(part: Slice, ids: np.ndarray, offsets: np.ndarray, lr_start: float, lr_end: float,
+            seed: int) -> np.ndarray:
+        lo, hi = int(offsets[part.s_lo]), int(offsets[part.s_hi])
+        counts, _ = train_kernel(
+            ids[lo:hi], offsets[part.s_lo:part.s_hi + 1] - lo, params.W_in, params.W_out,
+            tables.keep_prob, tables.alias_prob, tables.alias_idx, sg=config.sg,
+            window=config.window, negative=config.negative, lr_start=lr_start, lr_end=lr_end,
+            seed=seed, threads=config.threads, compute_loss=config.compute_loss,
+            shared_negatives=config.shared_negatives and config.sg, touches=touches)
+        return counts
+
+    return run
+
+
+def train_with(slices: Sequence[Slice], kernel: Kernel, vocab_size: int, config: TrainConfig,
+               *, lr_start: float, lr_end: float, seed: int, skipped: list[str] | None = None,
                reader: Callable[[str | Path], TokenShard] = read_token_shard) -> TrainCounters:
-    """Train over ``slices`` in order, updating ``params`` in place, the learning rate going
-    linearly from ``lr_start`` to ``lr_end`` over their words; ``touches`` (two int64 (V)
-    arrays) receive how often each row was updated. Each slice's random numbers come from
-    ``seed`` and where the slice lies (slot, epoch, shard, first sentence). A shard that cannot
-    be read (or holds ids outside the vocabulary) raises ``InputError`` naming it, or, with
-    ``config.skip_bad_shards``, is skipped with a warning and named in ``skipped``."""
+    """Train over ``slices`` in order with ``kernel`` (CPU or GPU), the learning rate going
+    linearly from ``lr_start`` to ``lr_end`` over their words. Each slice's random numbers
+    come from ``seed`` and where the slice lies (slot, epoch, shard, first sentence). A shard
+    that cannot be read (or holds ids outside the vocabulary) raises ``InputError`` naming
+    it, or, with ``config.skip_bad_shards``, is skipped with a warning and named in
+    ``skipped``."""
     skipped = [] if skipped is None else skipped
     bad: set[str] = set(skipped)
     started = time.perf_counter()
-    vocab = params.W_in.shape[0]
     total = max(sum(s.words for s in slices), 1)
     done = 0
     counters = np.zeros(5)
@@ -166,9 +188,9 @@ def train_into(slices: Sequence[Slice], params: Params, tables: SamplingTables,
             ids, offsets = opened[part.shard]
             lo, hi = int(offsets[part.s_lo]), int(offsets[part.s_hi])
             top = int(ids[lo:hi].max()) if hi > lo else -1  # only the words this part trains
-            if top >= vocab:
+            if top >= vocab_size:
                 raise InputError(part.shard, f"token-id shard holds id {top}, outside the "
-                                             f"vocabulary of {vocab} words")
+                                             f"vocabulary of {vocab_size} words")
         except InputError as exc:
             if not config.skip_bad_shards:
                 raise
@@ -181,19 +203,24 @@ def train_into(slices: Sequence[Slice], params: Params, tables: SamplingTables,
         b = lr_start + (lr_end - lr_start) * done / total
         part_seed = int(np.random.SeedSequence(
             [seed, part.slot, part.epoch, part.index, part.s_lo]).generate_state(1)[0])
-        counts, _ = train_kernel(
-            ids[lo:hi], offsets[part.s_lo:part.s_hi + 1] - lo, params.W_in, params.W_out,
-            tables.keep_prob, tables.alias_prob, tables.alias_idx, sg=config.sg,
-            window=config.window, negative=config.negative, lr_start=a, lr_end=b,
-            seed=part_seed, threads=config.threads, compute_loss=config.compute_loss,
-            shared_negatives=config.shared_negatives and config.sg, touches=touches)
-        counters += counts
+        counters += kernel(part, ids, offsets, a, b, part_seed)
     return TrainCounters(words_read=int(counters[cpu.WORDS_READ]),
                          words_kept=int(counters[cpu.WORDS_KEPT]),
                          examples=int(counters[cpu.EXAMPLES]), loss_sum=float(counters[3]),
                          loss_terms=int(counters[cpu.LOSS_TERMS]),
                          seconds=time.perf_counter() - started,
                          skipped=tuple(dict.fromkeys(skipped)))
+
+
+def train_into(slices: Sequence[Slice], params: Params, tables: SamplingTables,
+               config: TrainConfig, *, lr_start: float, lr_end: float, seed: int,
+               touches: tuple[np.ndarray, np.ndarray] | None = None,
+               skipped: list[str] | None = None,
+               reader: Callable[[str | Path], TokenShard] = read_token_shard) -> TrainCounters:
+    """:func:`train_with` the CPU kernels, updating ``params`` in place."""
+    return train_with(slices, cpu_kernel(params, tables, config, touches), len(params.W_in),
+                      config, lr_start=lr_start, lr_end=lr_end, seed=seed, skipped=skipped,
+                      reader=reader)
 
 
 def train_slices(slices: Sequence[Slice], params: Params, tables: SamplingTables,
@@ -268,6 +295,128 @@ def start_params(vocab_size: int, dim: int, seed: int, start: str | None = None,
     return params
 
 
+class HostReplica:
+    """A trainer's parameters in host memory, trained by the Numba kernels: the replica, the
+    base its peers agree on (with peers), the touches of the round, and each row's touches
+    since it was last averaged (the weights of averaging). :class:`dw2v.gpu_train.
+    DeviceReplica` is the same on a GPU; the trainer and the exchange see only these methods,
+    so CPU and GPU workers average with each other."""
+
+    device = "cpu"
+
+    def __init__(self, params: Params, peers: int, tables: SamplingTables,
+                 config: TrainConfig) -> None:
+        self.params, self.peers, self.tables, self.config = params, peers, tables, config
+        vocab = len(params.W_in)
+        self.base = params.copy() if peers > 1 else None
+        self.touches = (np.zeros(vocab, np.int64), np.zeros(vocab, np.int64))
+        self.unsynced = ((np.zeros(vocab, np.int64), np.zeros(vocab, np.int64))
+                         if peers > 1 else None)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.params.W_in)
+
+    def train(self, slices: Sequence[Slice], *, lr_start: float, lr_end: float, seed: int,
+              skipped: list[str] | None,
+              reader: Callable[[str | Path], TokenShard]) -> TrainCounters:
+        """One round's slices (the touches counted afresh)."""
+        for t in self.touches:
+            t[:] = 0
+        return train_into(slices, self.params, self.tables, self.config, lr_start=lr_start,
+                          lr_end=lr_end, seed=seed, touches=self.touches, skipped=skipped,
+                          reader=reader)
+
+    def offer(self, number: int, select: np.ndarray | None) -> list[list[RowUpdate]]:
+        """Both matrices' offers (``merge.offer``: by owner) of the rows touched since they
+        were last averaged (only those in ``select`` when given); their touches go with
+        them."""
+        assert self.base is not None and self.unsynced is not None
+        for pending, touches in zip(self.unsynced, self.touches):
+            pending += touches
+        updates = [offer(self.params.W_in, self.base.W_in, self.unsynced[0], self.peers,
+                         number, "input ", select),
+                   offer(self.params.W_out, self.base.W_out, self.unsynced[1], self.peers,
+                         number, "output ", select)]
+        for pending, parts in zip(self.unsynced, updates):
+            for part in parts:
+                pending[part.ids] = 0
+        return updates
+
+    def settle(self, averaged: Sequence[Sequence[RowUpdate]]) -> None:
+        """Each matrix's rows of the group's average (the owners' parts) become the agreed
+        value in the replica and its base."""
+        assert self.base is not None
+        for matrix, agreed, update in zip((self.params.W_in, self.params.W_out),
+                                          (self.base.W_in, self.base.W_out), averaged):
+            settle(matrix, agreed, update)
+
+    def trade(self, own: Sequence[Sequence[RowUpdate]],
+              averaged: Sequence[Sequence[RowUpdate]]) -> None:
+        """An exchange settled a round late: each of its rows trades this worker's own
+        offered change for the average (its change since is kept)."""
+        assert self.base is not None
+        for matrix, agreed, mine, update in zip((self.params.W_in, self.params.W_out),
+                                                (self.base.W_in, self.base.W_out), own,
+                                                averaged):
+            for part in mine:
+                add_rows(matrix, part.ids, part.delta, np.float32(-1.0))
+            for part in update:
+                add_rows(matrix, part.ids, part.delta, np.float32(1.0))
+                add_rows(agreed, part.ids, part.delta, np.float32(1.0))
+
+    def check_finite(self, number: int) -> int:
+        """Alone: stop if a row touched this round is NaN or inf; the rows touched."""
+        rows = 0
+        for name, matrix, touches in (("input ", self.params.W_in, self.touches[0]),
+                                      ("output ", self.params.W_out, self.touches[1])):
+            rows += int(np.count_nonzero(touches))
+            bad = nonfinite_rows(matrix, touches)
+            if bad:
+                raise diverged(bad, name, number)
+        return rows
+
+    def owned(self, rank: int) -> Params:
+        """Copies of the rows owner ``rank`` holds (for its checkpoint part)."""
+        return Params(owned(self.params.W_in, rank, self.peers).copy(),
+                      owned(self.params.W_out, rank, self.peers).copy())
+
+
+class Replica(Protocol):
+    """What a trainer needs of its parameters, wherever they live (:class:`HostReplica`,
+    ``dw2v.gpu_train.DeviceReplica``)."""
+
+    device: str
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    def train(self, slices: Sequence[Slice], *, lr_start: float, lr_end: float, seed: int,
+              skipped: list[str] | None,
+              reader: Callable[[str | Path], TokenShard]) -> TrainCounters: ...
+
+    def offer(self, number: int, select: np.ndarray | None) -> list[list[RowUpdate]]: ...
+
+    def settle(self, averaged: Sequence[Sequence[RowUpdate]]) -> None: ...
+
+    def trade(self, own: Sequence[Sequence[RowUpdate]],
+              averaged: Sequence[Sequence[RowUpdate]]) -> None: ...
+
+    def check_finite(self, number: int) -> int: ...
+
+    def owned(self, rank: int) -> Params: ...
+
+
+def make_replica(device: str, params: Params, peers: int, tables: SamplingTables,
+                 config: TrainConfig) -> Replica:
+    """The replica for ``device`` ("cpu" or "gpu", as ``dw2v.devices.choose`` decided)."""
+    if device == "gpu":
+        from dw2v.gpu_train import DeviceReplica
+
+        return DeviceReplica(params, peers, tables, config)
+    return HostReplica(params, peers, tables, config)
+
+
 @dataclass(frozen=True)
 class TrainerSpec:
     """What one resident trainer needs for the run (the driver makes one per worker)."""
@@ -297,6 +446,9 @@ class TrainerSpec:
     cold_every: int = 1
     #: Seconds between the trainer's reports of its rounds to the driver.
     report_every: float = 0.5
+    #: Where this trainer's replica lives: "cpu" or "gpu" (``dw2v.devices.choose`` on its
+    #: worker, before the launch).
+    device: str = "cpu"
 
     @property
     def topic(self) -> str:
@@ -375,16 +527,11 @@ class Trainer:
     def __init__(self, spec: TrainerSpec, worker: Any) -> None:
         self.spec, self.worker, self.config = spec, worker, spec.config
         self.key = worker.get_current_task()
-        self.tables = sampling_tables(spec.model_dir)
-        vocab_size = len(self.tables.keep_prob)
-        self.params = start_params(vocab_size, self.config.vector_size, self.config.seed,
-                                   spec.start, spec.base_dir)
+        tables = sampling_tables(spec.model_dir)
         self.size = len(spec.addresses)
-        self.base = self.params.copy() if self.size > 1 else None
-        self.touches = (np.zeros(vocab_size, np.int64), np.zeros(vocab_size, np.int64))
-        # with peers: each row's touches since it was last averaged (the weights of averaging)
-        self.unsynced = ((np.zeros(vocab_size, np.int64), np.zeros(vocab_size, np.int64))
-                         if self.size > 1 else None)
+        params = start_params(len(tables.keep_prob), self.config.vector_size,
+                              self.config.seed, spec.start, spec.base_dir)
+        self.replica = make_replica(spec.device, params, self.size, tables, self.config)
         # the next exchange averages every row (rank 0 asked for a checkpoint after it)
         self.full_next = spec.checkpoint_every == 0
         self.hot: np.ndarray | None = None  # the rows averaged every round
@@ -458,17 +605,15 @@ class Trainer:
         checkpoint after it. With peers, rank 0 decides a checkpoint (``due``) and every peer
         hears it with the exchange; the next round then averages every row, so that the
         replicas agree, and the checkpoint follows it."""
-        spec, config, params = self.spec, self.config, self.params
+        spec, config = self.spec, self.config
         number = spec.plan.round_offset + r
         started = time.perf_counter()
         lr_start, lr_end, scale = spec.plan.learning_rates(config, r)
-        for t in self.touches:
-            t[:] = 0
         skipped_before = len(self.skipped)
-        counters = train_into(self._slices(r), params, self.tables, config, lr_start=lr_start,
-                              lr_end=lr_end, seed=config.seed, touches=self.touches,
-                              skipped=self.skipped if config.skip_bad_shards else None,
-                              reader=self._open)
+        counters = self.replica.train(self._slices(r), lr_start=lr_start, lr_end=lr_end,
+                                      seed=config.seed,
+                                      skipped=self.skipped if config.skip_bad_shards else None,
+                                      reader=self._open)
         trained = time.perf_counter()
         rows, steps = 0, {}
         sent, received = self.sent
@@ -477,7 +622,7 @@ class Trainer:
             rows, steps = self._exchange(number, full, due and not full)
             due = full
         else:
-            rows = self._check_finite(number)
+            rows = self.replica.check_finite(number)
         done = time.perf_counter()
         if self.group is not None:
             self.sent = (self.group.bytes_sent, self.group.bytes_received)
@@ -493,43 +638,22 @@ class Trainer:
         self.reporter.round(record)
         return due
 
-    def _check_finite(self, number: int) -> int:
-        """One worker: stop if a row it touched this round is NaN or inf; the rows touched."""
-        rows = 0
-        for name, matrix, touches in (("input ", self.params.W_in, self.touches[0]),
-                                      ("output ", self.params.W_out, self.touches[1])):
-            rows += int(np.count_nonzero(touches))
-            bad = nonfinite_rows(matrix, touches)
-            if bad:
-                raise NumericalError(f"round {number + 1}: {bad} {name}vectors are NaN or "
-                                     "inf: training diverged (try a lower --alpha)")
-        return rows
-
     def _exchange(self, number: int, full: bool, ask: bool) -> tuple[int, dict[str, float]]:
         """Offer the rows this round averages (all of them when ``full``) and settle on the
         group's average. With ``config.overlap`` (and not ``full``) the exchange runs beside
         the next round's training and is settled after it (one round stale): the replica
         then trades its own change of those rows for the average. ``ask``: rank 0 asks for a
         checkpoint after the next round. Returns the rows offered and the steps' seconds."""
-        assert self.base is not None and self.unsynced is not None and self.group is not None
-        params, base, group = self.params, self.base, self.group
+        assert self.group is not None
+        group = self.group
         steps_before = dict(group.seconds)
         clock = time.perf_counter()
         self._settle_in_flight()
         waited = time.perf_counter() - clock
         clock = time.perf_counter()
-        select = None if full else self._select(number)
-        for pending, touches in zip(self.unsynced, self.touches):
-            pending += touches
-        updates = [offer(params.W_in, base.W_in, self.unsynced[0], self.size, number,
-                         "input ", select),
-                   offer(params.W_out, base.W_out, self.unsynced[1], self.size, number,
-                         "output ", select)]
-        for pending, parts in zip(self.unsynced, updates):
-            for part in parts:
-                pending[part.ids] = 0  # their touches go with them
+        updates = self.replica.offer(number, None if full else self._select(number))
         offered = time.perf_counter() - clock
-        vocab = len(params.W_in)
+        vocab = self.replica.vocab_size
         control = {"checkpoint": ask} if self.spec.rank == 0 else None
         if self.config.overlap and not full:
             if self.pool is None:
@@ -540,9 +664,7 @@ class Trainer:
         else:
             averaged = group.average(updates, [vocab, vocab], number, control)
             clock = time.perf_counter()
-            for matrix, agreed, update in zip((params.W_in, params.W_out),
-                                              (base.W_in, base.W_out), averaged):
-                settle(matrix, agreed, update)
+            self.replica.settle(averaged)
             self._heard()
             settled = time.perf_counter() - clock
         steps = {k: v - steps_before[k] for k, v in group.seconds.items()}
@@ -554,18 +676,9 @@ class Trainer:
         worker's own change to the average (its change since, this round's, is kept)."""
         if self.in_flight is None:
             return
-        assert self.base is not None
         future, mine = self.in_flight
         self.in_flight = None
-        averaged = future.result()
-        for matrix, agreed, own, update in zip((self.params.W_in, self.params.W_out),
-                                               (self.base.W_in, self.base.W_out), mine,
-                                               averaged):
-            for part in own:
-                add_rows(matrix, part.ids, part.delta, np.float32(-1.0))
-            for part in update:
-                add_rows(matrix, part.ids, part.delta, np.float32(1.0))
-                add_rows(agreed, part.ids, part.delta, np.float32(1.0))
+        self.replica.trade(mine, future.result())
         self._heard()
 
     def _heard(self) -> None:
@@ -579,8 +692,7 @@ class Trainer:
         first: training goes on); the driver completes the checkpoint when all are in."""
         spec = self.spec
         self.writer.wait()  # one at a time; a failed write stops the run here
-        rows = Params(owned(self.params.W_in, spec.rank, self.size).copy(),
-                      owned(self.params.W_out, spec.rank, self.size).copy())
+        rows = self.replica.owned(spec.rank)
         self.reporter.flush()  # the driver has this round's records before its part
 
         def write() -> None:

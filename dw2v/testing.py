@@ -64,9 +64,10 @@ def _wait_for_workers(scheduler_file: Path, n_workers: int, timeout: float) -> s
 
 @contextmanager
 def dask_processes(workdir: str | Path, n_workers: int = 2, *, nthreads: int = 1,
-                   timeout: float = 60.0
+                   timeout: float = 60.0, worker_env: Sequence[dict[str, str]] = ()
                    ) -> Iterator[tuple[str, Path, list[subprocess.Popen[bytes]]]]:
-    """Start ``dask scheduler`` and ``n_workers`` ``dask worker`` processes on 127.0.0.1.
+    """Start ``dask scheduler`` and ``n_workers`` ``dask worker`` processes on 127.0.0.1
+    (worker i with ``worker_env[i]`` added to its environment, where given).
 
     Yields (scheduler address, scheduler file, worker processes); stops them all at the end.
     """
@@ -90,7 +91,8 @@ def dask_processes(workdir: str | Path, n_workers: int = 2, *, nthreads: int = 1
                  str(scheduler_file), "--host", "127.0.0.1", "--nthreads", str(nthreads),
                  "--nworkers", "1", "--no-nanny", "--dashboard-address", ":0",
                  "--name", f"w{i}", "--local-directory", str(workdir / f"w{i}")],
-                stdout=log, stderr=log, env=env))
+                stdout=log, stderr=log,
+                env={**env, **(worker_env[i] if i < len(worker_env) else {})}))
         procs.extend(workers)
         address = _wait_for_workers(scheduler_file, n_workers, timeout)
         yield address, scheduler_file, workers

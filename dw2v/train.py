@@ -31,6 +31,7 @@ from dw2v.atomic import (check_not_overlapping, check_output_dir, check_writable
                          foreign_entries, output_lock, staging_dir, swap_into_place)
 from dw2v.config import RunConfig, TrainConfig, to_dict
 from dw2v.dask_cluster import client_for, show_progress
+from dw2v.devices import check_settings, probe
 from dw2v.embeddings import MODEL_JSON, OUTPUT_VECTORS, VECTORS, Embeddings
 from dw2v.embeddings import check_matrix_header
 from dw2v.embeddings import load as load_embeddings
@@ -84,7 +85,7 @@ def _changed_settings(given: TrainConfig, saved: dict[str, Any]) -> list[str]:
     default = to_dict(TrainConfig())
     now = to_dict(given)
     return [f"{flags.get(k, k)} {v}" for k, v in sorted(now.items())
-            if v != saved.get(k, v) and v != default[k]]
+            if v != saved.get(k, v) and v != default[k] and k != "device"]
 
 
 #: Model-sized float32 matrices a worker may hold at once: its replica (W_in, W_out), the base
@@ -157,9 +158,7 @@ def train(inputs: Sequence[str], output: str | Path, config: RunConfig = RunConf
     stage = staging_dir(target)
     tc = config.train
     if tc.device == "gpu":
-        raise ConfigError("--device gpu: training does not use the GPU yet (its CUDA kernels, "
-                          "dw2v/kernels/gpu.py, are tested but not wired into the trainers); "
-                          "use --device cpu (or auto)")
+        check_settings(tc.vector_size, tc.negative)
     base = None
     base_dir = None if init_from is None or resume else Path(init_from).absolute()
     if base_dir is not None:
@@ -259,14 +258,17 @@ def _train_staged(inputs: Sequence[str], target: Path, out: Path, config: RunCon
     """The run itself, in the staging directory ``out``; swaps it into ``target`` at the end."""
     tc = config.train
     cc = config.cluster
-    with client_for(cc, client) as c:
+    with client_for(cc, client, device=tc.device) as c:
+        if tc.device != "cpu":  # before the corpus is read: a worker without the GPU asked for
+            probe(c, tc.device, sorted(c.nthreads()), tc.vector_size, tc.negative)
         if resumed is not None:
             checkpoint, state = resumed
             changed = _changed_settings(tc, state["config"])
             if changed:
                 logger.warning("resuming with the checkpoint's training settings; not used: "
                                "%s", ", ".join(changed))
-            tc = TrainConfig(**state["config"])
+            # where to train is the cluster's matter, not the model's: --device holds
+            tc = TrainConfig(**{**state["config"], "device": tc.device})
             config = RunConfig(config.ingest, config.vocab, tc, cc)
             logger.info("resuming %s from round %d", target, state["round"])
             plan = TrainPlan.from_dict(state["plan"])
@@ -312,10 +314,11 @@ def _train_staged(inputs: Sequence[str], target: Path, out: Path, config: RunCon
         finished = plan.round_offset + plan.rounds
         checkpoints: list[int] = list(state["checkpoints"]) if resumed is not None else []
         dropped: set[str] = set()  # workers found hung: not asked to write the vectors
+        devices: dict[str, str] = {}
         if start is None or plan.round_offset + start_round < finished:
             engine = Engine(c, setup, records, restarts, checkpoints, bar)
             engine.run()
-            dropped = engine.excluded
+            dropped, devices = engine.excluded, engine.devices
         bar.close()
         final = latest_checkpoint(out)
         assert final is not None
@@ -332,7 +335,8 @@ def _train_staged(inputs: Sequence[str], target: Path, out: Path, config: RunCon
                  "total_words": final_plan.total_words, "seconds": seconds_total,
                  "checkpoint_every": cc.checkpoint_every, "init_from": init_from,
                  "restarts": [asdict(r) for r in restarts], "checkpoints": checkpoints,
-                 "words_trained_again": sum(r.words_trained_again for r in restarts)})
+                 "words_trained_again": sum(r.words_trained_again for r in restarts),
+                 "devices": devices})
     if not keep_work:
         shutil.rmtree(out / WORK_DIR, ignore_errors=True)
         shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)

@@ -331,7 +331,10 @@ def test_a_second_run_into_the_same_output_is_refused(corpus: Path, tmp_path: Pa
     (["--seed", "-1"], 2, "--seed -1: must be an integer from 0 to 2\\^63 - 1"),
     (["--seed", "99999999999999999999"], 2, "--seed 99999999999999999999: must be an integer"),
     (["--dashboard", "here"], 2, "--dashboard here: must be HOST:PORT, :PORT or PORT"),
-    (["--device", "gpu"], 2, "--device gpu: training does not use the GPU yet"),
+    (["--device", "gpu", "--dim", "2000"], 2,
+     "--device gpu: --dim 2000 is above the GPU kernels' 1024; use a smaller --dim"),
+    (["--device", "gpu", "--negative", "70"], 2,
+     "--device gpu: --negative 70 is above the GPU kernels' 64"),
     (["--scheduler-file", "/nonexistent/scheduler.json"], 2,
      "--scheduler-file /nonexistent/scheduler.json: no such file"),
 ])

@@ -18,9 +18,12 @@ line (slowly: tiny problems only). Arrays in, arrays out; nothing here knows abo
 from __future__ import annotations
 
 import math
-from typing import Any
+import sys
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import numpy as np
+from numba import config as numba_config
 from numba import cuda
 
 from dw2v.kernels.cpu import EXAMPLES, LOSS_SUM, LOSS_TERMS, MAX_SCORE, WORDS_KEPT, WORDS_READ
@@ -126,6 +129,28 @@ def _dot(h, W_out, target, partial):  # type: ignore[no-untyped-def]
 
 
 @cuda.jit(device=True, inline=True)
+def _dot_warp(h, W_out, target):  # type: ignore[no-untyped-def]
+    """:func:`_dot` for a block of exactly one warp (32 threads): a butterfly of warp
+    shuffles instead of shared memory and two barriers. The simulator has no shuffles, so
+    this variant runs on a GPU only (``train(warp=...)``), tested there against
+    :func:`_dot`."""
+    acc = np.float32(0.0)
+    for d in range(cuda.threadIdx.x, W_out.shape[1], 32):
+        acc += h[d] * W_out[target, d]
+    acc += cuda.shfl_xor_sync(0xFFFFFFFF, acc, 16)
+    acc += cuda.shfl_xor_sync(0xFFFFFFFF, acc, 8)
+    acc += cuda.shfl_xor_sync(0xFFFFFFFF, acc, 4)
+    acc += cuda.shfl_xor_sync(0xFFFFFFFF, acc, 2)
+    acc += cuda.shfl_xor_sync(0xFFFFFFFF, acc, 1)
+    return acc
+
+
+@cuda.jit(device=True, inline=True)
+def _score(h, W_out, target, partial, warp):  # type: ignore[no-untyped-def]
+    return _dot_warp(h, W_out, target) if warp else _dot(h, W_out, target, partial)
+
+
+@cuda.jit(device=True, inline=True)
 def _step(f, k, lr, counters, block):  # type: ignore[no-untyped-def]
     """The update's size for target ``k`` (0: the centre) at score ``f``; thread 0 adds the
     loss term (softplus, stable) to the block's counters."""
@@ -142,11 +167,12 @@ def _step(f, k, lr, counters, block):  # type: ignore[no-untyped-def]
 @cuda.jit
 def sg_kernel(ids, offsets, s_lo, s_hi, W_in, W_out, keep_prob, alias_prob, alias_idx,
               window, negative, lr_start, lr_end, seeds, scratch, counters, touches_in,
-              touches_out, trace_words, trace_targets, trace_lr, trace_n):
+              touches_out, trace_words, trace_targets, trace_lr, trace_n, warp):
     """Skip-gram over sentences ``[s_lo, s_hi)``: each context word's input row predicts the
     centre word against ``negative`` noise words. ``seeds`` one per sentence, ``scratch`` one
     row per block (the longest sentence), ``counters`` (blocks, 5) float64; touch and trace
-    arrays of length 0 when off (``trace_words`` (capacity, 1))."""
+    arrays of length 0 when off (``trace_words`` (capacity, 1)); ``warp``: dot products by
+    warp shuffles (:func:`_dot_warp`; a block of 32 threads on a GPU)."""
     t, nt, block = cuda.threadIdx.x, cuda.blockDim.x, cuda.blockIdx.x
     partial = cuda.shared.array(THREADS, np.float32)
     neu1e = cuda.shared.array(MAX_DIM, np.float32)
@@ -179,7 +205,7 @@ def sg_kernel(ids, offsets, s_lo, s_hi, W_in, W_out, keep_prob, alias_prob, alia
                     target = targets[k]
                     if k > 0 and target == centre:
                         continue  # the same for every thread: targets are shared
-                    g = _step(_dot(h, W_out, target, partial), k, lr, counters, block)
+                    g = _step(_score(h, W_out, target, partial, warp), k, lr, counters, block)
                     for d in range(t, dim, nt):
                         neu1e[d] += g * W_out[target, d]
                         W_out[target, d] += g * h[d]
@@ -200,7 +226,7 @@ def sg_kernel(ids, offsets, s_lo, s_hi, W_in, W_out, keep_prob, alias_prob, alia
 @cuda.jit
 def cbow_kernel(ids, offsets, s_lo, s_hi, W_in, W_out, keep_prob, alias_prob,
                 alias_idx, window, negative, lr_start, lr_end, seeds, scratch, counters,
-                touches_in, touches_out, trace_words, trace_targets, trace_lr, trace_n):
+                touches_in, touches_out, trace_words, trace_targets, trace_lr, trace_n, warp):
     """CBOW over sentences ``[s_lo, s_hi)``: the mean of the context rows predicts the centre
     word; every context row then receives the whole gradient (word2vec's ``-cbow 1``).
     Arguments as :func:`sg_kernel`'s; ``trace_words`` (capacity, 2 * window)."""
@@ -239,7 +265,7 @@ def cbow_kernel(ids, offsets, s_lo, s_hi, W_in, W_out, keep_prob, alias_prob,
                 target = targets[k]
                 if k > 0 and target == centre:
                     continue
-                g = _step(_dot(h, W_out, target, partial), k, lr, counters, block)
+                g = _step(_score(h, W_out, target, partial, warp), k, lr, counters, block)
                 for d in range(t, dim, nt):
                     neu1e[d] += g * W_out[target, d]
                     W_out[target, d] += g * h[d]
@@ -279,6 +305,22 @@ def _trace(trace_words, trace_targets, trace_lr, trace_n, sentence, j_lo, j_hi, 
     trace_lr[e] = lr
 
 
+@contextmanager
+def _simulator_pace() -> Iterator[None]:
+    """Under the simulator, a block's threads are Python threads that meet at every
+    ``syncthreads``; at Python's default 5 ms GIL switch interval each meeting costs
+    milliseconds, and 0.1 ms ran a small kernel 12x faster. A GPU is left alone."""
+    if not numba_config.ENABLE_CUDASIM:
+        yield
+        return
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
+
+
 def sentence_seeds(seed: int, first: int, count: int) -> np.ndarray:
     """One seed per sentence, from where it is (the call's ``seed`` and its index)."""
     return np.random.SeedSequence([seed, first]).generate_state(max(count, 1), np.uint64)[:count]
@@ -287,16 +329,21 @@ def sentence_seeds(seed: int, first: int, count: int) -> np.ndarray:
 def train(ids: Any, offsets: np.ndarray, W_in: Any, W_out: Any, keep_prob: Any,
           alias_prob: Any, alias_idx: Any, *, sg: bool, window: int, negative: int,
           lr_start: float, lr_end: float, seed: int, blocks: int = 64, threads: int = THREADS,
-          touches: tuple[Any, Any] | None = None, trace_capacity: int = 0
-          ) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
+          touches: tuple[Any, Any] | None = None, trace_capacity: int = 0,
+          warp: bool | None = None) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
     """Train skip-gram (``sg``) or CBOW over every sentence of ``offsets`` on the device
     (``W_in``, ``W_out`` updated in place; device arrays, or NumPy ones in the simulator);
     return the counters (float64, 5: words read, kept, examples, loss sum, loss terms) and,
     with ``trace_capacity``, the examples in the order trained (one block trains them in
-    sentence order): ``words`` (padded with -1), ``targets``, ``lr``."""
+    sentence order): ``words`` (padded with -1), ``targets``, ``lr``. ``warp`` (default: on a
+    GPU with 32 threads) takes the dot products by warp shuffles."""
     if W_in.shape[1] > MAX_DIM or negative + 1 > MAX_TARGETS or not 1 <= threads <= THREADS:
         raise ValueError(f"the GPU kernel takes dim <= {MAX_DIM}, negative <= "
                          f"{MAX_TARGETS - 1}, 1 <= threads <= {THREADS}")
+    if warp is None:
+        warp = threads == 32 and not numba_config.ENABLE_CUDASIM
+    if warp and (threads != 32 or numba_config.ENABLE_CUDASIM):
+        raise ValueError("warp shuffles need a GPU and blocks of 32 threads")
     offsets = np.asarray(offsets, np.int64)
     sentences = len(offsets) - 1
     blocks = max(1, min(blocks, sentences))
@@ -310,10 +357,12 @@ def train(ids: Any, offsets: np.ndarray, W_in: Any, W_out: Any, keep_prob: Any,
              cuda.to_device(np.full((trace_capacity, negative + 1), -1, np.int64)),
              cuda.to_device(np.full(trace_capacity, np.nan)), cuda.to_device(np.zeros(1, np.int64)))
     kernel = sg_kernel if sg else cbow_kernel
-    kernel[blocks, threads](ids, cuda.to_device(offsets), 0, sentences, W_in, W_out, keep_prob,
-                            alias_prob, alias_idx, window, negative, np.float32(lr_start),
-                            np.float32(lr_end), cuda.to_device(sentence_seeds(seed, 0, sentences)),
-                            scratch, counters, t_in, t_out, *trace)
+    with _simulator_pace():
+        kernel[blocks, threads](ids, cuda.to_device(offsets), 0, sentences, W_in, W_out,
+                                keep_prob, alias_prob, alias_idx, window, negative,
+                                np.float32(lr_start), np.float32(lr_end),
+                                cuda.to_device(sentence_seeds(seed, 0, sentences)), scratch,
+                                counters, t_in, t_out, *trace, bool(warp))
     summed = counters.copy_to_host().sum(axis=0)
     if not trace_capacity:
         return summed, None

@@ -106,3 +106,28 @@ def test_sizes_beyond_the_kernel_are_refused(gpu) -> None:
     problem = _problem()
     with pytest.raises(ValueError, match="dim <= 1024, negative <= 64"):
         gpu.train(**problem, sg=True, window=2, negative=70, lr_start=0.1, lr_end=0.1, seed=0)
+
+
+@pytest.mark.parametrize("sg", [True, False], ids=["skipgram", "cbow"])
+def test_the_warp_shuffle_variant_equals_the_shared_memory_one(gpu, sg: bool) -> None:
+    """The dot products by warp shuffles (the default on a GPU) against the shared-memory
+    ones (the simulator's): one block of 32 threads, the same draws, the same matrices up to
+    the order of float additions. On a GPU only: the simulator has no warp shuffles."""
+    if SIMULATED:
+        pytest.skip("the CUDA simulator has no warp shuffles")
+    results = []
+    for warp in (False, True):
+        problem = _problem(vocab=30, dim=72, sentences=6, seed=3)
+        counters, _ = gpu.train(**problem, sg=sg, window=3, negative=4, lr_start=0.3,
+                                lr_end=0.05, seed=9, blocks=1, threads=32, warp=warp)
+        results.append((counters, problem["W_in"], problem["W_out"]))
+    (c0, in0, out0), (c1, in1, out1) = results
+    np.testing.assert_array_equal(c0[:3], c1[:3])  # words read, kept, examples
+    np.testing.assert_allclose(in0, in1, atol=1e-5)
+    np.testing.assert_allclose(out0, out1, atol=1e-5)
+
+
+def test_warp_shuffles_are_refused_where_they_cannot_run(gpu) -> None:
+    with pytest.raises(ValueError, match="warp shuffles need a GPU and blocks of 32 threads"):
+        gpu.train(**_problem(), sg=True, window=2, negative=2, lr_start=0.1, lr_end=0.1,
+                  seed=0, threads=4, warp=True)
