@@ -39,14 +39,14 @@ def measure(emb: Embeddings, name: str, backends: list[str]) -> list[dict[str, A
     rng = np.random.default_rng(0)
     picks = rng.choice(len(emb), min(QUERIES, len(emb)), replace=False)
     queries = emb.unit[picks]
-    exact_ms = _latency(lambda q: emb.most_similar(q, 10), queries)
+    exact_ms = _latency(lambda q: emb.most_similar(q, topn=10), queries)
     exact = np.stack([np.argpartition(-(emb.unit @ q), 10)[:10] for q in queries[:200]])
     rows = [{"data": name, "vectors": len(emb), "dim": emb.vectors.shape[1], "method": "exact",
              "build_s": 0.0, "query_ms": exact_ms, "recall@10": 1.0}]
     print(json.dumps(rows[-1]), flush=True)
     for backend in backends:
         index = AnnIndex.build(emb, backend)
-        ms = _latency(lambda q, index=index: emb.most_similar(q, 10, index=index), queries)
+        ms = _latency(lambda q, index=index: emb.most_similar(q, topn=10, index=index), queries)
         found, _ = index.query(queries[:200], 10)
         recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, exact)]))
         rows.append({"data": name, "vectors": len(emb), "dim": emb.vectors.shape[1],

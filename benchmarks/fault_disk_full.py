@@ -110,7 +110,7 @@ def main() -> None:
         meta = json.loads((model / "model.json").read_text())
         print(f"3. --resume completed in {time.perf_counter() - started:.0f} s: "
               f"{len(embeddings)} words, {len(meta['rounds'])} rounds recorded, neighbours of "
-              f"'gold': {[w for w, _ in embeddings.most_similar('gold', 5)]}")
+              f"'gold': {[w for w, _ in embeddings.most_similar('gold', topn=5)]}")
     finally:
         if args.mount is None:
             subprocess.run(["umount", str(mount)], check=False)

@@ -1,4 +1,4 @@
-"""dw2v: distributed word2vec on Dask, from Parquet text shards to embeddings."""
+"""dw2v: distributed word2vec on Dask, from Parquet or text corpora to embeddings."""
 
 from __future__ import annotations
 

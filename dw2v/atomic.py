@@ -25,7 +25,7 @@ import shutil
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from dw2v.errors import ConfigError, OutputExistsError
 
@@ -316,3 +316,27 @@ def staged_dir(path: str | Path, *, overwrite: bool = False,
             swap_into_place(stage, target)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
+
+
+@contextmanager
+def atomic_file(path: Path, *, overwrite: bool = False,
+                ours: Callable[[Path], bool] = lambda _: False,
+                what: str = "dw2v output") -> Iterator[Path]:
+    """A temporary path beside the file ``path``, renamed onto it when the block succeeds and
+    removed when it fails, so ``path`` appears whole or not at all; an existing ``path`` is
+    replaced only with ``overwrite`` and only if ``ours(path)`` (it is ``what``)."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputExistsError(f"{path}: is a directory")
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path}: exists; pass --overwrite to replace it")
+    if path.exists() and not ours(path):
+        raise OutputExistsError(f"{path}: --overwrite replaces only {what}, and this file is "
+                                "not one; choose another output")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:12]}"
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 from dw2v.config import (MAX_TOKEN_BYTES, ClusterConfig, IngestConfig, TokenizerConfig,
@@ -37,9 +38,11 @@ def _key_value(text: str) -> tuple[str, str]:
 def _add_input_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
     group = parser.add_argument_group("input")
     group.add_argument("inputs", nargs="+" if required else "*", metavar="INPUT",
-                       help="Parquet files, directories (every *.parquet below), globs or "
+                       help="Parquet or text files (one document per line; .gz, .bz2, .zst "
+                            "too), directories (every *.parquet and *.txt below), globs or "
                             "fsspec URLs (file://, memory://, s3:// with s3fs)")
-    group.add_argument("--text-column", default="text", help="column holding the text")
+    group.add_argument("--text-column", default="text",
+                       help="Parquet: the column holding the text")
     group.add_argument("--no-lowercase", dest="lowercase", action="store_false",
                        help="keep the case of the text")
     group.add_argument("--token-pattern", default=None,
@@ -56,7 +59,7 @@ def _add_input_options(parser: argparse.ArgumentParser, required: bool = True) -
 
 def _add_vocab_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("vocabulary")
-    group.add_argument("--min-count", type=int, default=5,
+    group.add_argument("--min-count", "--minCount", type=int, default=5,
                        help="drop words seen fewer times (default 5)")
     group.add_argument("--max-vocab-size", type=int, default=None,
                        help="budget of distinct words while counting; the rarest are cut "
@@ -134,11 +137,15 @@ def _sync_every(text: str) -> int | None:
 def _add_train_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training")
     group.add_argument("--model", choices=["skipgram", "cbow"], default="skipgram")
-    group.add_argument("--dim", type=int, default=100, help="vector size (default 100)")
-    group.add_argument("--window", type=int, default=5, help="maximum context window")
-    group.add_argument("--negative", type=int, default=5, help="noise words per example")
-    group.add_argument("--epochs", type=int, default=5)
-    group.add_argument("--alpha", type=float, default=0.025, help="initial learning rate")
+    group.add_argument("--dim", "--vector-size", "--size", type=int, default=100,
+                       help="vector size (default 100)")
+    group.add_argument("--window", "--ws", type=int, default=5, help="maximum context window")
+    group.add_argument("--negative", "--neg", type=int, default=5,
+                       help="noise words per example")
+    group.add_argument("--epochs", "--epoch", "--iter", type=int, default=5,
+                       help="passes over the corpus")
+    group.add_argument("--alpha", "--lr", type=float, default=0.025,
+                       help="initial learning rate")
     group.add_argument("--min-alpha", type=float, default=0.0001, help="final learning rate")
     group.add_argument("--sync-every", type=_sync_every, default=None, metavar="WORDS|auto",
                        help="words each worker trains between parameter averagings (default "
@@ -165,8 +172,10 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
                                           "negatives: word2vec's per-pair negatives)")
     group.add_argument("--kernel-threads", type=int, default=1,
                        help="Hogwild threads inside each worker's kernel (default 1)")
-    group.add_argument("--device", choices=["cpu", "gpu", "auto"], default="cpu")
-    group.add_argument("--seed", type=int, default=1)
+    group.add_argument("--device", choices=["cpu", "gpu", "auto"], default="cpu",
+                       help="where workers train: cpu, gpu (every worker on its GPU) or auto "
+                            "(a GPU where a worker has one)")
+    group.add_argument("--seed", type=int, default=1, help="random seed")
     group.add_argument("--skip-bad-shards", action="store_true",
                        help="skip a token-id shard that cannot be read during training, with "
                             "a warning (default: stop with an error naming it)")
@@ -192,7 +201,7 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="dw2v", description="Distributed word2vec on Dask, from Parquet text shards.",
+        prog="dw2v", description="Distributed word2vec on Dask, from Parquet or text files.",
         allow_abbrev=False)
     parser.add_argument("--version", action="version",
                         version=f"%(prog)s {_version()}")
@@ -221,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.allow_abbrev = False  # --threads must not mean --threads-per-worker
         if not any("--verbose" in a.option_strings for a in sub._actions):
             sub.add_argument("-v", "--verbose", action="count", default=0)
+    _help_everywhere(parser)
     return parser
 
 
@@ -278,14 +288,44 @@ def _explicit(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
     return {k for k, v in vars(namespace).items() if v is not sentinel and v is not None}
 
 
-def _flag(parser: argparse.ArgumentParser, dest: str) -> str | None:
-    """The option a user types for ``dest`` (``--dim`` for ``dim``)."""
+def _flag(parser: argparse.ArgumentParser, dest: str, argv: Sequence[str] = ()) -> str | None:
+    """The option a user types for ``dest``: the one (or alias) in ``argv``, else the first
+    (``--dim`` for ``dim``)."""
     for action in parser._actions:
         if action.dest == dest and action.option_strings:
+            typed = [o for o in action.option_strings
+                     if any(w == o or w.startswith(o + "=") for w in argv)]
             longs = [o for o in action.option_strings if o.startswith("--")]
             plain = [o for o in longs if not o.startswith("--no-")]
-            return (plain or longs or action.option_strings)[0]
+            return (typed[-1:] or plain or longs or action.option_strings)[0]
     return None
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """``--help`` with every option's default: added where its help does not give it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        shown = action.default not in (None, False, argparse.SUPPRESS, [])
+        flags = (argparse._VersionAction, argparse._StoreConstAction)  # store_true/false too
+        if (action.option_strings and shown and "default" not in text
+                and not isinstance(action, flags)):
+            text = f"{text} (default: %(default)s)".strip()
+        return text
+
+
+def _help_everywhere(parser: argparse.ArgumentParser) -> None:
+    """Every option of ``parser`` and its subcommands gets a help line (so the formatter can
+    show its default)."""
+    parser.formatter_class = _HelpFormatter
+    for action in parser._actions:
+        if (action.help is None and action.option_strings
+                and not isinstance(action, argparse._StoreConstAction)
+                and action.default not in (None, False, argparse.SUPPRESS, [])):
+            action.help = "(default: %(default)s)"
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _help_everywhere(sub)
 
 
 def _as_typed(flag: str, value: Any, argv: Sequence[str]) -> str:
@@ -329,7 +369,7 @@ def _user_words(exc: ConfigError, parser: argparse.ArgumentParser, argv: Sequenc
     if in_file and dest not in explicit:
         return ConfigError(f"--config {config_path}: [{table}] {exc.field} = "
                            f"{_as_toml(value)}: {exc.rule}")
-    flag = _flag(parser, dest) if dest else None
+    flag = _flag(parser, dest, argv) if dest else None
     if flag is None:
         return exc
     return ConfigError(f"{flag} {_as_typed(flag, exc.value, argv)}: {exc.rule}")
@@ -387,11 +427,14 @@ def _run_train(args: argparse.Namespace, parser: argparse.ArgumentParser,
           f"{words:,} words in {seconds:.1f} s ({words / max(seconds, 1e-9):,.0f} words/s), "
           f"final loss {rounds[-1]['loss']:.4f}" if rounds else "nothing to train")
     print(f"model written to {args.output}")
+    report = Path(args.output) / "report.html"
+    if report.exists():
+        print(f"report: {report}")
     words = (args.neighbours.split(",") if args.neighbours else
              [model.words[r] for r in (50, 100, 200, 400, 800) if r < len(model)])
     for word in words:
         if word in model:
-            neighbours = ", ".join(w for w, _ in model.most_similar(word, 8))
+            neighbours = ", ".join(w for w, _ in model.most_similar(word, topn=8))
             print(f"  {word}: {neighbours}")
         else:
             print(f"  {word}: not in the vocabulary")
@@ -401,6 +444,13 @@ def _run_train(args: argparse.Namespace, parser: argparse.ArgumentParser,
 def _setup_logging(verbose: int) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="dw2v: %(levelname)s: %(name)s: %(message)s", stream=sys.stderr)
+    console = logging.getLogger("dw2v.console")  # a line or two the user always sees
+    if not console.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("dw2v: %(message)s"))
+        console.addHandler(handler)
+    console.setLevel(logging.INFO)
+    console.propagate = False
     # Task errors reach the user as dw2v's own message; the workers' copies are noise unless -v.
     dask_level = ("critical", "warning", "info")[min(verbose, 2)]
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", dask_level)  # inherited by workers

@@ -1,4 +1,5 @@
-"""The commands that use trained vectors: ``export``, ``index``, ``similar``, ``analogy``, ``eval``.
+"""The commands that use trained vectors: ``export``, ``index``, ``similar``, ``analogy``,
+``eval``, ``embed`` (document vectors).
 
 MODEL is a model directory, or any vectors file ``dw2v.load`` reads (word2vec text or binary,
 fastText ``.vec``, a Parquet export). ``similar`` and ``analogy`` use the model's
@@ -55,6 +56,22 @@ def add_commands(commands: Any) -> None:
         sub.add_argument("--exact", action="store_true", help="exact search, no index")
         sub.add_argument("--json", action="store_true", help="one JSON object on stdout")
 
+    embed = commands.add_parser(
+        "embed", help="document vectors: the mean of each document's word vectors",
+        description="Write OUT.parquet: one row per document of INPUT (Parquet or text, as "
+                    "dw2v train reads them), its id and its vector (fixed_size_list<float32>), "
+                    "the mean of its words' vectors, tokenized as the model was trained.")
+    embed.add_argument("model", metavar="MODEL")
+    embed.add_argument("inputs", nargs="+", metavar="INPUT")
+    embed.add_argument("-o", "--output", required=True, metavar="OUT.parquet")
+    embed.add_argument("--text-column", default="text",
+                       help="Parquet: the column holding the text (default text)")
+    embed.add_argument("--id-column", default=None,
+                       help="Parquet: the id column kept beside each vector (default doc_id "
+                            "when present; else source file and row)")
+    embed.add_argument("--overwrite", action="store_true",
+                       help="replace OUT.parquet if it is a document-vectors file dw2v wrote")
+
     report = commands.add_parser("report", help="(re)write MODEL/report.html and its figures")
     report.add_argument("model", metavar="MODEL")
 
@@ -64,8 +81,9 @@ def add_commands(commands: Any) -> None:
                     help="tab-separated word pairs with a score (repeatable)")
     ev.add_argument("--analogies", action="append", default=[], metavar="FILE",
                     help="Google-format analogy questions (repeatable)")
-    ev.add_argument("--restrict-vocab", type=_positive_int, default=30_000, metavar="N",
-                    help="only the N most frequent words count (default 30,000)")
+    ev.add_argument("--restrict-vocab", type=_positive_int, default=300_000, metavar="N",
+                    help="only the N most frequent words count (default 300,000, gensim's "
+                         "for both word pairs and analogies)")
     ev.add_argument("--json", action="store_true", help="one JSON object on stdout")
 
 
@@ -78,6 +96,13 @@ def _index_for(args: argparse.Namespace, emb: Any) -> Any:
     if args.index is None and not path.is_dir():
         return None
     return AnnIndex.load(path, emb)
+
+
+def check_not_overlapping_model(args: argparse.Namespace) -> None:
+    """The output of ``embed`` is neither the model nor inside it."""
+    from dw2v.atomic import check_not_overlapping
+
+    check_not_overlapping(Path(args.output).absolute(), [args.model])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,6 +120,17 @@ def run(args: argparse.Namespace) -> int:
         check_not_overlapping(out, [args.model],
                               allow_inside=[args.model] if args.command == "index" else [])
     emb = load(args.model)
+    if args.command == "embed":
+        from dw2v.config import IngestConfig
+        from dw2v.docvec import embed_files
+
+        check_not_overlapping_model(args)
+        total = embed_files(emb, args.inputs, args.output,
+                            ingest=IngestConfig(text_column=args.text_column),
+                            id_column=args.id_column, overwrite=args.overwrite)
+        print(f"{total:,} document vectors ({emb.vector_size} dimensions) written to "
+              f"{args.output}")
+        return 0
     if args.command == "export":
         from dw2v.export import export
         files = export(emb, args.output, args.format, normalize=args.normalize,
@@ -112,10 +148,10 @@ def run(args: argparse.Namespace) -> int:
         index = _index_for(args, emb)
         try:
             if args.command == "similar":
-                results = {w: emb.most_similar(w, args.k, index=index) for w in args.words}
+                results = {w: emb.most_similar(w, topn=args.k, index=index) for w in args.words}
             else:
                 words = (args.a, args.b, args.c)
-                results = {" ".join(words): emb.analogy(*words, k=args.k, index=index)}
+                results = {" ".join(words): emb.analogy(*words, topn=args.k, index=index)}
         except KeyError as exc:
             raise ConfigError(f"{exc.args[0]}") from None
         if args.json:

@@ -142,10 +142,15 @@ class IngestConfig:
     batch_size: int = 65_536
     storage_options: Mapping[str, str] = field(default_factory=dict)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    #: An uncompressed text file larger than this is read as byte ranges of this size, each
+    #: a shard of its own (spread over the workers); a compressed one is always one shard.
+    text_block_bytes: int = 64 * 2**20
 
     def __post_init__(self) -> None:
         _require(bool(self.text_column), "text_column", self.text_column, "must not be empty")
         _require(self.batch_size >= 1, "batch_size", self.batch_size, "must be at least 1")
+        _require(self.text_block_bytes >= 1, "text_block_bytes", self.text_block_bytes,
+                 "must be at least 1 byte")
 
 
 @_checked

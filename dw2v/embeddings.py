@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from dw2v import evaluate
 from dw2v.errors import InputError
 from dw2v.vocab import VOCAB_FILE, load as load_vocab
 
 if TYPE_CHECKING:
+    from dw2v import evaluate
     from dw2v.search import AnnIndex
 
 VECTORS = "vectors.npy"
@@ -47,11 +47,48 @@ class Embeddings:
         return len(self.words)
 
     def __contains__(self, word: object) -> bool:
-        return word in self.index
+        return isinstance(word, str) and self._lookup(word) is not None
+
+    def __getitem__(self, key: str | Sequence[str]) -> np.ndarray:
+        """A word's vector, or a matrix of several words' (gensim's ``kv[key]``)."""
+        if isinstance(key, str):
+            return self.vector(key)
+        return np.vstack([self.vector(k) for k in key])
 
     @cached_property
     def index(self) -> dict[str, int]:
         return {w: i for i, w in enumerate(self.words)}
+
+    @property
+    def key_to_index(self) -> dict[str, int]:
+        """gensim's name for :attr:`index`: word -> row."""
+        return self.index
+
+    @property
+    def index_to_key(self) -> list[str]:
+        """gensim's name for :attr:`words`: row -> word."""
+        return self.words
+
+    @property
+    def vector_size(self) -> int:
+        return int(self.vectors.shape[1])
+
+    @cached_property
+    def word_array(self) -> Any:
+        """The words as an Arrow string array (lookups of many tokens at once)."""
+        import pyarrow as pa
+
+        return pa.array(self.words, pa.string())
+
+    def embed(self, texts: Any) -> np.ndarray:
+        """Document vectors: the mean of each text's known word vectors (zeros where it has
+        none), tokenized as training tokenized (``dw2v.docvec``); a Dask Series gives a
+        Dask array (``docvec.embed_series``)."""
+        from dw2v import docvec
+
+        if type(texts).__module__.startswith("dask"):
+            return docvec.embed_series(self, texts)
+        return docvec.embed(self, texts)
 
     @cached_property
     def unit(self) -> np.ndarray:
@@ -59,62 +96,145 @@ class Embeddings:
         norms = np.linalg.norm(self.vectors, axis=1, keepdims=True)
         return self.vectors / np.where(norms == 0, 1, norms)
 
-    def _row(self, word: str) -> int:
+    @cached_property
+    def lowercase(self) -> bool:
+        """Whether training lowercased its text (a dw2v model's ``model.json`` says so):
+        queries are then lowercased too, so ``Lord`` finds ``lord``."""
+        settings = self.meta.get("settings", {}).get("ingest", {}).get("tokenizer", {})
+        return bool(settings.get("lowercase", False))
+
+    def _lookup(self, word: str) -> int | None:
         i = self.index.get(word)
+        if i is None and self.lowercase:
+            i = self.index.get(word.lower())
+        return i
+
+    def _row(self, word: str) -> int:
+        i = self._lookup(word)
         if i is None:
             raise KeyError(f"{word!r} is not in the vocabulary ({len(self):,} words)")
         return i
 
+    def get_index(self, word: str, default: int | None = None) -> int | None:
+        """The word's row, or ``default`` when it is not in the vocabulary."""
+        i = self._lookup(word)
+        return default if i is None else i
+
     def vector(self, word: str) -> np.ndarray:
         return self.vectors[self._row(word)]
 
+    def get_vector(self, word: str, norm: bool = False) -> np.ndarray:
+        """The word's vector (unit length with ``norm``), as gensim's ``get_vector``."""
+        i = self._row(word)
+        return self.unit[i] if norm else self.vectors[i]
+
+    def similarity(self, w1: str, w2: str) -> float:
+        """Cosine similarity of two words."""
+        return float(self.unit[self._row(w1)] @ self.unit[self._row(w2)])
+
+    def n_similarity(self, ws1: Sequence[str], ws2: Sequence[str]) -> float:
+        """Cosine similarity of the means of two word sets' vectors (gensim's rule: the raw
+        vectors averaged, then normalised)."""
+        if not (len(ws1) and len(ws2)):
+            raise ZeroDivisionError("At least one of the passed lists is empty.")
+        a, b = self[list(ws1)].mean(axis=0), self[list(ws2)].mean(axis=0)
+        return float(a @ b / ((np.linalg.norm(a) * np.linalg.norm(b)) or 1.0))
+
+    def doesnt_match(self, words: Sequence[str]) -> str:
+        """The word furthest from the mean of the others' unit vectors (words outside the
+        vocabulary are left out, as gensim does)."""
+        used = [w for w in words if w in self]
+        if not used:
+            raise ValueError("cannot select a word from an empty list")
+        vectors = self.unit[[self._row(w) for w in used]]
+        mean = vectors.mean(axis=0)
+        mean /= np.linalg.norm(mean) or 1.0
+        return used[int(np.argmin(vectors @ mean))]
+
     def _top(self, query: np.ndarray, k: int, exclude: Sequence[int],
-             index: AnnIndex | None) -> list[tuple[str, float]]:
+             index: AnnIndex | None, restrict_vocab: int | None = None
+             ) -> list[tuple[str, float]]:
         if k < 1:
-            raise ValueError(f"k must be at least 1, not {k}")
+            raise ValueError(f"topn must be at least 1, not {k}")
         query = query / (np.linalg.norm(query) or 1.0)
         if index is not None:
+            if restrict_vocab is not None:
+                raise ValueError("restrict_vocab applies to exact queries, not to an index")
             ids, sims = index.query(query[None, :].astype(np.float32), k + len(exclude))
             pairs = [(int(i), float(s)) for i, s in zip(ids[0], sims[0]) if i >= 0]
         else:
-            sims = self.unit @ query.astype(np.float32)
-            sims[list(exclude)] = -np.inf
-            kk = min(k, len(sims))
+            sims = self.unit[:restrict_vocab] @ query.astype(np.float32)
+            sims[[i for i in exclude if i < len(sims)]] = -np.inf
+            kk = min(k + len(exclude), len(sims))
             top = np.argpartition(-sims, kk - 1)[:kk]
             pairs = [(int(j), float(sims[j])) for j in top[np.argsort(-sims[top])]]
         skip = set(exclude)
         return [(self.words[j], s) for j, s in pairs if j not in skip][:k]
 
-    def most_similar(self, query: str | np.ndarray, k: int = 10,
-                     index: AnnIndex | None = None) -> list[tuple[str, float]]:
-        """The ``k`` nearest words by cosine similarity to a word (itself excluded) or a
-        vector; exact, or through an approximate nearest-neighbour ``index``."""
-        if isinstance(query, str):
-            i = self._row(query)
-            return self._top(self.unit[i], k, [i], index)
-        query = np.asarray(query, np.float32)
-        if query.shape != (self.vectors.shape[1],):
-            raise ValueError(f"a query vector must have shape ({self.vectors.shape[1]},), "
-                             f"not {query.shape}")
-        return self._top(query, k, [], index)
+    def most_similar(self, positive: Any = None, negative: Any = None,
+                     topn: int | None = 10, *, restrict_vocab: int | None = None,
+                     index: AnnIndex | None = None) -> Any:
+        """gensim's ``most_similar``: the ``topn`` words nearest by cosine to the mean of the
+        unit vectors of the ``positive`` words (or vectors, or ``(word, weight)`` pairs) minus
+        the ``negative`` ones, the query words left out; among the ``restrict_vocab`` most
+        frequent words; exact, or through an approximate nearest-neighbour ``index``.
+        ``topn=None``: the similarity to every word, as an array."""
+        if isinstance(negative, (int, np.integer)) and not isinstance(negative, bool):
+            raise TypeError(f"most_similar(word, {negative}): the second argument is "
+                            f"negative (gensim's order); the number of results is "
+                            f"topn={negative}")
+        items = ([(item, 1.0) for item in _as_list(positive)]
+                 + [(item, -1.0) for item in _as_list(negative)])
+        if not items:
+            raise ValueError("most_similar needs a word or a vector (positive=...)")
+        mean = np.zeros(self.vector_size, np.float64)
+        total, exclude = 0.0, []
+        for item, weight in items:
+            if isinstance(item, tuple):
+                item, weight = item
+            if isinstance(item, str):
+                i = self._row(item)
+                exclude.append(i)
+                vec = self.unit[i]
+            else:
+                vec = np.asarray(item, np.float32)
+                if vec.shape != (self.vector_size,):
+                    raise ValueError(f"a query vector must have shape ({self.vector_size},), "
+                                     f"not {vec.shape}")
+            mean += weight * vec
+            total += abs(weight)
+        mean = (mean / total).astype(np.float32)
+        if topn is None:
+            return self.unit[:restrict_vocab] @ (mean / (np.linalg.norm(mean) or 1.0))
+        return self._top(mean, topn, exclude, index, restrict_vocab)
 
-    def analogy(self, a: str, b: str, c: str, k: int = 10,
+    def similar_by_word(self, word: str, topn: int = 10) -> list[tuple[str, float]]:
+        return self.most_similar(word, topn=topn)
+
+    def similar_by_vector(self, vector: np.ndarray, topn: int = 10) -> list[tuple[str, float]]:
+        return self.most_similar(vector, topn=topn)
+
+    def analogy(self, a: str, b: str, c: str, topn: int = 10,
                 index: AnnIndex | None = None) -> list[tuple[str, float]]:
         """``a`` is to ``b`` as ``c`` is to ?: 3CosAdd (unit b + unit c - unit a), the three
         words excluded (gensim's ``most_similar(positive=[b, c], negative=[a])``)."""
         ia, ib, ic = self._row(a), self._row(b), self._row(c)
         query = (self.unit[ib] + self.unit[ic] - self.unit[ia]) / 3
-        return self._top(query, k, [ia, ib, ic], index)
+        return self._top(query, topn, [ia, ib, ic], index)
 
     def evaluate_similarity(self, path: str | Path,
                             restrict_vocab: int | None = 300_000) -> evaluate.SimilarityResult:
         """Spearman and Pearson correlation with a word-pair file's scores (gensim's rules)."""
+        from dw2v import evaluate
+
         return evaluate.similarity(self.words, self.vectors, path,
                                    restrict_vocab=restrict_vocab, unit=self.unit)
 
     def evaluate_analogies(self, path: str | Path,
-                           restrict_vocab: int | None = 30_000) -> evaluate.AnalogyResult:
+                           restrict_vocab: int | None = 300_000) -> evaluate.AnalogyResult:
         """Analogy accuracy on a Google-format file, overall and per section."""
+        from dw2v import evaluate
+
         return evaluate.analogies(self.words, self.vectors, path,
                                   restrict_vocab=restrict_vocab, unit=self.unit)
 
@@ -129,6 +249,17 @@ class Embeddings:
         for word, count in zip(self.words, np.asarray(self.counts).tolist()):
             kv.set_vecattr(word, "count", int(count))
         return kv
+
+
+def _as_list(value: Any) -> list[Any]:
+    """gensim's ``_ensure_list``: one word or vector as a list of one, a matrix as its rows."""
+    if value is None:
+        return []
+    if isinstance(value, (str, tuple)) or (isinstance(value, np.ndarray) and value.ndim == 1):
+        return [value]
+    if isinstance(value, np.ndarray) and value.ndim == 2:
+        return list(value)
+    return list(value)
 
 
 def npy_header(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:

@@ -128,7 +128,7 @@ def similarity(words: list[str], vectors: np.ndarray, path: str | Path, *,
 
 
 def analogies(words: list[str], vectors: np.ndarray, path: str | Path, *,
-              restrict_vocab: int | None = 30_000, unit: np.ndarray | None = None
+              restrict_vocab: int | None = 300_000, unit: np.ndarray | None = None
               ) -> AnalogyResult:
     """3CosAdd accuracy, overall and per section."""
     lookup = _lookup(words, restrict_vocab)

@@ -9,19 +9,18 @@ and LanceDB.
 from __future__ import annotations
 
 import json
-import os
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dw2v import word2vec_format
+from dw2v.atomic import atomic_file
 from dw2v.embeddings import Embeddings
-from dw2v.errors import ConfigError, OutputExistsError
+from dw2v.errors import ConfigError
 
 FORMATS = ("word2vec-text", "word2vec-binary", "parquet", "npy")
 #: NumPy exports put the tokens beside the matrix, one per line, in row order.
@@ -49,25 +48,11 @@ def _is_vectors_file(path: Path, fmt: str) -> bool:
         return False
 
 
-@contextmanager
-def _atomic(path: Path, overwrite: bool, fmt: str) -> Iterator[Path]:
-    """A temporary path beside ``path``, renamed onto it when the block succeeds; an existing
-    ``path`` is replaced only with ``overwrite`` and only if it is a vectors file of ``fmt``."""
-    if path.is_dir():
-        raise OutputExistsError(f"{path}: is a directory")
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path}: exists; pass --overwrite to replace it")
-    if path.exists() and not _is_vectors_file(path, fmt):
-        raise OutputExistsError(f"{path}: --overwrite replaces only a vectors file of the "
-                                f"format written ({fmt}), and this file is not one; choose "
-                                "another output")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:12]}"
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _atomic(path: Path, overwrite: bool, fmt: str) -> Any:
+    """``atomic_file``: an existing ``path`` is replaced only with ``overwrite`` and only if
+    it is a vectors file of ``fmt``."""
+    return atomic_file(path, overwrite=overwrite, ours=lambda p: _is_vectors_file(p, fmt),
+                       what=f"a vectors file of the format written ({fmt})")
 
 
 def parquet_table(words: list[str], vectors: np.ndarray, counts: np.ndarray,

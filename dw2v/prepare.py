@@ -24,7 +24,8 @@ from dw2v.config import ClusterConfig, IngestConfig, VocabConfig, to_dict
 from dw2v.dask_cluster import chain_reduce, client_for, run_id, show_progress, \
     wait_with_progress
 from dw2v.errors import NoInputError
-from dw2v.ingest import ShardInfo, check_shard, encode_shard, find_shards
+from dw2v.ingest import (MemoryCorpus, ShardInfo, as_inputs, check_shard, encode_shard,
+                         find_shards, memory_shards, paths_of, split_text_shards)
 from dw2v.preflight import check_run
 from dw2v.vocab import (VOCAB_FILE, Vocabulary, count_shard, extend, finalize, merge_counts, save,
                         split_counts)
@@ -105,7 +106,7 @@ def _check_all(client: Client, urls: Sequence[str], ingest: IngestConfig,
             logger.warning("%s: empty file, skipped", info.url)
     if all(info.empty for info in infos):
         raise NoInputError(f"every input file is empty ({len(infos)} files)")
-    return infos
+    return split_text_shards(infos, ingest.text_block_bytes)
 
 
 AUTO_BUCKETS_BYTES = 64 * 2**20
@@ -138,7 +139,7 @@ def _reduce_buckets(client: Client, counts: Sequence[Future], vocab: VocabConfig
     return totals
 
 
-def build_vocab(inputs: Sequence[str], output: str | Path, *,
+def build_vocab(inputs: str | Path | Sequence[str | Path], output: str | Path, *,
                 ingest: IngestConfig = IngestConfig(), vocab: VocabConfig = VocabConfig(),
                 cluster: ClusterConfig = ClusterConfig(), client: Client | None = None,
                 overwrite: bool = False, progress: bool | None = None,
@@ -150,33 +151,44 @@ def build_vocab(inputs: Sequence[str], output: str | Path, *,
     vocabulary, for continued training) the vocabulary is ``base`` extended with the new
     corpus's words (:func:`dw2v.vocab.extend`).
     """
+    inputs = as_inputs(inputs)
     out = Path(output).absolute()
-    check_run(inputs, cluster, client)
-    with staged_dir(out, overwrite=overwrite, inputs=inputs) as stage:
+    check_run(paths_of(inputs), cluster, client)
+    with staged_dir(out, overwrite=overwrite, inputs=paths_of(inputs)) as stage:
         return build_into(stage, inputs, ingest=ingest, vocab=vocab, cluster=cluster,
                           client=client, progress=progress, base=base, output=out)
 
 
 
-def build_into(stage: Path, inputs: Sequence[str], *, ingest: IngestConfig = IngestConfig(),
+def build_into(stage: Path, inputs: Sequence[str] | MemoryCorpus, *,
+               ingest: IngestConfig = IngestConfig(),
                vocab: VocabConfig = VocabConfig(), cluster: ClusterConfig = ClusterConfig(),
                client: Client | None = None, progress: bool | None = None,
                base: Vocabulary | None = None, output: Path | None = None) -> VocabReport:
     """:func:`build_vocab`'s work, written into the existing directory ``stage`` (the caller
     checks and swaps it into place); ``output`` is the path the report names."""
     out = output or stage
-    urls = find_shards(inputs, ingest)
+    memory = inputs if isinstance(inputs, MemoryCorpus) else None
+    urls = [] if memory is not None else find_shards(inputs, ingest)
     bars = show_progress(progress)
     connecting = time.perf_counter()
     with client_for(cluster, client) as c:
         started = time.perf_counter()  # the job's clock starts once the cluster is up
         rid = run_id()
         workers = len(c.nthreads())
-        infos = _check_all(c, urls, ingest, rid)
-        logger.info("%d files, %d rows, on %d workers", len(infos),
-                    sum(i.rows for i in infos), workers)
-        counts = [c.submit(count_shard, info, ingest, vocab.max_vocab_size,
-                           key=f"dw2v-count-{rid}-{info.index}") for info in infos]
+        if memory is None:
+            infos = _check_all(c, urls, ingest, rid)
+            parts: list[Any] = [None] * len(infos)
+        else:  # computed (Dask) or sent (Arrow) to the workers, kept there until encoded
+            infos = memory_shards(memory)
+            parts = (c.compute(list(memory.parts)) if memory.kind == "dask"
+                     else c.scatter(list(memory.parts)))
+        logger.info("%d shards (%d Parquet rows, %s bytes of text), on %d workers",
+                    len(infos), sum(i.rows for i in infos),
+                    f"{sum(i.weight for i in infos if i.kind == 'text'):,}", workers)
+        counts = [c.submit(count_shard, info, ingest, vocab.max_vocab_size, data=part,
+                           key=f"dw2v-count-{rid}-{info.index}")
+                  for info, part in zip(infos, parts)]
         buckets = _reduce_buckets(c, counts, vocab, rid, sum(i.size_bytes for i in infos))
         if base is None:
             final = c.submit(finalize, buckets, vocab, key=f"dw2v-finalize-{rid}")
@@ -185,18 +197,19 @@ def build_into(stage: Path, inputs: Sequence[str], *, ingest: IngestConfig = Ing
             final = c.submit(extend, base, c.submit(finalize, buckets, everything,
                                                     key=f"dw2v-finalize-{rid}"),
                              vocab, key=f"dw2v-extend-{rid}")
-        wait_with_progress(counts, desc="counting", unit="rows",
-                           weights=[i.rows for i in infos], enabled=bars, release=True)
+        wait_with_progress(counts, desc="counting", unit="B",
+                           weights=[i.weight for i in infos], enabled=bars, release=True)
         words: Vocabulary = final.result()
         vocab_done = time.perf_counter()
         tokens = c.submit(operator.attrgetter("tokens"), final, key=f"dw2v-tokens-{rid}")
         work = stage / WORK_DIR
         work.mkdir()
-        live = [i for i in infos if not i.empty]
-        encoded = [c.submit(encode_shard, info, tokens, str(work), ingest,
-                            key=f"dw2v-encode-{rid}-{info.index}") for info in live]
-        wait_with_progress(encoded, desc="encoding", unit="rows",
-                           weights=[i.rows for i in live], enabled=bars)
+        live = [(i, part) for i, part in zip(infos, parts) if not i.empty]
+        encoded = [c.submit(encode_shard, info, tokens, str(work), ingest, data=part,
+                            key=f"dw2v-encode-{rid}-{info.index}") for info, part in live]
+        wait_with_progress(encoded, desc="encoding", unit="B",
+                           weights=[i.weight for i, _ in live], enabled=bars)
+        del parts, live  # an in-memory corpus's partitions are released here
         shards = c.gather(encoded)
         encode_done = time.perf_counter()
         settings = {"ingest": to_dict(ingest), "vocab": to_dict(vocab)}

@@ -120,6 +120,9 @@ def _splice(
 def tokenize(text: pa.Array, config: TokenizerConfig) -> TokenBatch:
     """Tokenize a string array (nulls allowed) into a :class:`TokenBatch`; tokens longer than
     ``config.max_token_bytes`` UTF-8 bytes are dropped and counted."""
+    if pa.types.is_list(text.type) or pa.types.is_large_list(text.type) or (
+            pa.types.is_list_view(text.type)):
+        return _token_lists(text, config)
     if not pa.types.is_string(text.type):
         text = text.cast(pa.string())
     if config.lowercase:
@@ -138,6 +141,30 @@ def tokenize(text: pa.Array, config: TokenizerConfig) -> TokenBatch:
         if len(special):
             pieces = _findall(tokens.take(pa.array(special)), config.pattern)
             tokens, rows = _splice(tokens, rows, special, pieces)
+    return _kept(tokens, rows, len(text), config)
+
+
+def _token_lists(lists: pa.Array, config: TokenizerConfig) -> TokenBatch:
+    """Pre-tokenized rows (lists of strings): the tokens as they are (lowercased when the
+    tokenizer lowercases; no pattern), null and empty tokens dropped, long ones counted."""
+    if pa.types.is_list_view(lists.type):
+        lists = lists.cast(pa.large_list(lists.type.value_type))
+    tokens = lists.flatten()
+    rows = np.asarray(pc.list_parent_indices(lists), dtype=np.int64)
+    if not pa.types.is_string(tokens.type):
+        tokens = tokens.cast(pa.string())
+    if tokens.null_count:
+        valid = tokens.is_valid()
+        rows = rows[valid.to_numpy(zero_copy_only=False)]
+        tokens = tokens.filter(valid)
+    if config.lowercase:
+        tokens = pc.utf8_lower(tokens)
+    return _kept(tokens, rows, len(lists), config)
+
+
+def _kept(tokens: pa.Array, rows: np.ndarray, n_rows: int,
+          config: TokenizerConfig) -> TokenBatch:
+    """The batch of ``tokens`` without empty ones and those over ``max_token_bytes``."""
     lengths = pc.binary_length(tokens)  # UTF-8 bytes
     too_long = pc.greater(lengths, config.max_token_bytes)
     long_dropped = int(pc.sum(too_long).as_py() or 0)
@@ -146,7 +173,7 @@ def tokenize(text: pa.Array, config: TokenizerConfig) -> TokenBatch:
     if not keep_np.all():
         tokens = tokens.filter(keep)
         rows = rows[keep_np]
-    return TokenBatch(tokens=tokens, rows=rows, n_rows=len(text), long_dropped=long_dropped)
+    return TokenBatch(tokens=tokens, rows=rows, n_rows=n_rows, long_dropped=long_dropped)
 
 
 def sentence_offsets(row_lengths: np.ndarray, max_length: int) -> np.ndarray:

@@ -41,11 +41,15 @@ from dw2v.errors import (ConfigError, Dw2vError, Interrupted, NumericalError, Ou
 from dw2v.merge import CHECKPOINTS, latest_checkpoint, load_params, read_state
 from dw2v.plan import TrainPlan, hot_rows, plan_shards, sync_period
 from dw2v.preflight import check_run
+from dw2v.ingest import MemoryCorpus, as_inputs, paths_of
 from dw2v.prepare import MANIFEST, WORK_DIR, build_into
 from dw2v.vocab import Vocabulary
 from dw2v.vocab import load as load_vocab
 
 logger = logging.getLogger(__name__)
+#: One line before training and where the report is after it: the ``dw2v`` command shows
+#: this logger's INFO records without ``-v``.
+console = logging.getLogger("dw2v.console")
 
 
 def _base_model(path: Path) -> tuple[Vocabulary, int]:
@@ -139,7 +143,8 @@ def _write_meta(out: Path, config: RunConfig, vocab_size: int, rounds: list[Roun
     os.replace(tmp, out / MODEL_JSON)
 
 
-def train(inputs: Sequence[str], output: str | Path, config: RunConfig = RunConfig(), *,
+def train(inputs: str | Path | Sequence[str | Path], output: str | Path,
+          config: RunConfig = RunConfig(), *,
           client: Client | None = None, overwrite: bool = False, resume: bool = False,
           keep_work: bool = False, progress: bool | None = None,
           init_from: str | Path | None = None) -> Embeddings:
@@ -154,6 +159,7 @@ def train(inputs: Sequence[str], output: str | Path, config: RunConfig = RunConf
     ``init_from``: continue training a model (a model directory): its vocabulary is extended
     with the new corpus's words, its vectors are kept, new words' rows start as usual. It may
     be ``output`` itself (the old model is read first and replaced only at the end)."""
+    inputs = as_inputs(inputs)
     target = Path(output).absolute()
     stage = staging_dir(target)
     tc = config.train
@@ -169,9 +175,9 @@ def train(inputs: Sequence[str], output: str | Path, config: RunConfig = RunConf
             config = RunConfig(config.ingest, config.vocab, tc, config.cluster)
     # the base model may be the output: it is read first, and replaced only at the end
     based = [] if base_dir is None else [str(base_dir)]
-    check_not_overlapping(target, [*inputs, *based], allow_equal=based)
+    check_not_overlapping(target, [*paths_of(inputs), *based], allow_equal=based)
     check_writable(target)
-    check_run(inputs, config.cluster, client)  # resuming: no inputs, the cluster still
+    check_run(paths_of(inputs), config.cluster, client)  # resuming: no inputs, the cluster
     with output_lock(target):
         if not resume and stage.exists():
             if not overwrite:
@@ -202,6 +208,25 @@ def train(inputs: Sequence[str], output: str | Path, config: RunConfig = RunConf
             raise
     return model
 
+
+
+def _announce(out: Path, tc: TrainConfig, plan: TrainPlan, client: Client) -> None:
+    """The run in one line (console): model, size, workers, vocabulary, the sync period."""
+    try:
+        report = json.loads((out / "vocab_report.json").read_text())
+        words = (f"{report['distinct']:,} distinct words -> {report['kept']:,} kept, "
+                 f"{report['tokens']:,} tokens")
+    except (OSError, ValueError, KeyError):
+        words = "the vocabulary"
+    device = "" if tc.device == "cpu" else f", --device {tc.device}"
+    console.info("training %s, %d dimensions, %s, on %s x %s%s: %s; rounds of %s words per "
+                 "worker%s", tc.model, tc.vector_size, _plural(tc.epochs, "epoch"),
+                 _plural(plan.size, "worker"), _plural(tc.threads, "kernel thread"), device,
+                 words, f"{plan.period:,}", " (auto)" if tc.sync_every is None else "")
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def _safe_latest(stage: Path) -> Path | None:
@@ -250,7 +275,8 @@ def _checkpoint_round(path: Path) -> int:
         return int(path.name.split("-")[-1])
 
 
-def _train_staged(inputs: Sequence[str], target: Path, out: Path, config: RunConfig, *,
+def _train_staged(inputs: Sequence[str] | MemoryCorpus, target: Path, out: Path,
+                  config: RunConfig, *,
                   client: Client | None, resumed: tuple[Path, dict[str, Any]] | None,
                   keep_work: bool,
                   progress: bool | None, base: Vocabulary | None,
@@ -296,6 +322,7 @@ def _train_staged(inputs: Sequence[str], target: Path, out: Path, config: RunCon
             start_round, start = 0, None
             init_from = None if base_dir is None else str(base_dir)
         hot = hot_rows(tc, vocab.counts, plan.period)
+        _announce(out, tc, plan, c)
         logger.info("%d rounds of %d words per worker%s, %d workers, a checkpoint every "
                     "%g s; the %d most frequent rows averaged every round, the others every "
                     "%d", plan.rounds, plan.period,

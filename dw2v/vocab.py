@@ -120,13 +120,14 @@ class _Accumulator:
         return merged
 
 
-def count_shard(shard: ShardInfo, config: IngestConfig, budget: int | None = None) -> Counts:
-    """Count the tokens of one shard (a Dask task)."""
+def count_shard(shard: ShardInfo, config: IngestConfig, budget: int | None = None,
+                data: Any = None) -> Counts:
+    """Count the tokens of one shard (a Dask task; ``data``: an in-memory shard's part)."""
     if shard.empty:
         return Counts(COUNT_SCHEMA.empty_table(), CountStats(skipped_files=(shard.url,)))
     acc = _Accumulator(budget)
     rows = nulls = empty = tokens = long_dropped = 0
-    for text in iter_text(shard, config):
+    for text in iter_text(shard, config, data):
         batch = tokenize(text, config.tokenizer)
         lengths = batch.row_lengths()
         rows += len(text)
@@ -139,7 +140,9 @@ def count_shard(shard: ShardInfo, config: IngestConfig, budget: int | None = Non
     if rows and nulls == rows:
         raise _all_null(shard.url, config.text_column, rows)
     table = acc.flush()
-    stats = CountStats(files=1, rows=rows, null_rows=nulls, empty_rows=empty, tokens=tokens,
+    # a file read as byte ranges counts once (its first range)
+    stats = CountStats(files=int(shard.offset == 0), rows=rows, null_rows=nulls,
+                       empty_rows=empty, tokens=tokens,
                        budget_pruned_distinct=acc.pruned_distinct,
                        budget_pruned_tokens=acc.pruned_tokens, long_tokens_dropped=long_dropped)
     return Counts(table, stats)

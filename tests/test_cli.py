@@ -86,7 +86,7 @@ def _bad(tmp_path: Path, kind: str) -> tuple[list[str], str]:
     d.mkdir()
     write_parquet(d / "good.parquet", ["a perfectly good document"] * 10)
     if kind == "no-match":
-        return [str(tmp_path / "in" / "*.csv")], r"\*\.csv: no Parquet file matches"
+        return [str(tmp_path / "in" / "*.csv")], r"\*\.csv: no Parquet or text file matches"
     if kind == "not-parquet":
         (d / "fake.parquet").write_text("id,text\n1,hello\n")
         return [str(d)], r"fake\.parquet: not a Parquet file, or truncated"
@@ -256,6 +256,8 @@ def test_train_command_end_to_end(sample_dir: Path, tmp_path: Path, scheduler: l
     (["--token-pattern", r"(a)\1"], "--token-pattern (a)\\1: not a valid RE2 regex"),
     (["--max-token-bytes", "0"], "--max-token-bytes 0: must be from 1 to 10,000"),
     (["--connect-timeout", "-1"], "--connect-timeout -1: must be positive"),
+    (["--vector-size", "0"], "--vector-size 0: must be at least 1"),  # an alias: as typed
+    (["--size", "-3"], "--size -3: must be at least 1"),
 ])
 def test_train_invalid_options_exit_2(args: list[str], message: str, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
@@ -285,3 +287,24 @@ def test_odd_but_valid_input_is_accepted_and_counted(tmp_path: Path, scheduler: 
     assert words == {"the": 16, "cat": 11, "sat": 10, "dog": 5, "ran": 5}
     assert "10 empty: skipped" in out
     assert "(1 longer than 100 bytes: dropped)" in out
+
+
+def test_gensim_and_fasttext_option_names_are_aliases(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(["train", str(tmp_path), "-o", str(tmp_path / "o"), "--vector-size",
+                         "40", "--ws", "3", "--neg", "7", "--iter", "2", "--lr", "0.05",
+                         "--minCount", "2", "--print-config"], capsys)
+    assert code == 0
+    for line in ("vector_size = 40", "window = 3", "negative = 7", "epochs = 2",
+                 "alpha = 0.05", "min_count = 2"):
+        assert line in out, out
+
+
+def test_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for shown in ("--window WINDOW, --ws WINDOW maximum context window (default: 5)",
+                  "--model {skipgram,cbow} (default: skipgram)", "(default: 0.0001)",
+                  "--seed SEED random seed (default: 1)", "default 120)"):
+        assert shown in text, shown

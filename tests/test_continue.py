@@ -66,11 +66,11 @@ def test_the_vocabulary_is_extended_and_old_rows_keep_their_ids(models: tuple[Pa
 def test_new_words_get_sensible_neighbours_and_old_ones_stay_mostly(
         models: tuple[Path, Path]) -> None:
     base, continued = (dw2v.load(m) for m in models)
-    neighbours = [w for w, _ in continued.most_similar("aurum", 10)]
+    neighbours = [w for w, _ in continued.most_similar("aurum", topn=10)]
     assert {"argentum", "brass", "iron", "copper", "silver"} & set(neighbours), neighbours
     words = [w for w in base.words[50:250]]
-    overlap = np.mean([len({w for w, _ in base.most_similar(word, 10)}
-                           & {w for w, _ in continued.most_similar(word, 10)}) / 10
+    overlap = np.mean([len({w for w, _ in base.most_similar(word, topn=10)}
+                           & {w for w, _ in continued.most_similar(word, topn=10)}) / 10
                        for word in words])
     print(f"top-10 overlap of 200 old words: {overlap:.3f}")
     assert overlap >= 0.6  # above the 0.56 of two models trained from scratch

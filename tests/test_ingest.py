@@ -28,13 +28,16 @@ def write_invalid_utf8(path: Path) -> Path:
 
 
 def test_find_shards_directory_glob_files_and_dedupe(tmp_path: Path) -> None:
-    for name in ["a/1.parquet", "a/b/2.parquet", "a/notes.txt", "c.parquet"]:
+    for name in ["a/1.parquet", "a/b/2.parquet", "a/notes.txt", "a/b/3.txt.gz", "a/README.md",
+                 "a/data.csv", "c.parquet"]:
         path = tmp_path / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x")
     found = find_shards([str(tmp_path / "a"), str(tmp_path / "*.parquet"),
                          str(tmp_path / "c.parquet")], CONFIG)
+    # a directory gives its Parquet and text files (compressed too), nothing else
     assert found == [f"file://{tmp_path}/a/1.parquet", f"file://{tmp_path}/a/b/2.parquet",
+                     f"file://{tmp_path}/a/b/3.txt.gz", f"file://{tmp_path}/a/notes.txt",
                      f"file://{tmp_path}/c.parquet"]
 
 

@@ -323,7 +323,7 @@ def test_a_second_run_into_the_same_output_is_refused(corpus: Path, tmp_path: Pa
 # ------------------------------------------------------------------ settings, before any work
 
 @pytest.mark.parametrize("args,code,message", [
-    (["--epochs", "2.5"], 2, "argument --epochs: invalid int value: '2.5'"),
+    (["--epochs", "2.5"], 2, "argument --epochs/--epoch/--iter: invalid int value: '2.5'"),
     (["--threads", "2"], 2, "unrecognized arguments: --threads 2"),
     (["--dim", "0"], 2, "--dim 0: must be at least 1"),
     (["--token-pattern", "(?<=a)b"], 2, r"--token-pattern \(\?<=a\)b: not a valid RE2 regex"),

@@ -162,7 +162,7 @@ def test_an_unfinished_run_is_not_overwritten_by_accident(tmp_path: Path,
         dw2v.train(["x"], tmp_path / "m", RunConfig(), client=client1, overwrite=True)
     assert (staging_dir(tmp_path / "m") / "mine.txt").exists()
     (staging_dir(tmp_path / "m") / "mine.txt").unlink()
-    with pytest.raises(dw2v.Dw2vError, match="no Parquet file matches|no such file"):
+    with pytest.raises(dw2v.Dw2vError, match="no Parquet or text file matches|no such file"):
         dw2v.train(["x"], tmp_path / "m", RunConfig(), client=client1, overwrite=True)
     assert not staging_dir(tmp_path / "m").exists()  # discarded; the new run had bad input
 
@@ -237,7 +237,7 @@ def test_overlapped_exchanges_and_row_schedules_train_and_end_in_agreement(
     assert len(rounds) > 10 and rounds[-1]["loss"] < rounds[0]["loss"]
     final = merge.latest_checkpoint(tmp_path / "m")
     np.testing.assert_array_equal(merge.load_params(final).W_in, model.vectors)
-    assert "god" in [w for w, _ in model.most_similar("lord", 10)]
+    assert "god" in [w for w, _ in model.most_similar("lord", topn=10)]
     if "cold_every" in schedule:  # fewer rows offered than with every row every round
         assert max(r["worker_rows"][0] for r in rounds[1:-1]) < rounds[-1]["worker_rows"][0]
 

@@ -70,7 +70,7 @@ def _started(sample_dir: Path, out: Path, scheduler_file: Path, log: Path, round
 def _sane(model_dir: Path) -> dw2v.Embeddings:
     model = dw2v.load(model_dir)
     assert np.isfinite(model.vectors).all()
-    assert "god" in [w for w, _ in model.most_similar("lord", 10)]
+    assert "god" in [w for w, _ in model.most_similar("lord", topn=10)]
     return model
 
 

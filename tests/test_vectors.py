@@ -204,15 +204,62 @@ def test_most_similar_and_analogy_match_gensim() -> None:
     emb = _embeddings(n=500, dim=20, seed=7)
     kv = emb.to_gensim()
     assert kv.get_vecattr("w0", "count") == emb.counts[0]
-    ours = emb.most_similar("w3", k=10)
+    ours = emb.most_similar("w3", topn=10)
     theirs = kv.most_similar("w3", topn=10)
     assert [w for w, _ in ours] == [w for w, _ in theirs]
     np.testing.assert_allclose([s for _, s in ours], [s for _, s in theirs], atol=1e-5)
-    ours = emb.analogy("w1", "w2", "w3", k=5)
+    ours = emb.analogy("w1", "w2", "w3", topn=5)
     theirs = kv.most_similar(positive=["w2", "w3"], negative=["w1"], topn=5)
     assert [w for w, _ in ours] == [w for w, _ in theirs]
-    by_vector = emb.most_similar(emb.vector("w3"), k=1)
+    by_vector = emb.most_similar(emb.vector("w3"), topn=1)
     assert by_vector[0][0] == "w3" and by_vector[0][1] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_the_keyed_vectors_surface_matches_gensim() -> None:
+    """What a gensim user reaches for first, against gensim's KeyedVectors on the same
+    vectors: item access, the index maps, normed vectors, similarity, n_similarity,
+    doesnt_match, and most_similar with positive/negative words, vectors, weights,
+    restrict_vocab and topn=None."""
+    emb = _embeddings(n=400, dim=12, seed=3)
+    kv = emb.to_gensim()
+    np.testing.assert_array_equal(emb["w3"], kv["w3"])
+    np.testing.assert_array_equal(emb[["w1", "w5"]], kv[["w1", "w5"]])
+    assert emb.key_to_index == kv.key_to_index and emb.index_to_key == kv.index_to_key
+    assert emb.vector_size == kv.vector_size and emb.get_index("nope", -1) == -1
+    np.testing.assert_allclose(emb.get_vector("w7", norm=True), kv.get_vector("w7", norm=True),
+                               atol=1e-6)
+    assert emb.similarity("w1", "w2") == pytest.approx(float(kv.similarity("w1", "w2")), abs=1e-6)
+    assert emb.n_similarity(["w1", "w2"], ["w3", "w9"]) == pytest.approx(
+        float(kv.n_similarity(["w1", "w2"], ["w3", "w9"])), abs=1e-6)
+    for words in (["w1", "w2", "w3", "w4"], ["w10", "w20", "w30", "nope"]):
+        assert emb.doesnt_match(words) == kv.doesnt_match(words)
+    queries = [dict(positive=["w2", "w3"], negative=["w1"], topn=7),
+               dict(positive=[("w2", 2.0), "w3"], negative=[("w1", -0.5)], topn=4),
+               dict(positive=["w4", emb["w8"]], topn=5),
+               dict(positive="w5", topn=6, restrict_vocab=50),
+               dict(negative=["w6"], topn=3)]
+    for query in queries:
+        ours, theirs = emb.most_similar(**query), kv.most_similar(**query)
+        assert [w for w, _ in ours] == [w for w, _ in theirs], query
+        np.testing.assert_allclose([x for _, x in ours], [x for _, x in theirs], atol=1e-5)
+    np.testing.assert_allclose(emb.most_similar("w5", topn=None),
+                               kv.most_similar("w5", topn=None), atol=1e-5)
+    assert emb.similar_by_word("w2", 3) == emb.most_similar("w2", topn=3)
+    assert [w for w, _ in emb.similar_by_vector(emb["w2"], 3)] == [
+        w for w, _ in kv.similar_by_vector(kv["w2"], 3)]
+    with pytest.raises(TypeError, match=r"most_similar\(word, 5\): the second argument is "
+                                        r"negative \(gensim's order\); .* topn=5"):
+        emb.most_similar("w3", 5)
+
+
+def test_queries_are_lowercased_as_training_was(trained: Path) -> None:
+    emb = dw2v.load(trained)
+    assert emb.lowercase and "LORD" in emb and emb.get_index("Lord") == emb.get_index("lord")
+    np.testing.assert_array_equal(emb["Lord"], emb["lord"])
+    assert emb.most_similar("Lord", topn=5) == emb.most_similar("lord", topn=5)
+    assert emb.similarity("God", "LORD") == emb.similarity("god", "lord")
+    raw = Embeddings(["Lord", "lord"], np.eye(2, dtype=np.float32), np.ones(2, np.int64))
+    assert not raw.lowercase and raw.get_index("LORD") is None  # a plain file: as written
 
 
 def test_unknown_words_and_bad_queries_are_clear_errors(tmp_path: Path,
@@ -346,3 +393,28 @@ def test_word2vec_export_refuses_words_it_cannot_hold(tmp_path: Path) -> None:
     assert not any(tmp_path.iterdir())
     export(emb, tmp_path / "v.parquet", "parquet")
     assert dw2v.load(tmp_path / "v.parquet").words == ["new york", "paris"]
+
+
+def test_dw2v_eval_at_its_defaults_equals_gensim_on_a_trained_model(
+        trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``dw2v eval`` with no options against gensim's ``evaluate_word_pairs`` and
+    ``evaluate_word_analogies`` at theirs, on a model trained on the sample corpus (the
+    WordSim-353 and Google analogy files gensim ships as its test data)."""
+    from gensim.test.utils import datapath
+
+    pairs, questions = datapath("wordsim353.tsv"), datapath("questions-words.txt")
+    assert main(["eval", str(trained), "--similarity", pairs, "--analogies", questions,
+                 "--json"]) == 0
+    ours = json.loads(capsys.readouterr().out)
+    kv = dw2v.load(trained).to_gensim()
+    pearson, spearman, oov = kv.evaluate_word_pairs(pairs)
+    accuracy, sections = kv.evaluate_word_analogies(questions)
+    similarity = ours["similarity"][pairs]
+    assert similarity["spearman"] == pytest.approx(spearman.statistic, abs=1e-6)
+    assert similarity["pearson"] == pytest.approx(pearson.statistic, abs=1e-6)
+    assert similarity["oov"] * 100 == pytest.approx(oov, abs=1e-6)
+    analogies = ours["analogies"][questions]
+    total = next(s for s in sections if s["section"] == "Total accuracy")
+    assert analogies["correct"] == len(total["correct"]) > 0
+    assert analogies["total"] == len(total["correct"]) + len(total["incorrect"])
+    assert analogies["accuracy"] == pytest.approx(accuracy)
