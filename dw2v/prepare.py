@@ -106,7 +106,20 @@ def _check_all(client: Client, urls: Sequence[str], ingest: IngestConfig,
             logger.warning("%s: empty file, skipped", info.url)
     if all(info.empty for info in infos):
         raise NoInputError(f"every input file is empty ({len(infos)} files)")
-    return split_text_shards(infos, ingest.text_block_bytes)
+    return split_text_shards(infos, text_block(infos, ingest, len(client.nthreads())))
+
+
+#: The smallest byte range an uncompressed text file is cut into.
+MIN_TEXT_BLOCK = 2**20
+
+
+def text_block(infos: Sequence[ShardInfo], ingest: IngestConfig, workers: int) -> int:
+    """Bytes per range of uncompressed text: ``ingest.text_block_bytes``, or less so that the
+    text makes at least four ranges per worker (one text file must not leave all but one
+    worker idle in training), never under ``MIN_TEXT_BLOCK``."""
+    text = sum(i.size_bytes for i in infos if i.kind == "text" and i.codec is None)
+    return max(min(ingest.text_block_bytes, -(-text // max(4 * workers, 1))),
+               min(MIN_TEXT_BLOCK, ingest.text_block_bytes))
 
 
 AUTO_BUCKETS_BYTES = 64 * 2**20

@@ -117,7 +117,7 @@ def test_bad_text_files_are_named(name: str, data: bytes, message: str, client2:
 
 
 def test_train_on_a_text_file_finds_the_neighbours(client2: Client, tmp_path: Path) -> None:
-    """The whole sample corpus as one text file, read as two ranges: `lord` finds `god`."""
+    """The whole sample corpus as one text file, read as byte ranges: `lord` finds `god`."""
     texts = [t for f in sorted(SAMPLE_DIR.glob("*.parquet"))
              for t in pq.read_table(f, columns=["text"])["text"].to_pylist() if t]
     path = tmp_path / "kjv.txt"
