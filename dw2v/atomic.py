@@ -334,6 +334,16 @@ def atomic_file(path: Path, *, overwrite: bool = False,
         raise OutputExistsError(f"{path}: --overwrite replaces only {what}, and this file is "
                                 "not one; choose another output")
     path.parent.mkdir(parents=True, exist_ok=True)
+    with replaced(path) as tmp:
+        yield tmp
+
+
+@contextmanager
+def replaced(path: Path) -> Iterator[Path]:
+    """The one write-then-rename of dw2v's files: a temporary path beside ``path`` (hidden,
+    so no reader takes it for the file), renamed onto ``path`` when the block succeeds and
+    removed when it fails; ``path`` is never seen half-written."""
+    path = Path(path)
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:12]}"
     try:
         yield tmp

@@ -14,18 +14,12 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from dw2v.cli_types import positive_int
 from dw2v.config import (MAX_TOKEN_BYTES, ClusterConfig, IngestConfig, TokenizerConfig,
                          TrainConfig, VocabConfig)
 from dw2v.errors import ConfigError, Dw2vError, Terminated
 
 logger = logging.getLogger("dw2v")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -51,7 +45,7 @@ def _add_input_options(parser: argparse.ArgumentParser, required: bool = True) -
     group.add_argument("--max-token-bytes", type=int, default=MAX_TOKEN_BYTES, metavar="N",
                        help=f"drop (and count) tokens longer than N UTF-8 bytes (default "
                             f"{MAX_TOKEN_BYTES}, word2vec C's limit)")
-    group.add_argument("--batch-size", type=_positive_int, default=65_536,
+    group.add_argument("--batch-size", type=positive_int, default=65_536,
                        help="rows read at a time (bounds memory per task)")
     group.add_argument("--storage-option", type=_key_value, action="append", default=[],
                        metavar="KEY=VALUE", help="fsspec storage option (repeatable)")

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dw2v.cli import _positive_int
+from dw2v.cli_types import positive_int
 from dw2v.errors import ConfigError
 
 
@@ -28,7 +28,7 @@ def add_commands(commands: Any) -> None:
     export.add_argument("--format", required=True, choices=FORMATS)
     export.add_argument("-o", "--output", required=True, metavar="PATH")
     export.add_argument("--normalize", action="store_true", help="unit-length vectors")
-    export.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+    export.add_argument("--limit", type=positive_int, default=None, metavar="N",
                         help="only the N most frequent words")
     export.add_argument("--overwrite", action="store_true")
 
@@ -50,7 +50,7 @@ def add_commands(commands: Any) -> None:
             for letter, role in (("a", "is to"), ("b", "as"), ("c", "is to ?")):
                 sub.add_argument(letter, metavar=letter.upper(), help=f"{letter.upper()} "
                                                                       f"{role}")
-        sub.add_argument("-k", type=_positive_int, default=10, help="neighbours (default 10)")
+        sub.add_argument("-k", type=positive_int, default=10, help="neighbours (default 10)")
         sub.add_argument("--index", default=None, metavar="PATH",
                          help="index directory (default MODEL/index when it exists)")
         sub.add_argument("--exact", action="store_true", help="exact search, no index")
@@ -81,7 +81,7 @@ def add_commands(commands: Any) -> None:
                     help="tab-separated word pairs with a score (repeatable)")
     ev.add_argument("--analogies", action="append", default=[], metavar="FILE",
                     help="Google-format analogy questions (repeatable)")
-    ev.add_argument("--restrict-vocab", type=_positive_int, default=300_000, metavar="N",
+    ev.add_argument("--restrict-vocab", type=positive_int, default=300_000, metavar="N",
                     help="only the N most frequent words count (default 300,000, gensim's "
                          "for both word pairs and analogies)")
     ev.add_argument("--json", action="store_true", help="one JSON object on stdout")

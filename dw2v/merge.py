@@ -35,7 +35,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dw2v.atomic import fsync_dir
+from dw2v.atomic import fsync_dir, replaced
 from dw2v.errors import CheckpointError, NumericalError
 from dw2v.kernels.averaging import (accumulate_rows, count_offered, fill_offered,
                                     finish_average, settle_rows)
@@ -209,15 +209,10 @@ def write_part(model_dir: str | Path, number: int, job: str, rank: int, size: in
     pending.mkdir(exist_ok=True)
     for matrix, values in zip(MATRICES, (rows.W_in, rows.W_out)):
         path = pending / _part_file(matrix, rank, size)
-        tmp = pending / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-        try:
-            with open(tmp, "wb") as handle:
-                np.save(handle, np.ascontiguousarray(values))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with replaced(path) as tmp, open(tmp, "wb") as handle:
+            np.save(handle, np.ascontiguousarray(values))
+            handle.flush()
+            os.fsync(handle.fileno())
     return pending
 
 
@@ -249,9 +244,8 @@ def finish_checkpoint(model_dir: str | Path, number: int, job: str, size: int,
         shutil.rmtree(target)
     os.rename(pending, target)
     fsync_dir(root)
-    pointer = root / f".latest.tmp-{uuid.uuid4().hex[:12]}"
-    pointer.write_text(json.dumps({"checkpoint": target.name, "round": number}))
-    os.replace(pointer, root / "latest.json")
+    with replaced(root / "latest.json") as pointer:
+        pointer.write_text(json.dumps({"checkpoint": target.name, "round": number}))
     fsync_dir(root)
     for old in root.iterdir():
         older_pending = _PENDING.match(old.name)

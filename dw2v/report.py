@@ -11,13 +11,12 @@ from __future__ import annotations
 import html
 import json
 import logging
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dw2v.atomic import replaced
 from dw2v.embeddings import Embeddings
 from dw2v.embeddings import load as load_embeddings
 
@@ -32,10 +31,9 @@ MAP_WORDS, MAP_SKIP = 80, 20
 def _save(fig: Any, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    with replaced(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def _rounds_figure(rounds: list[dict[str, Any]], path: Path) -> None:
@@ -187,8 +185,7 @@ pre{{background:#f4f4f4;padding:1em;overflow:auto;font-size:12px}}</style></head
 </body></html>
 """
     target = model_dir / REPORT
-    tmp = target.with_name(f".{REPORT}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, target)
+    with replaced(target) as tmp:
+        tmp.write_text(page, encoding="utf-8")
     logger.info("report written to %s", target)
     return target

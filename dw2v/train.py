@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import shutil
 import sys
 import time
@@ -27,8 +26,8 @@ from distributed import Client
 from tqdm.auto import tqdm
 
 from dw2v import __version__
-from dw2v.atomic import (check_not_overlapping, check_output_dir, check_writable,
-                         foreign_entries, output_lock, staging_dir, swap_into_place)
+from dw2v.atomic import (check_not_overlapping, check_output_dir, check_writable, foreign_entries,
+                         output_lock, replaced, staging_dir, swap_into_place)
 from dw2v.config import RunConfig, TrainConfig, to_dict
 from dw2v.dask_cluster import client_for, show_progress
 from dw2v.devices import check_settings, probe
@@ -119,10 +118,8 @@ def write_vectors(out: str, checkpoint: str, save_output: bool) -> int:
     params = load_params(checkpoint)
 
     def save(name: str, array: np.ndarray) -> None:
-        tmp = Path(out) / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
-        with open(tmp, "wb") as handle:
+        with replaced(Path(out) / name) as tmp, open(tmp, "wb") as handle:
             np.save(handle, array)
-        os.replace(tmp, Path(out) / name)
 
     save(VECTORS, params.W_in)
     if save_output:
@@ -138,9 +135,8 @@ def _write_meta(out: Path, config: RunConfig, vocab_size: int, rounds: list[Roun
     meta = {"dw2v_version": __version__, "vector_size": config.train.vector_size,
             "vocab_size": vocab_size, "settings": settings,
             "rounds": [asdict(r) for r in rounds], **extra}
-    tmp = out / f".{MODEL_JSON}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, out / MODEL_JSON)
+    with replaced(out / MODEL_JSON) as tmp:
+        tmp.write_text(json.dumps(meta, indent=1))
 
 
 def train(inputs: str | Path | Sequence[str | Path], output: str | Path,

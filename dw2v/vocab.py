@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import uuid
 from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from pathlib import Path
@@ -22,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from dw2v.atomic import replaced
 from dw2v.config import IngestConfig, VocabConfig, to_dict
 from dw2v.errors import EmptyVocabularyError, InputError
 from dw2v.ingest import ShardInfo, _all_null, iter_text
@@ -317,12 +316,8 @@ def save(vocab: Vocabulary, path: str | Path) -> None:
         "id": pa.array(np.arange(len(vocab), dtype=np.int32)),
     })
     table = table.replace_schema_metadata({METADATA_KEY: json.dumps(_metadata(vocab))})
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:12]}")
-    try:
+    with replaced(path) as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def load(path: str | Path) -> Vocabulary:
