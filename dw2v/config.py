@@ -142,8 +142,9 @@ class IngestConfig:
     batch_size: int = 65_536
     storage_options: Mapping[str, str] = field(default_factory=dict)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
-    #: An uncompressed text file larger than this is read as byte ranges of this size, each
-    #: a shard of its own (spread over the workers); a compressed one is always one shard.
+    #: Uncompressed text is read as byte ranges of at most this size, each a shard of its own
+    #: (smaller where the text would make fewer than four per worker, down to 1 MiB:
+    #: ``prepare.text_block``); a compressed file is always one shard.
     text_block_bytes: int = 64 * 2**20
 
     def __post_init__(self) -> None:

@@ -10,14 +10,12 @@ GPU is asked for.
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 from typing import Any
 
 from dw2v.errors import ConfigError
 
-logger = logging.getLogger(__name__)
 
 DEVICES = ("cpu", "gpu", "auto")
 
@@ -108,20 +106,18 @@ def worker_device(requested: str, vector_size: int, negative: int,
 
 
 def probe(client: Any, requested: str, workers: list[str], vector_size: int,
-          negative: int) -> dict[str, str]:
-    """The client's side: each worker's device ("cpu" or "gpu") for ``requested``, decided
-    on the worker (``worker_device``) and logged; a ConfigError naming the workers that
-    cannot train on the device asked for."""
+          negative: int) -> dict[str, dict[str, str]]:
+    """The client's side: each worker's device for ``requested`` (``{"device": "cpu" or
+    "gpu", "name": what it is}``), decided on the worker (``worker_device``); a ConfigError
+    naming the workers that cannot train on the device asked for."""
     if requested == "cpu":
-        return {w: "cpu" for w in workers}
+        return {w: {"device": "cpu", "name": "CPU"} for w in workers}
     found = client.run(worker_device, requested, vector_size, negative, workers=workers)
     refused = sorted(w for w, r in found.items() if r.get("error"))
     if refused:
         raise ConfigError(f"{found[refused[0]]['error']} (on {len(refused)} of "
                           f"{len(workers)} workers: {', '.join(refused)})")
-    for address in workers:
-        logger.info("worker %s trains on the %s", address, found[address]["name"])
-    return {w: found[w]["device"] for w in workers}
+    return {w: found[w] for w in workers}
 
 
 def check_settings(vector_size: int, negative: int) -> None:

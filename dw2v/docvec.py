@@ -70,20 +70,17 @@ def _as_arrow(texts: Sequence[Any]) -> pa.Array:
 def embed_series(emb: Embeddings, series: Any) -> Any:
     """A Dask Series of texts (or token lists) as a Dask array of document vectors, computed
     partition by partition where the partitions live (the model travels with the tasks)."""
+    import dask
     import dask.array as da
 
-    dim = emb.vectors.shape[1]
-    parts = series.to_delayed()
-    import dask
-
-    blocks = [da.from_delayed(dask.delayed(_embed_partition)(emb, part), shape=(np.nan, dim),
-                              dtype=np.float32) for part in parts]
+    blocks = [da.from_delayed(dask.delayed(_embed_partition)(emb, part),
+                              shape=(np.nan, emb.vector_size), dtype=np.float32)
+              for part in series.to_delayed()]
     return da.concatenate(blocks, axis=0, allow_unknown_chunksizes=True)
 
 
 def _embed_partition(emb: Embeddings, part: Any) -> np.ndarray:
-    values = part.tolist()
-    return embed(emb, values)
+    return embed(emb, part.tolist())
 
 
 def embed_files(emb: Embeddings, inputs: Sequence[str], output: str | Path, *,
@@ -103,15 +100,15 @@ def embed_files(emb: Embeddings, inputs: Sequence[str], output: str | Path, *,
     total = 0
     urls = find_shards(list(inputs), ingest)
     check_not_overlapping(Path(output).absolute(), urls)
-    shards = [check_shard(url, i, ingest) for i, url in enumerate(urls)]
+    shards = [s for s in (check_shard(url, i, ingest) for i, url in enumerate(urls))
+              if not s.empty]
+    column = _id_column(shards, ingest, id_column)
     with atomic_file(Path(output), overwrite=overwrite, ours=is_document_vectors,
                      what="a document-vectors file dw2v wrote") as tmp:
         writer: pq.ParquetWriter | None = None
         try:
             for shard in shards:
-                if shard.empty:
-                    continue
-                ids = _ids(shard, ingest, id_column)
+                ids = _ids(shard, ingest, column)
                 row = 0
                 for text in iter_text(shard, ingest):
                     vectors = embed(emb, text, tokenizer)
@@ -123,7 +120,7 @@ def embed_files(emb: Embeddings, inputs: Sequence[str], output: str | Path, *,
                         writer = pq.ParquetWriter(tmp, table.schema.with_metadata({
                             "dw2v.vector_size": str(dim), "dw2v.embedding": "mean of word "
                                                                             "vectors"}))
-                    elif table.schema.remove_metadata() != writer.schema.remove_metadata():
+                    elif not table.schema.equals(writer.schema):  # e.g. int32 ids, int64
                         table = table.cast(writer.schema)
                     writer.write_table(table)
                     row += len(text)
@@ -148,22 +145,34 @@ def is_document_vectors(path: Path) -> bool:
     return b"dw2v.embedding" in metadata
 
 
-def _ids(shard: Any, ingest: IngestConfig, id_column: str | None) -> Any:
+def _columns(shard: Any, ingest: IngestConfig) -> list[str]:
+    import fsspec
+
+    if shard.kind != "parquet":
+        return []
+    with fsspec.open(shard.url, "rb", **ingest.storage_options) as handle:
+        return pq.ParquetFile(handle).schema_arrow.names
+
+
+def _id_column(shards: Sequence[Any], ingest: IngestConfig, requested: str | None) -> str | None:
+    """The id column every shard gives (one scheme for the whole output): ``requested``,
+    which every input must hold (InputError naming the first that does not); else
+    ``doc_id`` where every input is Parquet and holds it; else None (source and row)."""
+    from dw2v.errors import InputError
+
+    for shard in shards:
+        names = _columns(shard, ingest)
+        if requested is not None and requested not in names:
+            where = f"columns: {', '.join(names)}" if names else "a text file has no columns"
+            raise InputError(shard.url, f"no id column {requested!r} ({where})")
+        if requested is None and "doc_id" not in names:
+            return None
+    return requested or "doc_id"
+
+
+def _ids(shard: Any, ingest: IngestConfig, column: str | None) -> Any:
     """A function (first row, rows) -> the id columns of those rows of ``shard``."""
-    column = id_column
-    if shard.kind == "parquet":
-        import fsspec
-
-        with fsspec.open(shard.url, "rb", **ingest.storage_options) as handle:
-            names = pq.ParquetFile(handle).schema_arrow.names
-        if column is None and "doc_id" in names:
-            column = "doc_id"
-        if column is not None and column not in names:
-            from dw2v.errors import InputError
-
-            raise InputError(shard.url, f"no id column {column!r} (columns: "
-                                        f"{', '.join(names)})")
-    if column is None or shard.kind != "parquet":
+    if column is None:
         def by_row(first: int, n: int) -> dict[str, pa.Array]:
             return {"source": pa.array([shard.name] * n, pa.string()),
                     "row": pa.array(np.arange(first, first + n), pa.int64())}

@@ -86,7 +86,7 @@ class Embeddings:
         Dask array (``docvec.embed_series``)."""
         from dw2v import docvec
 
-        if type(texts).__module__.startswith("dask"):
+        if hasattr(texts, "__dask_graph__"):  # a Dask collection
             return docvec.embed_series(self, texts)
         return docvec.embed(self, texts)
 

@@ -252,12 +252,15 @@ class Engine:
         return group
 
     def _devices(self, workers: list[str]) -> dict[str, str]:
-        """Each worker's device for ``--device`` (``dw2v.devices.probe``), logged and kept
-        for ``model.json``."""
+        """Each worker's device for ``--device`` (``dw2v.devices.probe``), kept for
+        ``model.json`` and logged for the workers not seen before."""
         config = self.setup.config
         found = probe(self.c, config.device, workers, config.vector_size, config.negative)
-        self.devices.update(found)
-        return found
+        for address, choice in found.items():
+            if config.device != "cpu" and address not in self.devices:
+                logger.info("worker %s trains on the %s", address, choice["name"])
+            self.devices[address] = choice["device"]
+        return {w: choice["device"] for w, choice in found.items()}
 
     # ------------------------------------------------------------- following a group
     def _follow(self, group: _Group) -> tuple[set[str], str] | None:

@@ -8,8 +8,8 @@ can open them. Two kinds:
   batch size rather than by the file size.
 - Plain text, as word2vec C, fastText and gensim's ``LineSentence`` read it: one document per
   line, UTF-8, ``\n`` or ``\r\n`` line ends; gzip, bz2 or zstd when the name ends in
-  ``.gz``, ``.bz2`` or ``.zst`` (Arrow decompresses). An uncompressed file larger than
-  ``IngestConfig.text_block_bytes`` is split into byte ranges, each its own shard: a range
+  ``.gz``, ``.bz2`` or ``.zst`` (Arrow decompresses). Uncompressed text is split into byte ranges
+  (``split_text_shards``, sized by ``prepare.text_block``), each its own shard: a range
   holds the lines that start in it (``fsspec.utils.read_block``, as Dask's ``read_text``
   with a blocksize), so every line is read once. A compressed file is one shard.
 """

@@ -95,6 +95,14 @@ def test_the_embed_command_writes_ids_and_vectors(model: Path, tmp_path: Path,
                  "--overwrite"]) == 2
     assert "replaces only a document-vectors file dw2v wrote" in capsys.readouterr().err
     assert pq.read_table(foreign).column_names == ["x"]
+    # Parquet and text together: one id scheme for all (source and row), or a clear error
+    mixed = tmp_path / "mixed.parquet"
+    assert main(["embed", str(model), str(corpus), "-o", str(mixed)]) == 0
+    table = pq.read_table(mixed)
+    assert table.column_names == ["source", "row", "vector"] and table.num_rows == 7
+    assert main(["embed", str(model), str(corpus), "-o", str(tmp_path / "no.parquet"),
+                 "--id-column", "doc_id"]) == 1
+    assert "b.txt: no id column 'doc_id' (a text file has no columns)" in capsys.readouterr().err
     # a missing id column is named; nothing is written
     assert main(["embed", str(model), str(corpus / "a.parquet"), "-o",
                  str(tmp_path / "none.parquet"), "--id-column", "nope"]) == 1

@@ -164,6 +164,32 @@ def _step(f, k, lr, counters, block):  # type: ignore[no-untyped-def]
     return np.float32((label - 1.0 / (1.0 + math.exp(-f))) * lr)
 
 
+@cuda.jit(device=True, inline=True)
+def _rate(lr_start, lr_end, offsets, s, s_lo, total):  # type: ignore[no-untyped-def]
+    """The learning rate of sentence ``s``: linear over the words read before it."""
+    return lr_start + (lr_end - lr_start) * ((offsets[s] - offsets[s_lo]) / total)
+
+
+@cuda.jit(device=True, inline=True)
+def _predict(h, W_out, targets, negative, centre, lr, neu1e, partial, warp, counters, block,
+             touches_out, counting):  # type: ignore[no-untyped-def]
+    """One example's steps: ``h`` against the centre and its negatives (a negative equal to
+    the centre skipped), each output row updated at once, the input's gradient summed in
+    ``neu1e``; the same for skip-gram (``h`` a context row) and CBOW (``h`` their mean)."""
+    t, nt = cuda.threadIdx.x, cuda.blockDim.x
+    for k in range(negative + 1):
+        target = targets[k]
+        if k > 0 and target == centre:
+            continue  # the same for every thread: targets are shared
+        g = _step(_score(h, W_out, target, partial, warp), k, lr, counters, block)
+        for d in range(t, W_out.shape[1], nt):
+            neu1e[d] += g * W_out[target, d]
+            W_out[target, d] += g * h[d]
+        if counting and t == 0:
+            cuda.atomic.add(touches_out, target, 1)
+        cuda.syncthreads()
+
+
 @cuda.jit
 def sg_kernel(ids, offsets, s_lo, s_hi, W_in, W_out, keep_prob, alias_prob, alias_idx,
               window, negative, lr_start, lr_end, seeds, scratch, counters, touches_in,
@@ -184,7 +210,7 @@ def sg_kernel(ids, offsets, s_lo, s_hi, W_in, W_out, keep_prob, alias_prob, alia
     state = np.uint64(1)
     for s in range(s_lo + block, s_hi, cuda.gridDim.x):
         sentence = scratch[block]
-        lr = lr_start + (lr_end - lr_start) * ((offsets[s] - offsets[s_lo]) / total)
+        lr = _rate(lr_start, lr_end, offsets, s, s_lo, total)
         state, n = _begin(ids, offsets, s, keep_prob, sentence,
                           np.uint64(seeds[s - s_lo]) | np.uint64(1), counters, block, info)
         for i in range(n):
@@ -201,17 +227,8 @@ def sg_kernel(ids, offsets, s_lo, s_hi, W_in, W_out, keep_prob, alias_prob, alia
                     neu1e[d] = 0.0
                 cuda.syncthreads()
                 h = W_in[word]
-                for k in range(negative + 1):
-                    target = targets[k]
-                    if k > 0 and target == centre:
-                        continue  # the same for every thread: targets are shared
-                    g = _step(_score(h, W_out, target, partial, warp), k, lr, counters, block)
-                    for d in range(t, dim, nt):
-                        neu1e[d] += g * W_out[target, d]
-                        W_out[target, d] += g * h[d]
-                    if counting and t == 0:
-                        cuda.atomic.add(touches_out, target, 1)
-                    cuda.syncthreads()
+                _predict(h, W_out, targets, negative, centre, lr, neu1e, partial, warp,
+                         counters, block, touches_out, counting)
                 for d in range(t, dim, nt):
                     h[d] += neu1e[d]
                 if t == 0:
@@ -242,7 +259,7 @@ def cbow_kernel(ids, offsets, s_lo, s_hi, W_in, W_out, keep_prob, alias_prob,
     state = np.uint64(1)
     for s in range(s_lo + block, s_hi, cuda.gridDim.x):
         sentence = scratch[block]
-        lr = lr_start + (lr_end - lr_start) * ((offsets[s] - offsets[s_lo]) / total)
+        lr = _rate(lr_start, lr_end, offsets, s, s_lo, total)
         state, n = _begin(ids, offsets, s, keep_prob, sentence,
                           np.uint64(seeds[s - s_lo]) | np.uint64(1), counters, block, info)
         for i in range(n):
@@ -261,17 +278,8 @@ def cbow_kernel(ids, offsets, s_lo, s_hi, W_in, W_out, keep_prob, alias_prob,
             if t == 0:
                 state = _draw_targets(state, centre, targets, negative, alias_prob, alias_idx)
             cuda.syncthreads()
-            for k in range(negative + 1):
-                target = targets[k]
-                if k > 0 and target == centre:
-                    continue
-                g = _step(_score(h, W_out, target, partial, warp), k, lr, counters, block)
-                for d in range(t, dim, nt):
-                    neu1e[d] += g * W_out[target, d]
-                    W_out[target, d] += g * h[d]
-                if counting and t == 0:
-                    cuda.atomic.add(touches_out, target, 1)
-                cuda.syncthreads()
+            _predict(h, W_out, targets, negative, centre, lr, neu1e, partial, warp, counters,
+                     block, touches_out, counting)
             for j in range(j_lo, j_hi):
                 if j != i:
                     for d in range(t, dim, nt):
