@@ -28,6 +28,13 @@ from numba import cuda
 
 from dw2v.kernels.cpu import EXAMPLES, LOSS_SUM, LOSS_TERMS, MAX_SCORE, WORDS_KEPT, WORDS_READ
 
+#: Under the simulator, every thread's device-function call scans this module's globals
+#: (``numba.cuda.simulator.kernelapi.swapped_cuda_module``), and the first NumPy overflow
+#: warning of the uint64 generator adds ``__warningregistry__`` to them: a thread then fails
+#: with "dictionary changed size during iteration" (seen once in CI). The registry exists
+#: from the start, so a warning changes only its contents.
+__warningregistry__: dict[Any, Any] = {}
+
 #: Threads per block (across the dimensions); a block's shared memory holds MAX_DIM floats
 #: of the context row's gradient and MAX_TARGETS targets.
 THREADS = 32
