@@ -189,8 +189,14 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--print-config", action="store_true",
                        help="print the effective settings as TOML and exit")
     group.add_argument("--neighbours", default=None, metavar="WORD,...",
-                       help="print the nearest neighbours of these words at the end "
-                            "(default: five words of decreasing frequency)")
+                       help="print the nearest neighbours of these words at the end, and keep "
+                            "them in model.json and report.html (default: five words of "
+                            "decreasing frequency)")
+    group.add_argument("--similarity", action="append", default=[], metavar="FILE",
+                       help="score the model on this word-pair file at the end, as dw2v eval "
+                            "does; printed, kept in model.json and report.html (repeatable)")
+    group.add_argument("--analogies", action="append", default=[], metavar="FILE",
+                       help="the same for a Google-format analogy file (repeatable)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -399,6 +405,8 @@ def _train_settings(args: argparse.Namespace, parser: argparse.ArgumentParser,
 def _run_train(args: argparse.Namespace, parser: argparse.ArgumentParser,
                argv: Sequence[str]) -> int:
     from dw2v import config_file
+    from dw2v.cli_vectors import print_scores
+    from dw2v.report import ReportExtras
     from dw2v.train import train
 
     inputs, output, config = _train_settings(args, parser, argv)
@@ -411,9 +419,14 @@ def _run_train(args: argparse.Namespace, parser: argparse.ArgumentParser,
     if not inputs and not args.resume:
         raise ConfigError("train: give at least one INPUT (or --resume)")
     args.output = output
+    for path in args.similarity + args.analogies:  # before training, not after it
+        if not Path(path).is_file():
+            raise ConfigError(f"{path}: no such benchmark file")
+    extras = ReportExtras(neighbours=tuple(w for w in (args.neighbours or "").split(",") if w),
+                          similarity=tuple(args.similarity), analogies=tuple(args.analogies))
     model = train(inputs, output, config, overwrite=args.overwrite,
                   resume=args.resume, keep_work=args.keep_work, progress=args.progress,
-                  init_from=args.init_from)
+                  init_from=args.init_from, report=extras, command=["dw2v", "train", *argv])
     rounds = model.meta["rounds"]
     seconds = sum(r["seconds"] for r in rounds)
     words = sum(r["words"] for r in rounds)
@@ -424,14 +437,11 @@ def _run_train(args: argparse.Namespace, parser: argparse.ArgumentParser,
     report = Path(args.output) / "report.html"
     if report.exists():
         print(f"report: {report}")
-    words = (args.neighbours.split(",") if args.neighbours else
-             [model.words[r] for r in (50, 100, 200, 400, 800) if r < len(model)])
-    for word in words:
-        if word in model:
-            neighbours = ", ".join(w for w, _ in model.most_similar(word, topn=8))
-            print(f"  {word}: {neighbours}")
-        else:
-            print(f"  {word}: not in the vocabulary")
+    kept = model.meta.get("extras", {})
+    for word, neighbours in kept.get("neighbours", {}).items():
+        print(f"  {word}: " + (", ".join(w for w, _ in neighbours) if neighbours is not None
+                               else "not in the vocabulary"))
+    print_scores(kept, sections=False)
     return 0
 
 

@@ -173,12 +173,17 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(report))
         else:
-            for f, r in report["similarity"].items():
-                print(f"{f}: Spearman {r['spearman']:.4f}, Pearson {r['pearson']:.4f}, "
-                      f"out of vocabulary {r['oov']:.1%} of {r['pairs']} pairs")
-            for f, r in report["analogies"].items():
-                print(f"{f}: accuracy {r['accuracy']:.4f} ({r['correct']:,} of {r['total']:,}; "
-                      f"{r['skipped']:,} skipped, out of vocabulary)")
-                for s in r["sections"]:
-                    print(f"  {s['name']:28s} {s['accuracy']:.4f} ({s['correct']}/{s['total']})")
+            print_scores(report)
     return 0
+
+
+def print_scores(report: dict[str, Any], sections: bool = True) -> None:
+    """Print word-pair and analogy scores (``dw2v eval``'s, or those a run kept)."""
+    for f, r in report.get("similarity", {}).items():
+        print(f"{f}: Spearman {r['spearman']:.4f}, Pearson {r['pearson']:.4f}, "
+              f"out of vocabulary {r['oov']:.1%} of {r['pairs']} pairs")
+    for f, r in report.get("analogies", {}).items():
+        print(f"{f}: accuracy {r['accuracy']:.4f} ({r['correct']:,} of {r['total']:,}; "
+              f"{r['skipped']:,} skipped, out of vocabulary)")
+        for s in r["sections"] if sections else []:
+            print(f"  {s['name']:28s} {s['accuracy']:.4f} ({s['correct']}/{s['total']})")

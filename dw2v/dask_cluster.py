@@ -212,6 +212,15 @@ def show_progress(enabled: bool | None) -> bool:
     return sys.stderr.isatty() if enabled is None else enabled
 
 
+def restart_clock(bar: Any) -> None:
+    """Start a bar's rate and ETA from now, keeping its count: the time before (the kernels'
+    compilation) says nothing about the time the rest will take."""
+    n = bar.n
+    bar.reset(bar.total)
+    bar.initial = bar.n = bar.last_print_n = n
+    bar.refresh()
+
+
 def wait_with_progress(futures: list[Future], *, desc: str, unit: str,
                        weights: Sequence[int] | None = None, enabled: bool = False,
                        release: bool = False) -> None:

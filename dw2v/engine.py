@@ -26,6 +26,7 @@ from typing import Any, Callable
 from distributed import Client, Future
 
 from dw2v.config import TrainConfig, to_dict
+from dw2v.dask_cluster import restart_clock
 from dw2v.devices import probe
 from dw2v.errors import CheckpointWriteError, Dw2vError, ExchangeError, ResumableError, TrainError
 from dw2v.exchange import register, unregister
@@ -137,6 +138,9 @@ class _Group:
     futures: list[Future]
     parts: dict[int, set[int]] = field(default_factory=dict)
     reports: dict[int, dict[int, dict[str, Any]]] = field(default_factory=dict)
+    #: The ranks whose kernel is compiled (each trainer says so before its first round).
+    ready: set[int] = field(default_factory=set)
+    launched: float = field(default_factory=time.perf_counter)
 
 
 class Engine:
@@ -297,6 +301,12 @@ class Engine:
             if event.get("kind") == "rounds":
                 for record in event["records"]:
                     self._report(group, record)
+            elif event.get("kind") == "ready":
+                group.ready.add(event["rank"])
+                if len(group.ready) == len(group.workers):
+                    logger.info("the kernels are ready on every worker, %.1f s after the "
+                                "launch", time.perf_counter() - group.launched)
+                    restart_clock(self.bar)
             elif event.get("kind") == "part":
                 group.parts.setdefault(event["round"], set()).add(event["rank"])
                 self._complete(group, event["round"])

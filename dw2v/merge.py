@@ -38,7 +38,7 @@ import numpy as np
 from dw2v.atomic import fsync_dir, replaced
 from dw2v.errors import CheckpointError, NumericalError
 from dw2v.kernels.averaging import (accumulate_rows, count_offered, fill_offered,
-                                    finish_average, settle_rows)
+                                    finish_average, nonfinite_rows, settle_rows)
 
 
 @dataclass(frozen=True)
@@ -166,6 +166,27 @@ def settle(replica: np.ndarray, base: np.ndarray,
     then agree again."""
     for part in [update] if isinstance(update, RowUpdate) else update:
         settle_rows(replica, base, part.ids, part.delta)
+
+
+def warm_up(dim: int) -> None:
+    """Compile the exchange's kernels (or load them from Numba's cache) on a two-row matrix
+    before the first round, so that its exchange does not carry the compilation: the offer
+    (with and without a row mask), the owners' average of local and received (read-only)
+    parts, the settle, and the NaN check."""
+    replica = np.ones((2, dim), np.float32)
+    base = np.zeros((2, dim), np.float32)
+    touches = np.array([1, 0], np.int64)
+    parts = offer(replica, base, touches, 2) + offer(replica, base, touches, 2,
+                                                      select=np.ones(2, np.bool_))
+    received = []
+    for part in parts:
+        arrays = [a.copy() for a in (part.ids, part.delta, part.touches)]
+        for a in arrays:
+            a.setflags(write=False)
+        received.append(RowUpdate(*arrays))
+    settle(replica, base, average_updates(parts + received, 2))
+    settle(replica, base, received)
+    nonfinite_rows(replica, touches)
 
 
 # ------------------------------------------------------------------------- checkpoints

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
@@ -25,7 +26,7 @@ from dw2v.kernels import cpu
 from dw2v.kernels.cpu_train import train as train_kernel
 from dw2v.kernels.averaging import add_rows, nonfinite_rows
 from dw2v.merge import (Params, RowUpdate, diverged, load_params, offer, owned, settle,
-                        write_part)
+                        warm_up, write_part)
 from dw2v.plan import TrainPlan
 from dw2v.token_shards import TokenShard, read_token_shard
 from dw2v.vocab import Vocabulary
@@ -510,6 +511,10 @@ class _Reporter:
             self.pending = []
         self.sent = time.monotonic()
 
+    def ready(self) -> None:
+        """The trainer's kernel is compiled: the driver's clock for the ETA starts."""
+        self.worker.log_event(self.topic, {"kind": "ready", "rank": self.rank})
+
     def part(self, number: int) -> None:
         self.worker.log_event(self.topic, {"kind": "part", "rank": self.rank,
                                            "round": number})
@@ -565,6 +570,8 @@ class Trainer:
 
         spec = self.spec
         try:
+            self._warm_up()
+            self.reporter.ready()
             if self.size > 1:
                 self.group = Group.join(spec.job, spec.addresses, spec.exchange_timeout)
             last_checkpoint = time.monotonic()
@@ -586,6 +593,23 @@ class Trainer:
                 self.group.close()
             if self.pool is not None:
                 self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def _warm_up(self) -> None:
+        """Compile the training kernel (or load it from Numba's cache) before the first round,
+        so that the round's time and the driver's ETA do not carry the compilation: one call
+        on an empty part of this trainer's first shard, which trains no word; with peers, the
+        exchange's kernels too (``merge.warm_up``)."""
+        first = next(iter(self._slices(self.spec.start_round)), None)
+        if first is None:
+            return
+        started = time.perf_counter()
+        empty = dataclasses.replace(first, s_hi=first.s_lo, words=0)
+        self.replica.train([empty], lr_start=0.0, lr_end=0.0, seed=self.config.seed,
+                           skipped=None, reader=self._open)
+        if self.size > 1:
+            warm_up(self.config.vector_size)
+        logger.debug("trainer %d: kernel ready in %.2f s", self.spec.rank,
+                     time.perf_counter() - started)
 
     def _select(self, number: int) -> np.ndarray | None:
         """The rows this round averages (a boolean mask; None: all of them)."""

@@ -40,6 +40,7 @@ from dw2v.errors import (ConfigError, Dw2vError, Interrupted, NumericalError, Ou
 from dw2v.merge import CHECKPOINTS, latest_checkpoint, load_params, read_state
 from dw2v.plan import TrainPlan, hot_rows, plan_shards, sync_period
 from dw2v.preflight import check_run
+from dw2v.report import ReportExtras, compute_extras
 from dw2v.ingest import MemoryCorpus, as_inputs, paths_of
 from dw2v.prepare import MANIFEST, WORK_DIR, build_into
 from dw2v.vocab import Vocabulary
@@ -139,11 +140,19 @@ def _write_meta(out: Path, config: RunConfig, vocab_size: int, rounds: list[Roun
         tmp.write_text(json.dumps(meta, indent=1))
 
 
+def _add_meta(out: Path, **items: Any) -> None:
+    """Add ``items`` to the staged model's ``model.json`` (written then renamed)."""
+    meta = json.loads((out / MODEL_JSON).read_text())
+    with replaced(out / MODEL_JSON) as tmp:
+        tmp.write_text(json.dumps({**meta, **items}, indent=1))
+
+
 def train(inputs: str | Path | Sequence[str | Path], output: str | Path,
           config: RunConfig = RunConfig(), *,
           client: Client | None = None, overwrite: bool = False, resume: bool = False,
           keep_work: bool = False, progress: bool | None = None,
-          init_from: str | Path | None = None) -> Embeddings:
+          init_from: str | Path | None = None, report: ReportExtras = ReportExtras(),
+          command: Sequence[str] | None = None) -> Embeddings:
     """Train word2vec on ``inputs`` and write the model to ``output``; return its vectors.
 
     The run builds the model in a staging directory beside ``output`` (:func:`staging_dir`;
@@ -154,7 +163,11 @@ def train(inputs: str | Path | Sequence[str | Path], output: str | Path,
 
     ``init_from``: continue training a model (a model directory): its vocabulary is extended
     with the new corpus's words, its vectors are kept, new words' rows start as usual. It may
-    be ``output`` itself (the old model is read first and replaced only at the end)."""
+    be ``output`` itself (the old model is read first and replaced only at the end).
+
+    ``report``: the words whose neighbours, and the benchmark files whose scores, the model
+    keeps in ``model.json`` and shows in ``report.html``; ``command``: the command line that
+    ran this (the CLI passes it), shown in the report."""
     inputs = as_inputs(inputs)
     target = Path(output).absolute()
     stage = staging_dir(target)
@@ -198,7 +211,8 @@ def train(inputs: str | Path | Sequence[str | Path], output: str | Path,
             resumed = _resume_state(target, stage) if resume else None
             model = _train_staged(inputs, target, stage, config, client=client,
                                   resumed=resumed, keep_work=keep_work, progress=progress,
-                                  base=base, base_dir=base_dir)
+                                  base=base, base_dir=base_dir, report=report,
+                                  command=list(command) if command is not None else None)
         except BaseException as exc:
             _after_failure(exc, target, stage, resume)
             raise
@@ -276,11 +290,15 @@ def _train_staged(inputs: Sequence[str] | MemoryCorpus, target: Path, out: Path,
                   client: Client | None, resumed: tuple[Path, dict[str, Any]] | None,
                   keep_work: bool,
                   progress: bool | None, base: Vocabulary | None,
-                  base_dir: Path | None) -> Embeddings:
+                  base_dir: Path | None, report: ReportExtras,
+                  command: list[str] | None) -> Embeddings:
     """The run itself, in the staging directory ``out``; swaps it into ``target`` at the end."""
     tc = config.train
     cc = config.cluster
+    stages: dict[str, float] = {}  # seconds of each stage this run went through
+    clock = time.perf_counter()
     with client_for(cc, client, device=tc.device) as c:
+        stages["cluster start"] = time.perf_counter() - clock
         if tc.device != "cpu":  # before the corpus is read: a worker without the GPU asked for
             probe(c, tc.device, sorted(c.nthreads()), tc.vector_size, tc.negative)
         if resumed is not None:
@@ -301,8 +319,10 @@ def _train_staged(inputs: Sequence[str] | MemoryCorpus, target: Path, out: Path,
             vocab = load_vocab(out)
         else:
             out.mkdir()
-            build_into(out, inputs, ingest=config.ingest, vocab=config.vocab, client=c,
-                       progress=progress, base=base, output=target)
+            built = build_into(out, inputs, ingest=config.ingest, vocab=config.vocab, client=c,
+                               progress=progress, base=base, output=target)
+            stages["vocabulary"] = built.seconds_vocab
+            stages["encoding"] = built.seconds_encode
             vocab = load_vocab(out)
             manifest = json.loads((out / WORK_DIR / MANIFEST).read_text())
             workers = sorted(c.nthreads())
@@ -343,6 +363,8 @@ def _train_staged(inputs: Sequence[str] | MemoryCorpus, target: Path, out: Path,
             engine.run()
             dropped, devices = engine.excluded, engine.devices
         bar.close()
+        stages["training"] = time.perf_counter() - run_started
+        clock = time.perf_counter()
         final = latest_checkpoint(out)
         assert final is not None
         final_state = read_state(final, keys=("plan",))
@@ -350,6 +372,7 @@ def _train_staged(inputs: Sequence[str] | MemoryCorpus, target: Path, out: Path,
                  key=f"dw2v-vectors-{uuid.uuid4().hex[:12]}", pure=False,
                  workers=sorted(set(c.nthreads()) - dropped) or None).result()
         seconds_total = time.perf_counter() - run_started
+        stages["writing vectors"] = time.perf_counter() - clock
     final_plan = TrainPlan.from_dict(final_state["plan"])
     slot_words = [sum(sizes) * tc.epochs for sizes in slot_sizes]
     _write_meta(out, config, len(vocab), records,
@@ -359,13 +382,14 @@ def _train_staged(inputs: Sequence[str] | MemoryCorpus, target: Path, out: Path,
                  "checkpoint_every": cc.checkpoint_every, "init_from": init_from,
                  "restarts": [asdict(r) for r in restarts], "checkpoints": checkpoints,
                  "words_trained_again": sum(r.words_trained_again for r in restarts),
-                 "devices": devices})
+                 "devices": devices, "stages": stages, "command": command})
+    _add_meta(out, extras=compute_extras(load_embeddings(out), report))
     if not keep_work:
         shutil.rmtree(out / WORK_DIR, ignore_errors=True)
         shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
     try:
         from dw2v.report import write_report
-        write_report(out)
+        write_report(out, name=target.name)
     except Exception as exc:  # noqa: BLE001 - the model is written; the report is extra
         logger.warning("the model is written, but its report.html could not be: %s", exc)
     try:  # the run was allowed to replace the output; it must still hold only dw2v's files

@@ -6,6 +6,7 @@ no output directory (nor a staging directory) left behind.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -224,12 +225,19 @@ def test_train_needs_inputs_unless_resuming(capsys: pytest.CaptureFixture[str]) 
 
 def test_train_command_end_to_end(sample_dir: Path, tmp_path: Path, scheduler: list[str],
                                   capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = _run(["train", str(sample_dir / "kjv-000.parquet"), "-o",
-                           str(tmp_path / "m"), "--dim", "16", "--epochs", "1",
-                           "--neighbours", "lord,zzzz", "--save-output-vectors", *scheduler],
-                          capsys)
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("lord\tgod\t9\nland\tsea\t4\nking\tqueen\t8\n")
+    argv = ["train", str(sample_dir / "kjv-000.parquet"), "-o", str(tmp_path / "m"), "--dim",
+            "16", "--epochs", "1", "--neighbours", "lord,zzzz", "--save-output-vectors",
+            "--similarity", str(pairs), *scheduler]
+    code, out, err = _run(argv, capsys)
     assert code == 0, err
     assert "lord: " in out and "zzzz: not in the vocabulary" in out
+    assert f"{pairs}: Spearman " in out
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert meta["command"] == ["dw2v", *argv]
+    assert list(meta["extras"]["neighbours"]) == ["lord", "zzzz"]
+    assert "lord: " + ", ".join(n for n, _ in meta["extras"]["neighbours"]["lord"]) in out
     assert {p.name for p in (tmp_path / "m").iterdir()} == {
         "vocab.parquet", "vocab_report.json", "vectors.npy", "output_vectors.npy",
         "model.json", "report.html", "report"}
@@ -258,6 +266,7 @@ def test_train_command_end_to_end(sample_dir: Path, tmp_path: Path, scheduler: l
     (["--connect-timeout", "-1"], "--connect-timeout -1: must be positive"),
     (["--vector-size", "0"], "--vector-size 0: must be at least 1"),  # an alias: as typed
     (["--size", "-3"], "--size -3: must be at least 1"),
+    (["--analogies", "/nonexistent/q.txt"], "/nonexistent/q.txt: no such benchmark file"),
 ])
 def test_train_invalid_options_exit_2(args: list[str], message: str, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,10 +1,17 @@
-"""The embedded cluster's settings and the chain reduction the vocabulary stage uses."""
+"""The embedded cluster's settings, ``cluster/start_local.sh``, and the chain reduction the
+vocabulary stage uses."""
 
 from __future__ import annotations
 
 import operator
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
+
 
 import dask
 from distributed import Client
@@ -25,6 +32,55 @@ def test_start_local_sh_gives_its_processes_the_same_settings() -> None:
     script = (Path(__file__).parent.parent / "cluster" / "start_local.sh").read_text()
     exported = dict(re.findall(r"^export (DASK_\w+)=\$\{\1:-([^}]*)\}$", script, re.M))
     assert exported == dask_environment()
+
+
+SCRIPT = Path(__file__).parent.parent / "cluster" / "start_local.sh"
+
+
+def _start_local(args: list[str], **env: str) -> subprocess.Popen[str]:
+    environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+                   "DASHBOARD": "127.0.0.1:0", **env}
+    return subprocess.Popen(["bash", str(SCRIPT), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=environment,
+                            start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=60)
+
+
+def test_start_local_sh_waits_for_its_workers_and_prints_the_dashboard(tmp_path: Path) -> None:
+    proc = _start_local(["2", "1", str(tmp_path / "dask")])
+    try:
+        lines = []
+        assert proc.stdout is not None
+        for line in proc.stdout:  # the script prints its summary once every worker joined
+            lines.append(line)
+            if line.startswith("  dw2v train"):
+                break
+        text = "".join(lines)
+        assert "scheduler and 2 workers running" in text, (text, proc.stderr)
+        assert re.search(r"^dashboard: http://127\.0\.0\.1:\d+/status$", text, re.M), text
+        with Client(scheduler_file=str(tmp_path / "dask" / "scheduler.json"),
+                    timeout=30) as client:
+            assert len(client.nthreads()) == 2  # both there when the script said so
+    finally:
+        _stop(proc)
+    assert proc.returncode is not None
+
+
+def test_start_local_sh_says_so_when_its_workers_do_not_join(tmp_path: Path) -> None:
+    started = time.monotonic()
+    proc = _start_local(["1", "not-a-number", str(tmp_path / "dask")], START_TIMEOUT="5")
+    try:
+        _, err = proc.communicate(timeout=120)
+    finally:
+        _stop(proc)
+    assert proc.returncode == 1
+    assert "not every worker joined within 5 s; see the logs in" in err
+    assert time.monotonic() - started < 60
 
 
 def _concat(parts: list[list[int]]) -> list[int]:

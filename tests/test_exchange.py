@@ -1,7 +1,7 @@
 """Engine v2's sparse exchange between resident tasks on real worker processes: the rows each
 worker touched, averaged by their owners and gathered back, equal the plain touched-row
-weighted average (``kernels.reference.touched_average``), and every replica ends equal (2 and 3 workers; rows touched by one worker,
-by several, by none)."""
+weighted average (``kernels.reference.touched_average``), and every replica ends equal (2 and 3
+workers; rows touched by one worker, by several, by none)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,15 +13,23 @@ from distributed import Client
 
 import dw2v
 from dw2v.cli import main
-from dw2v.report import pca_2d
+from dw2v.report import ReportExtras, pca_2d, worker_table, write_report
 
 
 @pytest.fixture(scope="module")
 def model(sample_dir: Path, client2: Client, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("report") / "model"
+    root = tmp_path_factory.mktemp("report")
+    pairs = root / "pairs.tsv"
+    pairs.write_text("lord\tgod\t9.0\nking\tqueen\t8.0\nland\tsea\t5.0\n"
+                     "lord\tnotaword\t1.0\n")
+    questions = root / "questions.txt"
+    questions.write_text(": family\nking queen man woman\nfather mother son daughter\n")
+    out = root / "model"
     config = dw2v.RunConfig(train=dw2v.TrainConfig(vector_size=16, epochs=1,
                                                    sync_every=100_000))
-    dw2v.train([str(sample_dir)], out, config, client=client2)
+    extras = ReportExtras(neighbours=("Lord", "notaword"), similarity=(str(pairs),),
+                          analogies=(str(questions),))
+    dw2v.train([str(sample_dir)], out, config, client=client2, report=extras)
     return out
 
 
@@ -36,12 +46,55 @@ def test_every_trained_model_gets_a_report_with_its_figures(model: Path) -> None
         data = image.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5_000, image
     text = page.read_text()
-    assert "words trained" in text and "&quot;vector_size&quot;: 16" in text
+    assert "words trained" in text and "<td>vector_size</td><td>16</td>" in text
+    # named as the user's output, not the staging directory it was written in
+    assert "<h1>dw2v model: model</h1>" in text
     assert "of 100,000 words per worker" in text  # the round length the run used
     # two workers: what their exchange cost, and the checkpoints
     assert re.search(r"exchange</th><td>\d+\.\d% of the rounds&#x27; time, [\d.]+ MB sent",
                      text), text
     assert "restarts</th><td>none" in text and "checkpoints</th><td>after rounds" in text
+    assert "command</th><td>(dw2v.train from Python)" in text
+
+
+def _section(text: str, heading: str) -> str:
+    """The HTML from ``<h2>heading</h2>`` to the next heading."""
+    match = re.search(rf"<h2>{heading}</h2>(.*?)(?=<h2>|</body>)", text, re.S)
+    assert match, f"no section {heading!r}"
+    return match.group(1)
+
+
+def test_the_report_explains_the_run(model: Path) -> None:
+    text = (model / "report.html").read_text()
+    meta = json.loads((model / "model.json").read_text())
+    vocab = json.loads((model / "vocab_report.json").read_text())
+    # the vocabulary's figures, as the vocabulary stage counted them
+    section = _section(text, "Vocabulary")
+    assert f"{vocab['distinct']:,} seen, {vocab['kept']:,} kept" in section
+    assert f"<td>{vocab['tokens']:,}</td>" in section
+    # each stage's time, kept in model.json and shown in the order the run went through them
+    assert list(meta["stages"]) == ["cluster start", "vocabulary", "encoding", "training",
+                                    "writing vectors"]
+    assert all(s >= 0 for s in meta["stages"].values()) and meta["stages"]["training"] > 0
+    section = _section(text, "Time by stage")
+    assert re.findall(r"<td>([a-z ]+)</td><td>[\d,.]+ s</td>", section) == [
+        *meta["stages"], "total"]
+    # the neighbours asked for (queried as training normalised the text), and the scores
+    section = _section(text, "Nearest neighbours")
+    assert "<td>Lord</td><td>" in section and "notaword</td><td>not in the vocabulary" in section
+    kept = meta["extras"]
+    assert [n for n, _ in kept["neighbours"]["Lord"]] == [
+        n for n, _ in dw2v.load(model).most_similar("lord", topn=8)]
+    section = _section(text, "Benchmarks")
+    assert f"Spearman {kept['similarity'][next(iter(kept['similarity']))]['spearman']:.4f}" \
+        in section
+    assert "questions.txt</td><td>analogies</td><td>accuracy" in section
+    # one row per worker, the settings as a table, throughput in readable units
+    section = _section(text, "Workers")
+    assert section.count("<tr>") == 1 + 2 and re.search(r"\d+k words/s", section)
+    section = _section(text, "Settings")
+    assert "<td>train</td><td>vector_size</td><td>16</td>" in section
+    assert re.search(r"words trained</th><td>[\d,]+ in [\d.]+ s \(\d+k words/s\)", text)
 
 
 def test_dw2v_report_regenerates_it(model: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -74,4 +127,31 @@ def test_the_page_renders_in_headless_chromium(model: Path) -> None:
     except sync_api.Error as exc:  # no browser installed for Playwright
         pytest.skip(f"headless Chromium is not available: {exc}")
     assert title.startswith("dw2v model report")
-    assert len(widths) == 4 and all(w > 100 for w in widths)
+    assert len(widths) == len(_images(model / "report.html")) and all(w > 100 for w in widths)
+
+
+def _rounds_of(workers: int, rounds: int) -> list[dict[str, object]]:
+    names = [f"tcp://10.0.0.{i}:9000" for i in range(workers)]
+    return [{"round": r, "words": 1000 * workers, "words_kept": 900 * workers,
+             "examples": 0, "loss": 1.0 / (r + 1), "seconds": 0.02, "seconds_training": 0.015,
+             "lr_start": 0.025 * (1 - r / rounds), "lr_end": 0.025 * (1 - (r + 1) / rounds),
+             "lr_scale": 1, "workers": names, "worker_words": [1000] * workers,
+             "worker_seconds": [0.01 + 0.0001 * i for i in range(workers)],
+             "seconds_exchange": 0.005, "worker_exchange_seconds": [0.005] * workers,
+             "worker_bytes_sent": [10_000] * workers} for r in range(rounds)]
+
+
+def test_64_workers_get_a_heat_map_and_a_row_each(model: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "model"
+    shutil.copytree(model, copy)
+    meta = json.loads((copy / "model.json").read_text())
+    meta["rounds"] = _rounds_of(64, 12)
+    (copy / "model.json").write_text(json.dumps(meta))
+    page = write_report(copy).read_text()
+    assert _section(page, "Workers").count("<tr>") == 1 + 64
+    table = worker_table(meta["rounds"])
+    assert [row["words"] for row in table] == [12_000] * 64
+    assert table[0]["rounds"] == 12 and table[0]["sent"] == 120_000
+    import matplotlib.image
+    height, width = matplotlib.image.imread(copy / "report" / "workers.png").shape[:2]
+    assert height > 400 and width > 600  # a heat map a worker a row, not 64 tangled lines

@@ -351,3 +351,46 @@ def test_a_checkpoint_write_that_fails_stops_and_resume_completes(
         model = dw2v.train(inputs, tmp_path / "m", config, client=client, resume=True)
     assert len(model) > 0 and np.isfinite(model.vectors).all()
     assert [r["round"] for r in model.meta["rounds"]] == list(range(len(model.meta["rounds"])))
+
+
+def test_trainers_compile_their_kernels_before_the_first_round(
+        sample_dir: Path, client2: Client, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Each trainer warms its kernels up (an empty call, no word trained) and says so before
+    its first round, so the driver's ETA and round 1's time leave the compilation out."""
+    config = RunConfig(train=TrainConfig(vector_size=16, epochs=1, sync_every=50_000))
+    with caplog.at_level("INFO", logger="dw2v.engine"):
+        emb = dw2v.train([str(sample_dir)], tmp_path / "m", config, client=client2)
+    messages = [r.getMessage() for r in caplog.records if r.name == "dw2v.engine"]
+    ready = [i for i, m in enumerate(messages) if "kernels are ready on every worker" in m]
+    first = next(i for i, m in enumerate(messages) if m.startswith("round 1/"))
+    assert len(ready) == 1 and ready[0] < first
+    # the warm-up trained nothing: the run equals one without it, word for word
+    assert sum(r["words"] for r in emb.meta["rounds"]) == emb.meta["total_words"]
+
+
+def test_the_exchange_warm_up_compiles_for_local_and_received_rows() -> None:
+    from dw2v.kernels.averaging import accumulate_rows, settle_rows
+
+    merge.warm_up(8)
+    # the rows' changes: this worker's own (writable) and those received (read-only)
+    for kernel, delta in ((accumulate_rows, 1), (settle_rows, 3)):
+        assert {sig[delta].mutable for sig in kernel.signatures} == {True, False}
+
+
+def test_a_progress_bar_clock_restarts_with_its_count_kept() -> None:
+    import io
+
+    from tqdm import tqdm
+
+    from dw2v.dask_cluster import restart_clock
+
+    bar = tqdm(total=1000, file=io.StringIO(), mininterval=0)
+    bar.update(400)
+    bar.start_t -= 100.0  # as if the first 400 took 100 s (compilation)
+    restart_clock(bar)
+    assert bar.n == 400 and bar.initial == 400
+    assert bar._time() - bar.start_t < 5  # the rate counts from now, not from the start
+    bar.update(100)
+    assert bar.n == 500
+    bar.close()

@@ -3,7 +3,8 @@
 ``count_offered`` and ``fill_offered`` take a round's change of the touched rows, grouped by
 owner, in one pass; ``accumulate_rows`` and ``finish_average`` are the touched-row weighted
 average of the parts an owner receives (the rule ``reference.touched_average`` spells in
-NumPy; the tests compare them); ``settle_rows`` and ``add_rows`` apply the result. Arrays in, arrays out: nothing here knows about Dask or files.
+NumPy; the tests compare them); ``settle_rows`` and ``add_rows`` apply the result. Arrays in,
+arrays out: nothing here knows about Dask or files.
 """
 
 from __future__ import annotations

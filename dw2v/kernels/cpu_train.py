@@ -88,8 +88,9 @@ def train(ids: np.ndarray, offsets: np.ndarray, W_in: np.ndarray, W_out: np.ndar
 
     Counters: words read, words kept after subsampling, examples, loss sum, loss terms.
     ``touches``: two int64 (V) arrays that receive how many updates each input and output row
-    got (added to). ``shared_negatives`` (skip-gram only) selects the HogBatch kernel: one set of negatives per
-    centre word, shared by its whole window. The trace then has one row per centre word.
+    got (added to). ``shared_negatives`` (skip-gram only) selects the HogBatch kernel: one set
+    of negatives per centre word, shared by its whole window. The trace then has one row per
+    centre word.
     """
     check_arrays(ids, offsets, W_in, W_out, keep_prob, alias_prob, alias_idx)
     if window < 1 or negative < 0 or threads < 1:
@@ -111,7 +112,8 @@ def train(ids: np.ndarray, offsets: np.ndarray, W_in: np.ndarray, W_out: np.ndar
             _expect(name, arr, np.int64, 1)
             if len(arr) != W_in.shape[0]:
                 raise ValueError(f"{name} has {len(arr)} entries, expected {W_in.shape[0]}")
-    ranges = split_sentences(offsets, threads)
+    # no sentences: one empty call all the same, which compiles the kernel (a warm-up)
+    ranges = split_sentences(offsets, threads) or [(0, 0)]
     seeds = np.random.SeedSequence(seed).generate_state(max(len(ranges), 1), dtype=np.uint64)
     counters = np.zeros((max(len(ranges), 1), 5), dtype=np.float64)
     # each thread counts into its own arrays (no lost increments), added up after the join
