@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from dw2v.cli_types import positive_int
-from dw2v.config import (MAX_TOKEN_BYTES, ClusterConfig, IngestConfig, TokenizerConfig,
-                         TrainConfig, VocabConfig)
+from dw2v.config import ClusterConfig, IngestConfig, TrainConfig, VocabConfig
 from dw2v.errors import ConfigError, Dw2vError, Terminated
 
 logger = logging.getLogger("dw2v")
@@ -29,70 +28,85 @@ def _key_value(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _setting(group: Any, where: str, *flags: str, **kwargs: Any) -> argparse.Action:
+    """An option that sets the settings field ``where`` (``train.vector_size``: its table and
+    name in the dataclasses and the ``--config`` file). Its destination is that name and its
+    default the dataclass's, so the settings' names and defaults live in one place."""
+    from dw2v import config_file
+
+    kwargs.setdefault("default", config_file.default_of(where))
+    takes_value = kwargs.get("action") in (None, "append")
+    if takes_value and "choices" not in kwargs:  # shown as --dim DIM, not TRAIN.VECTOR_SIZE
+        kwargs.setdefault("metavar", flags[0].lstrip("-").replace("-", "_").upper())
+    return group.add_argument(*flags, dest=where, **kwargs)
+
+
 def _add_input_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
     group = parser.add_argument_group("input")
     group.add_argument("inputs", nargs="+" if required else "*", metavar="INPUT",
                        help="Parquet or text files (one document per line; .gz, .bz2, .zst "
                             "too), directories (every *.parquet and *.txt below), globs or "
                             "fsspec URLs (file://, memory://, s3:// with s3fs)")
-    group.add_argument("--text-column", default="text",
-                       help="Parquet: the column holding the text")
-    group.add_argument("--no-lowercase", dest="lowercase", action="store_false",
-                       help="keep the case of the text")
-    group.add_argument("--token-pattern", default=None,
-                       help="RE2 regex a token must match (default: letters and digits, "
-                            "apostrophes inside words)")
-    group.add_argument("--max-token-bytes", type=int, default=MAX_TOKEN_BYTES, metavar="N",
-                       help=f"drop (and count) tokens longer than N UTF-8 bytes (default "
-                            f"{MAX_TOKEN_BYTES}, word2vec C's limit)")
-    group.add_argument("--batch-size", type=positive_int, default=65_536,
-                       help="rows read at a time (bounds memory per task)")
-    group.add_argument("--storage-option", type=_key_value, action="append", default=[],
-                       metavar="KEY=VALUE", help="fsspec storage option (repeatable)")
+    _setting(group, "ingest.text_column", "--text-column",
+             help="Parquet: the column holding the text")
+    _setting(group, "ingest.tokenizer.lowercase", "--no-lowercase", action="store_false",
+             help="keep the case of the text")
+    _setting(group, "ingest.tokenizer.pattern", "--token-pattern",
+             help="RE2 regex a token must match (default: letters and digits, apostrophes "
+                  "inside words)")
+    _setting(group, "ingest.tokenizer.max_token_bytes", "--max-token-bytes", type=int,
+             metavar="N", help="drop (and count) tokens longer than N UTF-8 bytes (word2vec "
+                               "C's limit)")
+    _setting(group, "ingest.batch_size", "--batch-size", type=positive_int,
+             help="rows read at a time (bounds memory per task)")
+    _setting(group, "ingest.storage_options", "--storage-option", type=_key_value,
+             action="append", default=[], metavar="KEY=VALUE",
+             help="fsspec storage option (repeatable)")
 
 
 def _add_vocab_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("vocabulary")
-    group.add_argument("--min-count", "--minCount", type=int, default=5,
-                       help="drop words seen fewer times (default 5)")
-    group.add_argument("--max-vocab-size", type=int, default=None,
-                       help="budget of distinct words while counting; the rarest are cut "
-                            "when it is exceeded (bounds memory)")
-    group.add_argument("--max-final-vocab", type=int, default=None,
-                       help="raise min-count until at most this many words are left")
-    group.add_argument("--sample", type=float, default=1e-3,
-                       help="subsampling threshold for frequent words (0: off)")
-    group.add_argument("--ns-exponent", type=float, default=0.75,
-                       help="exponent of the unigram noise distribution")
+    _setting(group, "vocab.min_count", "--min-count", "--minCount", type=int,
+             help="drop words seen fewer times")
+    _setting(group, "vocab.max_vocab_size", "--max-vocab-size", type=int,
+             help="budget of distinct words while counting; the rarest are cut when it is "
+                  "exceeded (bounds memory)")
+    _setting(group, "vocab.max_final_vocab", "--max-final-vocab", type=int,
+             help="raise min-count until at most this many words are left")
+    _setting(group, "vocab.sample", "--sample", type=float,
+             help="subsampling threshold for frequent words (0: off)")
+    _setting(group, "vocab.ns_exponent", "--ns-exponent", type=float,
+             help="exponent of the unigram noise distribution")
 
 
 def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("cluster (default: an embedded LocalCluster)")
     where = group.add_mutually_exclusive_group()
-    where.add_argument("--scheduler", metavar="ADDR", help="address of a running scheduler")
-    where.add_argument("--scheduler-file", metavar="FILE", help="a scheduler's JSON file")
-    group.add_argument("--workers", type=int, default=None,
-                       help="LocalCluster worker processes (default: one per core)")
-    group.add_argument("--threads-per-worker", type=int, default=None,
-                       help="LocalCluster threads per worker (default 1)")
-    group.add_argument("--dashboard", default=":8787", metavar="ADDR",
-                       help="LocalCluster dashboard address (default :8787; another port "
-                            "is taken if busy)")
-    group.add_argument("--no-dashboard", dest="dashboard", action="store_const", const=None,
-                       help="start the LocalCluster without its dashboard")
-    group.add_argument("--worker-timeout", type=float, default=300.0, metavar="SECONDS",
-                       help="training: how long to wait when the cluster has no workers "
-                            "before stopping (the last checkpoint is kept; default 300)")
-    group.add_argument("--connect-timeout", type=float, default=30.0, metavar="SECONDS",
-                       help="how long to wait for --scheduler / --scheduler-file to answer "
-                            "(default 30)")
-    group.add_argument("--checkpoint-every", type=float, default=120.0, metavar="SECONDS",
-                       help="training: seconds between checkpoints (0: after every round; "
-                            "one is always written at the end; default 120)")
-    group.add_argument("--exchange-timeout", type=float, default=120.0, metavar="SECONDS",
-                       help="training: how long a worker waits for a peer before the peer "
-                            "counts as hung or lost and training restarts without it from "
-                            "the last checkpoint (default 120)")
+    _setting(where, "cluster.scheduler", "--scheduler", metavar="ADDR",
+             help="address of a running scheduler")
+    _setting(where, "cluster.scheduler_file", "--scheduler-file", metavar="FILE",
+             help="a scheduler's JSON file")
+    _setting(group, "cluster.n_workers", "--workers", type=int,
+             help="LocalCluster worker processes (default: one per core)")
+    _setting(group, "cluster.threads_per_worker", "--threads-per-worker", type=int,
+             help="LocalCluster threads per worker (default: 1)")
+    _setting(group, "cluster.dashboard_address", "--dashboard", metavar="ADDR",
+             help="LocalCluster dashboard address (another port is taken if busy)")
+    _setting(group, "cluster.dashboard_address", "--no-dashboard", action="store_const",
+             const=None, help="start the LocalCluster without its dashboard")
+    _setting(group, "cluster.worker_timeout", "--worker-timeout", type=float, metavar="SECONDS",
+             help="training: how long to wait when the cluster has no workers before "
+                  "stopping (the last checkpoint is kept)")
+    _setting(group, "cluster.connect_timeout", "--connect-timeout", type=float,
+             metavar="SECONDS",
+             help="how long to wait for --scheduler / --scheduler-file to answer")
+    _setting(group, "cluster.checkpoint_every", "--checkpoint-every", type=float,
+             metavar="SECONDS", help="training: seconds between checkpoints (0: after every "
+                                     "round; one is always written at the end)")
+    _setting(group, "cluster.exchange_timeout", "--exchange-timeout", type=float,
+             metavar="SECONDS",
+             help="training: how long a worker waits for a peer before the peer counts as "
+                  "hung or lost and training restarts without it from the last checkpoint")
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -130,51 +144,49 @@ def _sync_every(text: str) -> int | None:
 
 def _add_train_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training")
-    group.add_argument("--model", choices=["skipgram", "cbow"], default="skipgram")
-    group.add_argument("--dim", "--vector-size", "--size", type=int, default=100,
-                       help="vector size (default 100)")
-    group.add_argument("--window", "--ws", type=int, default=5, help="maximum context window")
-    group.add_argument("--negative", "--neg", type=int, default=5,
-                       help="noise words per example")
-    group.add_argument("--epochs", "--epoch", "--iter", type=int, default=5,
-                       help="passes over the corpus")
-    group.add_argument("--alpha", "--lr", type=float, default=0.025,
-                       help="initial learning rate")
-    group.add_argument("--min-alpha", type=float, default=0.0001, help="final learning rate")
-    group.add_argument("--sync-every", type=_sync_every, default=None, metavar="WORDS|auto",
-                       help="words each worker trains between parameter averagings (default "
-                            "auto: about 128 averagings per run, rounds of 20,000 to "
-                            "1,000,000 words and at least one word per 24 values of a vector "
-                            "matrix)")
-    group.add_argument("--scale-lr", action=argparse.BooleanOptionalAction, default=True,
-                       help="each worker's learning rate is --alpha/--min-alpha times the "
-                            "number of workers, since averaging divides each worker's updates "
-                            "by that number (default; --no-scale-lr: --alpha as given)")
-    group.add_argument("--hot-rows", type=_count_or_auto, default=None, metavar="N|auto",
-                       help="the exchange averages the N most frequent words' rows every "
-                            "round (default auto: the words expected at least once in a "
-                            "worker's round)")
-    group.add_argument("--cold-every", type=int, default=1, metavar="K",
-                       help="... and the other rows every K rounds, in turn (default 1: "
-                            "every touched row every round)")
-    group.add_argument("--overlap", action=argparse.BooleanOptionalAction, default=False,
-                       help="exchange a round's rows while the next round trains (one round "
-                            "stale; default: --no-overlap)")
-    group.add_argument("--shared-negatives", action=argparse.BooleanOptionalAction,
-                       default=True, help="skip-gram: the HogBatch kernel, negatives shared by "
-                                          "a centre word's window (default; --no-shared-"
-                                          "negatives: word2vec's per-pair negatives)")
-    group.add_argument("--kernel-threads", type=int, default=1,
-                       help="Hogwild threads inside each worker's kernel (default 1)")
-    group.add_argument("--device", choices=["cpu", "gpu", "auto"], default="cpu",
-                       help="where workers train: cpu, gpu (every worker on its GPU) or auto "
-                            "(a GPU where a worker has one)")
-    group.add_argument("--seed", type=int, default=1, help="random seed")
-    group.add_argument("--skip-bad-shards", action="store_true",
-                       help="skip a token-id shard that cannot be read during training, with "
-                            "a warning (default: stop with an error naming it)")
-    group.add_argument("--save-output-vectors", action="store_true",
-                       help="also write the output vectors (output_vectors.npy)")
+    _setting(group, "train.model", "--model", choices=["skipgram", "cbow"])
+    _setting(group, "train.vector_size", "--dim", "--vector-size", "--size", type=int,
+             help="vector size")
+    _setting(group, "train.window", "--window", "--ws", type=int,
+             help="maximum context window")
+    _setting(group, "train.negative", "--negative", "--neg", type=int,
+             help="noise words per example")
+    _setting(group, "train.epochs", "--epochs", "--epoch", "--iter", type=int,
+             help="passes over the corpus")
+    _setting(group, "train.alpha", "--alpha", "--lr", type=float, help="initial learning rate")
+    _setting(group, "train.min_alpha", "--min-alpha", type=float, help="final learning rate")
+    _setting(group, "train.sync_every", "--sync-every", type=_sync_every, metavar="WORDS|auto",
+             help="words each worker trains between parameter averagings (default auto: "
+                  "about 128 averagings per run, rounds of 20,000 to 1,000,000 words and at "
+                  "least one word per 24 values of a vector matrix)")
+    _setting(group, "train.scale_lr", "--scale-lr", action=argparse.BooleanOptionalAction,
+             help="each worker's learning rate is --alpha/--min-alpha times the number of "
+                  "workers, since averaging divides each worker's updates by that number "
+                  "(default; --no-scale-lr: --alpha as given)")
+    _setting(group, "train.hot_rows", "--hot-rows", type=_count_or_auto, metavar="N|auto",
+             help="the exchange averages the N most frequent words' rows every round "
+                  "(default auto: the words expected at least once in a worker's round)")
+    _setting(group, "train.cold_every", "--cold-every", type=int, metavar="K",
+             help="... and the other rows every K rounds, in turn (default 1: every touched "
+                  "row every round)")
+    _setting(group, "train.overlap", "--overlap", action=argparse.BooleanOptionalAction,
+             help="exchange a round's rows while the next round trains (one round stale; "
+                  "default: --no-overlap)")
+    _setting(group, "train.shared_negatives", "--shared-negatives",
+             action=argparse.BooleanOptionalAction,
+             help="skip-gram: the HogBatch kernel, negatives shared by a centre word's "
+                  "window (default; --no-shared-negatives: word2vec's per-pair negatives)")
+    _setting(group, "train.threads", "--kernel-threads", type=int,
+             help="Hogwild threads inside each worker's kernel")
+    _setting(group, "train.device", "--device", choices=["cpu", "gpu", "auto"],
+             help="where workers train: cpu, gpu (every worker on its GPU) or auto (a GPU "
+                  "where a worker has one)")
+    _setting(group, "train.seed", "--seed", type=int, help="random seed")
+    _setting(group, "train.skip_bad_shards", "--skip-bad-shards", action="store_true",
+             help="skip a token-id shard that cannot be read during training, with a "
+                  "warning (default: stop with an error naming it)")
+    _setting(group, "train.save_output_vectors", "--save-output-vectors",
+             action="store_true", help="also write the output vectors (output_vectors.npy)")
     group.add_argument("--resume", action="store_true",
                        help="continue an interrupted run in OUT_DIR from its last checkpoint "
                             "(its settings are the checkpoint's; INPUT is not needed)")
@@ -246,34 +258,12 @@ def _version() -> str:
     return __version__
 
 
-def _configs(args: argparse.Namespace) -> tuple[IngestConfig, VocabConfig, ClusterConfig]:
-    tokenizer = TokenizerConfig(lowercase=args.lowercase, max_token_bytes=args.max_token_bytes,
-                                **({"pattern": args.token_pattern} if args.token_pattern else {}))
-    ingest = IngestConfig(text_column=args.text_column, batch_size=args.batch_size,
-                          storage_options=dict(args.storage_option), tokenizer=tokenizer)
-    vocab = VocabConfig(min_count=args.min_count, max_vocab_size=args.max_vocab_size,
-                        max_final_vocab=args.max_final_vocab, sample=args.sample,
-                        ns_exponent=args.ns_exponent)
-    cluster = ClusterConfig(scheduler=args.scheduler, scheduler_file=args.scheduler_file,
-                            n_workers=args.workers, threads_per_worker=args.threads_per_worker,
-                            dashboard_address=args.dashboard, worker_timeout=args.worker_timeout,
-                            connect_timeout=args.connect_timeout,
-                            checkpoint_every=args.checkpoint_every,
-                            exchange_timeout=args.exchange_timeout)
-    return ingest, vocab, cluster
+def _configs(args: argparse.Namespace) -> tuple[IngestConfig, VocabConfig, TrainConfig,
+                                             ClusterConfig]:
+    """The settings the command line gives (every option named ``table.field``), checked."""
+    from dw2v import config_file
 
-
-def _train_config(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(model=args.model, vector_size=args.dim, window=args.window,
-                       negative=args.negative, alpha=args.alpha, min_alpha=args.min_alpha,
-                       epochs=args.epochs, seed=args.seed, threads=args.kernel_threads,
-                       shared_negatives=args.shared_negatives, sync_every=args.sync_every,
-                       scale_lr=args.scale_lr,
-                       hot_rows=args.hot_rows, cold_every=args.cold_every,
-                       overlap=args.overlap,
-                       device=args.device,
-                       save_output_vectors=args.save_output_vectors,
-                       skip_bad_shards=args.skip_bad_shards)
+    return config_file.build(config_file.tables_from(vars(args)))
 
 
 def _explicit(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
@@ -286,6 +276,17 @@ def _explicit(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
                                       for a in parser._actions})
     parser.parse_args(list(argv), namespace=namespace)
     return {k for k, v in vars(namespace).items() if v is not sentinel and v is not None}
+
+
+def train_flags() -> dict[str, str]:
+    """Each training setting's option as ``dw2v train`` spells it (``vector_size``: ``--dim``),
+    for messages about settings given to the CLI."""
+    from dw2v import config_file
+
+    parser = _subparser(build_parser(), "train")
+    return {where[1]: flag for action in parser._actions
+            if (where := config_file.field_of(action.dest)) is not None
+            and where[0] == "train" and (flag := _flag(parser, action.dest)) is not None}
 
 
 def _flag(parser: argparse.ArgumentParser, dest: str, argv: Sequence[str] = ()) -> str | None:
@@ -362,8 +363,7 @@ def _user_words(exc: ConfigError, parser: argparse.ArgumentParser, argv: Sequenc
     table = config_file.table_of_field(exc.owner)
     if table is None:
         return exc
-    dest = next((d for d, where in config_file.CLI_FIELDS.items() if where == (table, exc.field)),
-                None)
+    dest = f"{table}.{exc.field}"
     in_file, value = (config_file.file_value(data, table, exc.field) if data is not None
                       else (False, None))
     if in_file and dest not in explicit:
@@ -383,8 +383,7 @@ def _train_settings(args: argparse.Namespace, parser: argparse.ArgumentParser,
 
     explicit = _explicit(parser, argv)
     try:
-        ingest, vocab, cluster = _configs(args)
-        tables = config_file.tables_of(ingest, vocab, _train_config(args), cluster)
+        tables = config_file.tables_of(*_configs(args))
     except ConfigError as exc:
         raise _user_words(exc, parser, argv) from None
     inputs, output = list(args.inputs), args.output
@@ -467,7 +466,7 @@ def _run_vocab(args: argparse.Namespace, parser: argparse.ArgumentParser,
     from dw2v.vocab import load
 
     try:
-        ingest, vocab, cluster = _configs(args)
+        ingest, vocab, _, cluster = _configs(args)
     except ConfigError as exc:
         raise _user_words(exc, parser, argv) from None
     report = build_vocab(args.inputs, args.output, ingest=ingest, vocab=vocab, cluster=cluster,

@@ -18,34 +18,6 @@ import tomli_w
 from dw2v.config import ClusterConfig, IngestConfig, TokenizerConfig, TrainConfig, VocabConfig
 from dw2v.errors import ConfigError
 
-#: Command-line destinations -> (table, field) of the settings they set.
-CLI_FIELDS: dict[str, tuple[str, str]] = {
-    "text_column": ("ingest", "text_column"), "batch_size": ("ingest", "batch_size"),
-    "storage_option": ("ingest", "storage_options"),
-    "lowercase": ("ingest.tokenizer", "lowercase"),
-    "token_pattern": ("ingest.tokenizer", "pattern"),
-    "max_token_bytes": ("ingest.tokenizer", "max_token_bytes"),
-    "min_count": ("vocab", "min_count"), "max_vocab_size": ("vocab", "max_vocab_size"),
-    "max_final_vocab": ("vocab", "max_final_vocab"), "sample": ("vocab", "sample"),
-    "ns_exponent": ("vocab", "ns_exponent"),
-    "model": ("train", "model"), "dim": ("train", "vector_size"), "window": ("train", "window"),
-    "negative": ("train", "negative"), "epochs": ("train", "epochs"),
-    "alpha": ("train", "alpha"), "min_alpha": ("train", "min_alpha"),
-    "sync_every": ("train", "sync_every"), "hot_rows": ("train", "hot_rows"),
-    "cold_every": ("train", "cold_every"), "overlap": ("train", "overlap"),
-    "scale_lr": ("train", "scale_lr"),
-    "shared_negatives": ("train", "shared_negatives"), "kernel_threads": ("train", "threads"),
-    "device": ("train", "device"), "seed": ("train", "seed"),
-    "skip_bad_shards": ("train", "skip_bad_shards"),
-    "save_output_vectors": ("train", "save_output_vectors"),
-    "scheduler": ("cluster", "scheduler"), "scheduler_file": ("cluster", "scheduler_file"),
-    "workers": ("cluster", "n_workers"), "threads_per_worker": ("cluster", "threads_per_worker"),
-    "dashboard": ("cluster", "dashboard_address"), "worker_timeout": ("cluster", "worker_timeout"),
-    "connect_timeout": ("cluster", "connect_timeout"),
-    "checkpoint_every": ("cluster", "checkpoint_every"),
-    "exchange_timeout": ("cluster", "exchange_timeout"),
-}
-
 _CLASSES = {"ingest": IngestConfig, "ingest.tokenizer": TokenizerConfig, "vocab": VocabConfig,
             "train": TrainConfig, "cluster": ClusterConfig}
 
@@ -91,6 +63,39 @@ def read(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def field_of(dest: str) -> tuple[str, str] | None:
+    """The (table, field) a command-line destination sets: the CLI's options are named
+    ``table.field`` after the settings (``train.vector_size``); None for the others."""
+    table, dot, name = dest.rpartition(".")
+    return (table, name) if dot and table in _CLASSES else None
+
+
+def default_of(dest: str) -> Any:
+    """The dataclass's default of the field a destination (``train.vector_size``) sets."""
+    where = field_of(dest)
+    if where is None:
+        raise KeyError(f"{dest}: not a settings field (table.field)")
+    table, name = where
+    for f in dataclasses.fields(_CLASSES[table]):
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            return f.default_factory()  # type: ignore[misc]
+    raise KeyError(f"{dest}: {_CLASSES[table].__name__} has no field {name!r}")
+
+
+def tables_from(values: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Settings tables from the command line's values (``vars(args)``), by destination."""
+    tables: dict[str, dict[str, Any]] = {table: {} for table in _CLASSES}
+    for dest, value in values.items():
+        where = field_of(dest)
+        if where is not None:
+            tables[where[0]][where[1]] = value
+    if "storage_options" in tables["ingest"]:  # KEY=VALUE pairs, repeated
+        tables["ingest"]["storage_options"] = dict(tables["ingest"]["storage_options"])
+    return tables
+
+
 def table_of_field(owner: str) -> str | None:
     """The file's table for a settings class name (``TrainConfig`` -> ``train``)."""
     return next((t for t, cls in _CLASSES.items() if cls.__name__ == owner), None)
@@ -110,9 +115,10 @@ def _table(data: dict[str, Any], table: str) -> dict[str, Any]:
 
 
 def merge(cli: dict[str, Any], explicit: set[str], file: dict[str, Any]) -> dict[str, Any]:
-    """Settings tables from the command line (``cli``: table -> {field: value}, every field),
-    with the file's values where the command line did not set the field explicitly."""
-    chosen = {CLI_FIELDS[d] for d in explicit if d in CLI_FIELDS}
+    """Settings tables from the command line (``cli``: table -> {field: value}), with the
+    file's values where the command line did not set the field explicitly (``explicit``:
+    the destinations it set)."""
+    chosen = {field_of(d) for d in explicit} - {None}
     out = {table: dict(values) for table, values in cli.items()}
     for table in _CLASSES:
         for key, value in _table(file, table).items():

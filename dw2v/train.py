@@ -82,10 +82,9 @@ def _changed_settings(given: TrainConfig, saved: dict[str, Any]) -> list[str]:
     """The training settings given now that differ from the checkpoint's and from their
     defaults (a setting left at its default was not asked for), named as the command line
     spells them (``--dim 60``)."""
-    from dw2v.config_file import CLI_FIELDS
+    from dw2v.cli import train_flags
 
-    flags = {where[1]: "--" + dest.replace("_", "-") for dest, where in CLI_FIELDS.items()
-             if where[0] == "train"}
+    flags = train_flags()
     default = to_dict(TrainConfig())
     now = to_dict(given)
     return [f"{flags.get(k, k)} {v}" for k, v in sorted(now.items())

@@ -315,5 +315,6 @@ def test_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> None:
     text = " ".join(capsys.readouterr().out.split())
     for shown in ("--window WINDOW, --ws WINDOW maximum context window (default: 5)",
                   "--model {skipgram,cbow} (default: skipgram)", "(default: 0.0001)",
-                  "--seed SEED random seed (default: 1)", "default 120)"):
+                  "--seed SEED random seed (default: 1)",
+                      "one is always written at the end) (default: 120.0)"):
         assert shown in text, shown

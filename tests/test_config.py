@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dw2v.config import ClusterConfig, IngestConfig, TokenizerConfig, VocabConfig, to_dict
+from dw2v.config import (ClusterConfig, IngestConfig, TokenizerConfig, TrainConfig, VocabConfig,
+                         to_dict)
 from dw2v.errors import ConfigError
 
 
@@ -105,3 +106,27 @@ def test_bad_settings_files_name_the_file_and_exit_2(
     err = capsys.readouterr().err
     assert message in err, err
     assert not (tmp_path / "o").exists()
+
+
+def test_every_cli_setting_is_named_and_defaulted_by_its_dataclass_field() -> None:
+    """One place for the settings' names: each option of ``dw2v train`` that sets a setting
+    has the destination ``table.field`` of the ``--config`` file and the dataclasses, and
+    the dataclass's default."""
+    from dw2v import config_file
+    from dw2v.cli import _subparser, build_parser
+
+    parser = _subparser(build_parser(), "train")
+    settings = [a for a in parser._actions if "." in a.dest]
+    assert len({a.dest for a in settings}) >= 38
+    tables = {"ingest": IngestConfig, "ingest.tokenizer": TokenizerConfig,
+              "vocab": VocabConfig, "train": TrainConfig, "cluster": ClusterConfig}
+    for action in settings:
+        table, name = config_file.field_of(action.dest)
+        field = {f.name: f for f in dataclasses.fields(tables[table])}[name]
+        default = (field.default if field.default is not dataclasses.MISSING
+                   else field.default_factory())
+        if name == "storage_options":  # repeated KEY=VALUE pairs, made a table
+            assert action.default == [] and default == {}
+        else:
+            assert action.default == default, action.dest
+    assert not hasattr(config_file, "CLI_FIELDS")

@@ -91,10 +91,11 @@ def test_the_report_explains_the_run(model: Path) -> None:
     assert "questions.txt</td><td>analogies</td><td>accuracy" in section
     # one row per worker, the settings as a table, throughput in readable units
     section = _section(text, "Workers")
-    assert section.count("<tr>") == 1 + 2 and re.search(r"\d+k words/s", section)
+    assert section.count("<tr>") == 1 + 2 and re.search(r"\d+(\.\d+)?[kM] words/s", section)
     section = _section(text, "Settings")
     assert "<td>train</td><td>vector_size</td><td>16</td>" in section
-    assert re.search(r"words trained</th><td>[\d,]+ in [\d.]+ s \(\d+k words/s\)", text)
+    assert re.search(r"words trained</th><td>[\d,]+ in [\d.]+ s \(\d+(\.\d+)?[kM] words/s\)",
+                     text)
 
 
 def test_dw2v_report_regenerates_it(model: Path, capsys: pytest.CaptureFixture[str]) -> None:
