@@ -1,9 +1,12 @@
 """Document vectors (``dw2v.docvec``, ``emb.embed``, ``dw2v embed``) against a plain NumPy mean,
-and the README's DuckDB query over the Parquet export, run as written."""
+and the README's DuckDB query and LanceDB search over the Parquet export, run as written."""
 
 from __future__ import annotations
 
+import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -121,3 +124,19 @@ def test_the_readme_duckdb_query_runs_as_written(model: Path, tmp_path: Path,
     want = dw2v.load(model).most_similar("lord", topn=5)
     assert [w for w, _ in rows] == [w for w, _ in want]
     np.testing.assert_allclose([s for _, s in rows], [s for _, s in want], atol=1e-5)
+
+
+def test_the_readme_lancedb_search_runs_as_written(model: Path, tmp_path: Path) -> None:
+    pytest.importorskip("lancedb")
+    readme = (REPO / "README.md").read_text()
+    block = re.findall(r"```python\n(import lancedb\n.*?)```", readme, re.S)[0]
+    assert main(["export", str(model), "--format", "parquet", "-o",
+                 str(tmp_path / "vectors.parquet")]) == 0
+    (tmp_path / "search.py").write_text(block)
+    done = subprocess.run([sys.executable, "search.py"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    hits = ast.literal_eval(done.stdout.strip().splitlines()[-1])
+    want = dw2v.load(model).most_similar("lord", topn=5)
+    assert [w for w, _ in hits] == [w for w, _ in want]
+    np.testing.assert_allclose([s for _, s in hits], [s for _, s in want], atol=1e-3)
