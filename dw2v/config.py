@@ -118,7 +118,8 @@ class TokenizerConfig:
 
     def __post_init__(self) -> None:
         _require(bool(self.pattern), "pattern", self.pattern, "must not be empty")
-        problem = _re2_error(self.pattern)
+        # the default is known good (and checking it would import pyarrow with dw2v)
+        problem = None if self.pattern == DEFAULT_TOKEN_PATTERN else _re2_error(self.pattern)
         _require(problem is None, "pattern", self.pattern,
                  f"not a valid RE2 regex ({problem}); RE2, the engine that tokenizes, has no "
                  "look-arounds or back-references")

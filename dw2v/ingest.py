@@ -179,22 +179,45 @@ class ShardInfo:
     #: A byte range of an uncompressed text file: its start and length (-1: the whole file).
     offset: int = 0
     length: int = -1
+    #: A Parquet file's rows in each row group (from its footer), and the range of row groups
+    #: ``[group_lo, group_hi)`` this shard reads (-1: to the end): a file of several row
+    #: groups is cut along them when there are fewer files than workers need.
+    group_rows: tuple[int, ...] = ()
+    group_lo: int = 0
+    group_hi: int = -1
 
     @property
     def empty(self) -> bool:
         return self.size_bytes == 0 or (self.kind == "parquet" and self.rows == 0)
 
     @property
+    def whole(self) -> bool:
+        """Whether this shard is a whole file (not a byte range, nor some row groups)."""
+        return self.length < 0 and self.group_lo == 0 and self.group_hi < 0
+
+    @property
+    def first_part(self) -> bool:
+        """Whether this shard starts its file (a file is counted once, by its first part)."""
+        return self.offset == 0 and self.group_lo == 0
+
+    @property
     def weight(self) -> int:
         """Bytes this shard reads (for progress bars: comparable across kinds)."""
-        return self.length if self.length >= 0 else self.size_bytes
+        if self.length >= 0:
+            return self.length
+        if self.group_hi >= 0 and self.group_rows:  # some row groups: their share of rows
+            total = max(sum(self.group_rows), 1)
+            return self.size_bytes * sum(self.group_rows[self.group_lo:self.group_hi]) // total
+        return self.size_bytes
 
     @property
     def name(self) -> str:
-        """The URL, with its byte range when it is one (for messages)."""
-        if self.length < 0:
-            return self.url
-        return f"{self.url} (bytes {self.offset:,}..{self.offset + self.length:,})"
+        """The URL, with its byte range or row groups when it is part of a file (messages)."""
+        if self.length >= 0:
+            return f"{self.url} (bytes {self.offset:,}..{self.offset + self.length:,})"
+        if self.group_hi >= 0:
+            return f"{self.url} (row groups {self.group_lo}..{self.group_hi - 1})"
+        return self.url
 
 
 @contextmanager
@@ -230,7 +253,10 @@ def check_shard(url: str, index: int, config: IngestConfig) -> ShardInfo:
                                   "(or lists of strings: tokens)")
         rows = parquet.metadata.num_rows
         _check_not_all_null(url, parquet, column, rows)
-    return ShardInfo(url=url, index=index, rows=rows, size_bytes=size, text_type=str(dtype))
+        groups = tuple(parquet.metadata.row_group(g).num_rows
+                       for g in range(parquet.metadata.num_row_groups))
+    return ShardInfo(url=url, index=index, rows=rows, size_bytes=size, text_type=str(dtype),
+                     group_rows=groups)
 
 
 def _codec_of(url: str) -> str | None:
@@ -246,6 +272,29 @@ def _check_text(url: str, index: int, size: int, config: IngestConfig) -> ShardI
         raise InputError(url, "not a text file (it holds NUL bytes) nor a Parquet file")
     return ShardInfo(url=url, index=index, rows=0, size_bytes=size, text_type="text",
                      kind="text", codec=codec)
+
+
+def split_parquet_shards(infos: Sequence[ShardInfo], pieces: int) -> list[ShardInfo]:
+    """Parquet files of several row groups cut along them, so that the shards number about
+    ``pieces`` (each file in proportion to its rows, each part of about equal rows, a row
+    group never cut), when the files alone are fewer; every shard numbered again in order."""
+    live = [i for i in infos if not i.empty]
+    if len(live) >= pieces:
+        return list(infos)
+    rows = max(sum(i.rows for i in live if i.kind == "parquet"), 1)
+    out: list[ShardInfo] = []
+    for info in infos:
+        groups = info.group_rows
+        want = min(len(groups), -(-pieces * info.rows // rows)) if info.kind == "parquet" else 1
+        if info.empty or want <= 1:
+            out.append(info)
+            continue
+        ends = np.cumsum(groups)
+        cuts = np.searchsorted(ends, np.linspace(0, ends[-1], want + 1)[1:-1], side="left") + 1
+        bounds = [0, *sorted({int(c) for c in cuts if 0 < c < len(groups)}), len(groups)]
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            out.append(replace(info, rows=int(sum(groups[lo:hi])), group_lo=lo, group_hi=hi))
+    return [replace(info, index=i) for i, info in enumerate(out)]
 
 
 def split_text_shards(infos: Sequence[ShardInfo], block_bytes: int) -> list[ShardInfo]:
@@ -380,10 +429,12 @@ def iter_text(shard: ShardInfo, config: IngestConfig, data: Any = None) -> Itera
         yield from _iter_text_lines(shard, config)
         return
     column = config.text_column
-    start = 0
+    start = sum(shard.group_rows[:shard.group_lo])  # the file's row this shard starts at
     with _open_parquet(shard.url, config) as parquet:
+        groups = (None if shard.group_hi < 0
+                  else list(range(shard.group_lo, shard.group_hi)))
         batches = parquet.iter_batches(batch_size=config.batch_size, columns=[column],
-                                       use_threads=False)
+                                       row_groups=groups, use_threads=False)
         while True:
             try:
                 batch = next(batches)

@@ -14,21 +14,21 @@ import operator
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
-
-from distributed import Client, Future
+from typing import TYPE_CHECKING, Any, Sequence
 
 from dw2v import __version__
 from dw2v.atomic import staged_dir
 from dw2v.config import ClusterConfig, IngestConfig, VocabConfig, to_dict
-from dw2v.dask_cluster import chain_reduce, client_for, run_id, show_progress, \
-    wait_with_progress
 from dw2v.errors import NoInputError
 from dw2v.ingest import (MemoryCorpus, ShardInfo, as_inputs, check_shard, encode_shard,
-                         find_shards, memory_shards, paths_of, split_text_shards)
+                         find_shards, memory_shards, paths_of, split_parquet_shards,
+                         split_text_shards)
 from dw2v.preflight import check_run
 from dw2v.vocab import (VOCAB_FILE, Vocabulary, count_shard, extend, finalize, merge_counts, save,
                         split_counts)
+
+if TYPE_CHECKING:  # Dask is imported where it is used: ``import dw2v`` stays light
+    from distributed import Client, Future
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +106,14 @@ def _check_all(client: Client, urls: Sequence[str], ingest: IngestConfig,
             logger.warning("%s: empty file, skipped", info.url)
     if all(info.empty for info in infos):
         raise NoInputError(f"every input file is empty ({len(infos)} files)")
-    return split_text_shards(infos, text_block(infos, ingest, len(client.nthreads())))
+    workers = len(client.nthreads())
+    infos = split_parquet_shards(infos, PIECES_PER_WORKER * workers)
+    return split_text_shards(infos, text_block(infos, ingest, workers))
+
+
+#: Shards per worker that a corpus of few files is cut into at least (Parquet files along
+#: their row groups, text files in byte ranges), so that no worker is left idle in training.
+PIECES_PER_WORKER = 4
 
 
 #: The smallest byte range an uncompressed text file is cut into.
@@ -118,7 +125,7 @@ def text_block(infos: Sequence[ShardInfo], ingest: IngestConfig, workers: int) -
     text makes at least four ranges per worker (one text file must not leave all but one
     worker idle in training), never under ``MIN_TEXT_BLOCK``."""
     text = sum(i.size_bytes for i in infos if i.kind == "text" and i.codec is None)
-    return max(min(ingest.text_block_bytes, -(-text // max(4 * workers, 1))),
+    return max(min(ingest.text_block_bytes, -(-text // max(PIECES_PER_WORKER * workers, 1))),
                min(MIN_TEXT_BLOCK, ingest.text_block_bytes))
 
 
@@ -134,6 +141,8 @@ def _reduce_buckets(client: Client, counts: Sequence[Future], vocab: VocabConfig
     Splits and merges outrank the counting tasks: a worker runs them as soon as their inputs
     exist, before it counts another shard; with the chained merges (:func:`chain_reduce`) the
     count tables waiting in memory stay as few for 1,000 shards as for 10."""
+    from dw2v.dask_cluster import chain_reduce
+
     n = vocab.buckets or (8 if input_bytes >= AUTO_BUCKETS_BYTES else 1)
     if n == 1:
         return [chain_reduce(client, counts, merge_counts, split_every=vocab.split_every,
@@ -180,6 +189,8 @@ def build_into(stage: Path, inputs: Sequence[str] | MemoryCorpus, *,
                base: Vocabulary | None = None, output: Path | None = None) -> VocabReport:
     """:func:`build_vocab`'s work, written into the existing directory ``stage`` (the caller
     checks and swaps it into place); ``output`` is the path the report names."""
+    from dw2v.dask_cluster import client_for, run_id, show_progress, wait_with_progress
+
     out = output or stage
     memory = inputs if isinstance(inputs, MemoryCorpus) else None
     urls = [] if memory is not None else find_shards(inputs, ingest)

@@ -19,25 +19,21 @@ import time
 import uuid
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-from distributed import Client
 from tqdm.auto import tqdm
 
 from dw2v import __version__
 from dw2v.atomic import (check_not_overlapping, check_output_dir, check_writable, foreign_entries,
                          output_lock, replaced, staging_dir, swap_into_place)
 from dw2v.config import RunConfig, TrainConfig, to_dict
-from dw2v.dask_cluster import client_for, show_progress
 from dw2v.devices import check_settings, probe
 from dw2v.embeddings import MODEL_JSON, OUTPUT_VECTORS, VECTORS, Embeddings
 from dw2v.embeddings import check_matrix_header
 from dw2v.embeddings import load as load_embeddings
-from dw2v.engine import Engine, RoundRecord, RunSetup, records_of, restarts_of
 from dw2v.errors import (ConfigError, Dw2vError, Interrupted, NumericalError, OutputExistsError,
                          Terminated, TrainError)
-from dw2v.merge import CHECKPOINTS, latest_checkpoint, load_params, read_state
 from dw2v.plan import TrainPlan, hot_rows, plan_shards, sync_period
 from dw2v.preflight import check_run
 from dw2v.report import ReportExtras, compute_extras
@@ -45,6 +41,11 @@ from dw2v.ingest import MemoryCorpus, as_inputs, paths_of
 from dw2v.prepare import MANIFEST, WORK_DIR, build_into
 from dw2v.vocab import Vocabulary
 from dw2v.vocab import load as load_vocab
+
+if TYPE_CHECKING:  # Dask and Numba are imported where they are used: ``import dw2v`` stays light
+    from distributed import Client
+
+    from dw2v.engine import RoundRecord
 
 logger = logging.getLogger(__name__)
 #: One line before training and where the report is after it: the ``dw2v`` command shows
@@ -69,6 +70,8 @@ def _base_model(path: Path) -> tuple[Vocabulary, int]:
 
 
 def _resume_state(target: Path, stage: Path) -> tuple[Path, dict[str, Any]]:
+    from dw2v.merge import latest_checkpoint, read_state
+
     path = latest_checkpoint(stage) if stage.is_dir() else None
     if path is None:
         done = " (its training finished)" if (target / MODEL_JSON).exists() else ""
@@ -115,6 +118,8 @@ def _check_memory(client: Client, vocab_size: int, dim: int) -> None:
 def write_vectors(out: str, checkpoint: str, save_output: bool) -> int:
     """On a worker: the model's vectors from the final checkpoint (each written, then
     renamed), so the model never passes through the client; returns the rows written."""
+    from dw2v.merge import load_params
+
     params = load_params(checkpoint)
 
     def save(name: str, array: np.ndarray) -> None:
@@ -239,6 +244,8 @@ def _plural(n: int, noun: str) -> str:
 
 
 def _safe_latest(stage: Path) -> Path | None:
+    from dw2v.merge import latest_checkpoint
+
     try:
         return latest_checkpoint(stage)
     except Dw2vError:
@@ -249,6 +256,8 @@ def _after_failure(exc: BaseException, target: Path, stage: Path, resume: bool) 
     """Keep the staging directory when it holds a checkpoint and resuming can help (not after
     a divergence), or a finished model; remove it otherwise; say which. The old model is never
     touched."""
+    from dw2v.merge import CHECKPOINTS
+
     kept = _safe_latest(stage) if stage.is_dir() else None
     for pending in (stage / CHECKPOINTS).glob(".round-*.tmp-*"):  # parts of unfinished ones
         shutil.rmtree(pending, ignore_errors=True)
@@ -292,6 +301,10 @@ def _train_staged(inputs: Sequence[str] | MemoryCorpus, target: Path, out: Path,
                   base_dir: Path | None, report: ReportExtras,
                   command: list[str] | None) -> Embeddings:
     """The run itself, in the staging directory ``out``; swaps it into ``target`` at the end."""
+    from dw2v.dask_cluster import client_for, show_progress
+    from dw2v.engine import Engine, RunSetup, records_of, restarts_of
+    from dw2v.merge import CHECKPOINTS, latest_checkpoint, read_state
+
     tc = config.train
     cc = config.cluster
     stages: dict[str, float] = {}  # seconds of each stage this run went through

@@ -140,7 +140,7 @@ def count_shard(shard: ShardInfo, config: IngestConfig, budget: int | None = Non
         raise _all_null(shard.url, config.text_column, rows)
     table = acc.flush()
     # a file read as byte ranges counts once (its first range)
-    stats = CountStats(files=int(shard.offset == 0), rows=rows, null_rows=nulls,
+    stats = CountStats(files=int(shard.first_part), rows=rows, null_rows=nulls,
                        empty_rows=empty, tokens=tokens,
                        budget_pruned_distinct=acc.pruned_distinct,
                        budget_pruned_tokens=acc.pruned_tokens, long_tokens_dropped=long_dropped)

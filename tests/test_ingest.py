@@ -191,3 +191,35 @@ def test_encoding_drops_the_tokens_counting_drops(tmp_path: Path) -> None:
     wide = IngestConfig(tokenizer=TokenizerConfig(max_token_bytes=200))
     encode_shard(info, vocab, str(tmp_path / "wide"), wide)
     assert read_token_shard(tmp_path / "wide" / "shard-00000").ids.tolist() == [0, 1, 2, 1]
+
+
+def _row_grouped(path: Path, texts: list[str], group_rows: int) -> Path:
+    write_parquet(path, texts, row_group_size=group_rows)
+    return path
+
+
+def test_a_parquet_file_of_row_groups_is_cut_along_them_when_files_are_few(
+        tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from dw2v.ingest import split_parquet_shards
+
+    big = _row_grouped(tmp_path / "big.parquet", [f"w{i} x" for i in range(1000)], 100)
+    small = _row_grouped(tmp_path / "small.parquet", ["a b"] * 100, 50)
+    infos = [check_shard(f"file://{big}", 0, CONFIG), check_shard(f"file://{small}", 1, CONFIG)]
+    assert infos[0].group_rows == (100,) * 10 and infos[1].group_rows == (50, 50)
+    parts = split_parquet_shards(infos, 8)
+    # about 8 shards, each file in proportion to its rows, whole row groups, in order
+    assert [(p.url, p.group_lo, p.group_hi) for p in parts][-1] == (f"file://{small}", 0, -1)
+    big_parts = [p for p in parts if p.url.endswith("big.parquet")]
+    assert len(big_parts) == 8 and big_parts[0].group_lo == 0 and big_parts[-1].group_hi == 10
+    assert all(a.group_hi == b.group_lo for a, b in zip(big_parts, big_parts[1:]))
+    assert sum(p.rows for p in big_parts) == 1000 and [p.index for p in parts] == list(range(9))
+    assert [p.first_part for p in big_parts] == [True] + [False] * 7
+    assert "(row groups 0..1)" in big_parts[0].name
+    # each part reads its own rows, and together they read the file once, in order
+    read = [t for p in big_parts for batch in iter_text(p, CONFIG) for t in batch.to_pylist()]
+    assert read == [f"w{i} x" for i in range(1000)]
+    # enough files already: nothing is cut
+    assert split_parquet_shards(infos, 2) == infos
+    assert split_parquet_shards([replace(infos[0], group_rows=(1000,))], 8)[0].whole

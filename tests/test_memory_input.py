@@ -101,3 +101,23 @@ def test_train_on_a_dask_series_finds_the_neighbours(client2: Client, tmp_path: 
     config = dw2v.RunConfig(train=dw2v.TrainConfig(vector_size=32, epochs=2))
     model = dw2v.train(frame["text"], tmp_path / "model", config, client=client2)
     assert "god" in [w for w, _ in model.most_similar("lord", topn=10)]
+
+
+def test_a_hugging_face_dataset_download_trains_on_one_split(texts: list[str], want,
+                                                             client2: Client,
+                                                             tmp_path: Path) -> None:
+    """A dataset as ``huggingface-cli download`` lays it out (``data/SPLIT-0000K-of-0000N``
+    Parquet files, a ``text`` column beside others, a README): the README's glob of one split
+    reads that split's files only."""
+    repo = tmp_path / "corpus"
+    (repo / "data").mkdir(parents=True)
+    (repo / "README.md").write_text("---\nconfigs: [{config_name: default}]\n---\n")
+    half = len(texts) // 2
+    for i, part in enumerate((texts[:half], texts[half:])):
+        pq.write_table(pa.table({"id": list(range(len(part))), "text": part}),
+                       repo / "data" / f"train-0000{i}-of-00002.parquet")
+    pq.write_table(pa.table({"id": [0], "text": ["zqxheldout zqxwords"]}),
+                   repo / "data" / "test-00000-of-00001.parquet")
+    counts, documents = _vocab([str(repo / "data" / "train-*.parquet")], tmp_path / "vocab",
+                               client2)
+    assert (counts, documents) == want and "zqxheldout" not in counts

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -156,3 +158,17 @@ def test_64_workers_get_a_heat_map_and_a_row_each(model: Path, tmp_path: Path) -
     import matplotlib.image
     height, width = matplotlib.image.imread(copy / "report" / "workers.png").shape[:2]
     assert height > 400 and width > 600  # a heat map a worker a row, not 64 tangled lines
+
+
+def test_import_dw2v_and_load_stay_light(model: Path) -> None:
+    """``import dw2v``, ``dw2v.load`` and a query import neither Dask, Numba nor SciPy: a
+    user who only reads vectors does not pay for the trainer."""
+    code = ("import sys, dw2v\n"
+            f"emb = dw2v.load({str(model)!r})\n"
+            "emb.most_similar('lord', topn=3)\n"
+            "print(sorted(m for m in ('dask', 'distributed', 'numba', 'scipy') "
+            "if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -394,3 +394,22 @@ def test_a_progress_bar_clock_restarts_with_its_count_kept() -> None:
     bar.update(100)
     assert bar.n == 500
     bar.close()
+
+
+def test_one_parquet_file_of_row_groups_trains_on_every_worker(
+        sample_dir: Path, client2: Client, tmp_path: Path) -> None:
+    """A corpus of one Parquet file is cut along its row groups (at least four shards per
+    worker), so that both workers train, and the file is counted once."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(sorted(sample_dir.glob("*.parquet"))[0])
+    pq.write_table(table, tmp_path / "one.parquet", row_group_size=-(-table.num_rows // 12))
+    config = RunConfig(train=TrainConfig(vector_size=16, epochs=1, sync_every=20_000))
+    emb = dw2v.train(str(tmp_path / "one.parquet"), tmp_path / "m", config, client=client2,
+                     keep_work=True)
+    manifest = json.loads((tmp_path / "m" / "work" / "manifest.json").read_text())
+    assert len(manifest["shards"]) == 8
+    report = json.loads((tmp_path / "m" / "vocab_report.json").read_text())
+    assert report["files"] == 1 and report["documents"] == table.num_rows
+    words = [sum(r["worker_words"][i] for r in emb.meta["rounds"]) for i in range(2)]
+    assert min(words) > 0.3 * sum(words), words
