@@ -177,7 +177,8 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
              help="skip-gram: the HogBatch kernel, negatives shared by a centre word's "
                   "window (default; --no-shared-negatives: word2vec's per-pair negatives)")
     _setting(group, "train.threads", "--kernel-threads", type=int,
-             help="Hogwild threads inside each worker's kernel")
+             help="Hogwild threads inside each worker's kernel (default: the threads the "
+                  "worker has: --threads-per-worker, or a cluster worker's --nthreads)")
     _setting(group, "train.device", "--device", choices=["cpu", "gpu", "auto"],
              help="where workers train: cpu, gpu (every worker on its GPU) or auto (a GPU "
                   "where a worker has one)")

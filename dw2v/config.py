@@ -199,8 +199,10 @@ class TrainConfig:
     min_alpha: float = 0.0001
     epochs: int = 5
     seed: int = 1
-    #: Kernel threads per worker process (Hogwild); 1 is deterministic for a seed.
-    threads: int = 1
+    #: Kernel threads per worker process (Hogwild); None: the threads the worker has (Dask's
+    #: ``nthreads``: ``--threads-per-worker``, or ``dask worker --nthreads``). 1 is
+    #: deterministic for a seed.
+    threads: int | None = None
     compute_loss: bool = True
     #: Skip-gram: HogBatch (one set of negatives per centre word, shared by its window), the
     #: default because it measured 1.26x faster than per-pair negatives at the same quality
@@ -243,7 +245,8 @@ class TrainConfig:
         _require(0 <= self.min_alpha <= self.alpha, "min_alpha", self.min_alpha,
                  "must be in [0, alpha]")
         _require(self.epochs >= 1, "epochs", self.epochs, "must be at least 1")
-        _require(self.threads >= 1, "threads", self.threads, "must be at least 1")
+        _require(self.threads is None or self.threads >= 1, "threads", self.threads,
+                 "must be at least 1")
         _require(0 <= self.seed < 2**63, "seed", self.seed,
                  "must be an integer from 0 to 2^63 - 1")
         _require(self.sync_every is None or (isinstance(self.sync_every, int)

@@ -65,6 +65,8 @@ class RoundRecord:
     worker_bytes_sent: list[int] = field(default_factory=list)
     worker_bytes_received: list[int] = field(default_factory=list)
     worker_rows: list[int] = field(default_factory=list)
+    #: Each worker's kernel threads (0: it trained on a GPU).
+    worker_threads: list[int] = field(default_factory=list)
     #: Each worker's seconds in the steps of its exchange: offering its rows, splitting them
     #: by owner, moving them (both waves, waiting for peers included), averaging, settling.
     worker_exchange_steps: list[dict[str, float]] = field(default_factory=list)
@@ -92,6 +94,7 @@ class RoundRecord:
             worker_bytes_sent=[p["bytes_sent"] for p in parts],
             worker_bytes_received=[p["bytes_received"] for p in parts],
             worker_rows=[p["rows"] for p in parts],
+            worker_threads=[p.get("threads", 1) for p in parts],
             worker_exchange_steps=[p.get("steps", {}) for p in parts])
 
 

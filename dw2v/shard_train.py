@@ -156,7 +156,7 @@ def cpu_kernel(params: Params, tables: SamplingTables, config: TrainConfig,
             ids[lo:hi], offsets[part.s_lo:part.s_hi + 1] - lo, params.W_in, params.W_out,
             tables.keep_prob, tables.alias_prob, tables.alias_idx, sg=config.sg,
             window=config.window, negative=config.negative, lr_start=lr_start, lr_end=lr_end,
-            seed=seed, threads=config.threads, compute_loss=config.compute_loss,
+            seed=seed, threads=config.threads or 1, compute_loss=config.compute_loss,
             shared_negatives=config.shared_negatives and config.sg, touches=touches)
         return counts
 
@@ -525,12 +525,21 @@ def _cancelled(worker: Any, key: Any) -> bool:
     return task is None or task.state == "cancelled"
 
 
+def worker_threads(worker: Any) -> int:
+    """The threads a Dask worker runs tasks in (``--nthreads``, ``threads_per_worker``)."""
+    state = getattr(worker, "state", None)
+    return max(int(getattr(state, "nthreads", 0) or getattr(worker, "nthreads", 1) or 1), 1)
+
+
 class Trainer:
     """One worker's side of a run: its replica of both matrices (and, with peers, the base
     they agree on), its stream, its exchange group; rounds until its plan ends."""
 
     def __init__(self, spec: TrainerSpec, worker: Any) -> None:
-        self.spec, self.worker, self.config = spec, worker, spec.config
+        self.spec, self.worker = spec, worker
+        # the kernel's threads: the ones asked for, else the ones this worker has
+        self.config = (spec.config if spec.config.threads is not None else
+                       dataclasses.replace(spec.config, threads=worker_threads(worker)))
         self.key = worker.get_current_task()
         tables = sampling_tables(spec.model_dir)
         self.size = len(spec.addresses)
@@ -657,6 +666,7 @@ class Trainer:
                   "seconds_training": trained - started, "seconds_exchange": done - trained,
                   "bytes_sent": self.sent[0] - sent, "bytes_received": self.sent[1] - received,
                   "rows": rows, "lr_start": lr_start, "lr_end": lr_end, "lr_scale": scale,
+                  "threads": config.threads if spec.device == "cpu" else 0,
                   "skipped": self.skipped[skipped_before:], "steps": steps}
         self.records.append(record)
         self.reporter.round(record)

@@ -235,8 +235,18 @@ def _announce(out: Path, tc: TrainConfig, plan: TrainPlan, client: Client) -> No
     device = "" if tc.device == "cpu" else f", --device {tc.device}"
     console.info("training %s, %d dimensions, %s, on %s x %s%s: %s; rounds of %s words per "
                  "worker%s", tc.model, tc.vector_size, _plural(tc.epochs, "epoch"),
-                 _plural(plan.size, "worker"), _plural(tc.threads, "kernel thread"), device,
+                 _plural(plan.size, "worker"), _kernel_threads(tc, client), device,
                  words, f"{plan.period:,}", " (auto)" if tc.sync_every is None else "")
+
+
+def _kernel_threads(tc: TrainConfig, client: Client) -> str:
+    """"2 kernel threads": the ones asked for, else those the workers have (their range)."""
+    if tc.threads is not None:
+        return _plural(tc.threads, "kernel thread")
+    have = sorted(set(client.nthreads().values())) or [1]
+    if len(have) == 1:
+        return _plural(have[0], "kernel thread")
+    return f"{have[0]}-{have[-1]} kernel threads"
 
 
 def _plural(n: int, noun: str) -> str:

@@ -413,3 +413,23 @@ def test_one_parquet_file_of_row_groups_trains_on_every_worker(
     assert report["files"] == 1 and report["documents"] == table.num_rows
     words = [sum(r["worker_words"][i] for r in emb.meta["rounds"]) for i in range(2)]
     assert min(words) > 0.3 * sum(words), words
+
+
+def test_a_worker_trains_with_the_threads_it_has_unless_told(sample_dir: Path,
+                                                             tmp_path: Path) -> None:
+    """One thread knob: a worker of 2 threads runs its kernel in 2 Hogwild threads;
+    ``threads`` (``--kernel-threads``) overrides it."""
+    import dask
+    from distributed import LocalCluster
+
+    from dw2v.dask_cluster import QUIET_CLUSTER
+
+    corpus = str(sorted(sample_dir.glob("*.parquet"))[0])
+    with dask.config.set(QUIET_CLUSTER), \
+            LocalCluster(n_workers=1, threads_per_worker=2, dashboard_address=None,
+                         processes=True) as cluster, Client(cluster) as client:
+        for asked, used in ((None, 2), (1, 1)):
+            config = RunConfig(train=TrainConfig(vector_size=16, epochs=1, threads=asked))
+            emb = dw2v.train(corpus, tmp_path / f"m{asked}", config, client=client)
+            assert {t for r in emb.meta["rounds"] for t in r["worker_threads"]} == {used}
+            assert emb.meta["settings"]["train"]["threads"] == asked
