@@ -191,11 +191,6 @@ class ShardInfo:
         return self.size_bytes == 0 or (self.kind == "parquet" and self.rows == 0)
 
     @property
-    def whole(self) -> bool:
-        """Whether this shard is a whole file (not a byte range, nor some row groups)."""
-        return self.length < 0 and self.group_lo == 0 and self.group_hi < 0
-
-    @property
     def first_part(self) -> bool:
         """Whether this shard starts its file (a file is counted once, by its first part)."""
         return self.offset == 0 and self.group_lo == 0

@@ -302,34 +302,42 @@ def _extras_html(extras: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def write_report(model_dir: str | Path, name: str | None = None) -> Path:
+def _figure(file: str, caption: str) -> str:
+    return (f'<figure><img src="{FIGURES}/{file}" alt="{html.escape(caption)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def write_report(model_dir: str | Path, name: str | None = None,
+                 emb: Embeddings | None = None) -> Path:
     """Write ``report.html`` and its figures for the model in ``model_dir``; return the page.
     ``name``: the model's name on the page (default: the directory's; a run writes the report
-    in its staging directory, so it passes the output's)."""
+    in its staging directory, so it passes the output's); ``emb``: the model, when the caller
+    has it loaded already (else it is read from ``model_dir``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     model_dir = Path(model_dir)
     name = html.escape(name or model_dir.name)
-    emb = load_embeddings(model_dir)
+    emb = emb if emb is not None else load_embeddings(model_dir)
     meta = emb.meta
     rounds = meta.get("rounds", [])
     figures = model_dir / FIGURES
     figures.mkdir(exist_ok=True)
-    images = []
+    run_figures = []  # the rounds' figures, before the workers' table; the vocabulary's after
     if rounds:
         _rounds_figure(rounds, figures / "rounds.png")
         _workers_figure(rounds, figures / "workers.png")
-        images += [("rounds.png", "Loss, throughput, time outside training and learning rate "
-                                  "per round"),
-                   ("workers.png", "Throughput of each worker per round")]
+        run_figures += [_figure("rounds.png", "Loss, throughput, time outside training and "
+                                              "learning rate per round"),
+                        _figure("workers.png", "Throughput of each worker per round")]
         if len(rounds[0].get("workers", [])) > 1:
             _exchange_figure(rounds, figures / "exchange.png")
-            images.append(("exchange.png", "Training and exchange time, bytes sent, per round"))
+            run_figures.append(_figure("exchange.png", "Training and exchange time, bytes "
+                                                       "sent, per round"))
     _rank_frequency_figure(emb, figures / "rank_frequency.png")
     _map_figure(emb, figures / "map.png")
-    images += [("rank_frequency.png", "The vocabulary's rank-frequency curve"),
-               ("map.png", "A 2-D PCA map of frequent words")]
+    vocabulary_figures = [_figure("rank_frequency.png", "The vocabulary's rank-frequency curve"),
+                          _figure("map.png", "A 2-D PCA map of frequent words")]
     words = sum(r["words"] for r in rounds)
     seconds = sum(r["seconds"] for r in rounds)
     exchanged = sum(r.get("seconds_exchange", 0.0) for r in rounds)
@@ -364,10 +372,7 @@ def write_report(model_dir: str | Path, name: str | None = None) -> Path:
         sections.append(f"<h2>Time by stage</h2>"
                         f"{_table(_stage_rows(meta['stages']), ('stage', 'seconds', 'share'))}")
     sections.append(_extras_html(meta.get("extras") or {}))
-    figs = [f'<figure><img src="{FIGURES}/{name}" alt="{html.escape(caption)}">'
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-            for name, caption in images]
-    sections += figs[:len(images) - 2]
+    sections += run_figures
     devices = meta.get("devices") or {}
     workers = worker_table(rounds)
     if workers:
@@ -376,7 +381,7 @@ def write_report(model_dir: str | Path, name: str | None = None) -> Path:
                  f"{w['exchange']:,.1f} s", f"{w['sent'] / 1e6:,.1f} MB") for w in workers]
         head = ("worker", "device", "rounds", "words", "while training", "exchange", "sent")
         sections.append(f"<h2>Workers</h2>{_table(rows, head)}")
-    sections += figs[len(images) - 2:]
+    sections += vocabulary_figures
     settings = _settings_rows(meta.get("settings", {}))
     sections.append(f"<h2>Settings</h2>{_table(settings, ('table', 'setting', 'value'))}")
     body = "\n".join(s for s in sections if s)

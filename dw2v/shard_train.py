@@ -9,11 +9,11 @@ interrupted and resumed (exactly with one kernel thread; up to Hogwild's orderin
 from __future__ import annotations
 
 import functools
+import dataclasses
 import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
@@ -527,8 +527,7 @@ def _cancelled(worker: Any, key: Any) -> bool:
 
 def worker_threads(worker: Any) -> int:
     """The threads a Dask worker runs tasks in (``--nthreads``, ``threads_per_worker``)."""
-    state = getattr(worker, "state", None)
-    return max(int(getattr(state, "nthreads", 0) or getattr(worker, "nthreads", 1) or 1), 1)
+    return max(int(worker.state.nthreads), 1)
 
 
 class Trainer:

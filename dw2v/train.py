@@ -36,7 +36,7 @@ from dw2v.errors import (ConfigError, Dw2vError, Interrupted, NumericalError, Ou
                          Terminated, TrainError)
 from dw2v.plan import TrainPlan, hot_rows, plan_shards, sync_period
 from dw2v.preflight import check_run
-from dw2v.report import ReportExtras, compute_extras
+from dw2v.report import ReportExtras, compute_extras, write_report
 from dw2v.ingest import MemoryCorpus, as_inputs, paths_of
 from dw2v.prepare import MANIFEST, WORK_DIR, build_into
 from dw2v.vocab import Vocabulary
@@ -405,13 +405,15 @@ def _train_staged(inputs: Sequence[str] | MemoryCorpus, target: Path, out: Path,
                  "restarts": [asdict(r) for r in restarts], "checkpoints": checkpoints,
                  "words_trained_again": sum(r.words_trained_again for r in restarts),
                  "devices": devices, "stages": stages, "command": command})
-    _add_meta(out, extras=compute_extras(load_embeddings(out), report))
+    emb = load_embeddings(out)  # read once: for the extras and the report
+    extras = compute_extras(emb, report)
+    _add_meta(out, extras=extras)
     if not keep_work:
         shutil.rmtree(out / WORK_DIR, ignore_errors=True)
         shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
     try:
-        from dw2v.report import write_report
-        write_report(out, name=target.name)
+        write_report(out, name=target.name,
+                     emb=dataclasses.replace(emb, meta={**emb.meta, "extras": extras}))
     except Exception as exc:  # noqa: BLE001 - the model is written; the report is extra
         logger.warning("the model is written, but its report.html could not be: %s", exc)
     try:  # the run was allowed to replace the output; it must still hold only dw2v's files

@@ -222,4 +222,5 @@ def test_a_parquet_file_of_row_groups_is_cut_along_them_when_files_are_few(
     assert read == [f"w{i} x" for i in range(1000)]
     # enough files already: nothing is cut
     assert split_parquet_shards(infos, 2) == infos
-    assert split_parquet_shards([replace(infos[0], group_rows=(1000,))], 8)[0].whole
+    one = split_parquet_shards([replace(infos[0], group_rows=(1000,))], 8)[0]
+    assert (one.group_lo, one.group_hi) == (0, -1)  # one row group: the whole file
