@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,8 +33,10 @@ import pyarrow.parquet as pq
 
 from dw2v.config import IngestConfig
 from dw2v.errors import InputError, NoInputError
+from dw2v.local_ids import LocalBatch, has_local_ids, read_local_ids
 from dw2v.token_shards import TokenShardWriter
-from dw2v.tokenize import TokenBatch, sentence_offsets, tokenize
+from dw2v.tokenize import sentence_offsets, tokenize
+from dw2v.word_index import index_of
 
 logger = logging.getLogger(__name__)
 
@@ -489,57 +492,49 @@ def shard_dir_name(index: int) -> str:
     return f"shard-{index:05d}"
 
 
-#: Batches are looked up in groups holding at least this many distinct tokens (or the
-#: vocabulary's size, if larger), so the vocabulary's hash table, which Arrow rebuilds on
-#: every ``index_in`` call, is built once per that many lookups rather than once per batch.
-_MIN_LOOKUP = 200_000
-#: ... but never more than this many batches at once: encoding memory is bounded by it.
-_MAX_PENDING_BATCHES = 8
+def _known_lengths(row_lengths: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Tokens per row that are ``known``, for rows of ``row_lengths`` tokens each."""
+    kept = np.zeros(len(known) + 1, np.int64)
+    np.cumsum(known, out=kept[1:])
+    ends = np.cumsum(row_lengths, dtype=np.int64)
+    return kept[ends] - kept[ends - row_lengths]
 
 
-def _encode_pending(pending: list[tuple[TokenBatch, pa.DictionaryArray]],
-                    vocab_tokens: pa.Array, writer: TokenShardWriter, max_length: int) -> None:
-    """Look up the batches' dictionaries in one call, then write each batch's known ids."""
-    if not pending:
-        return
-    dictionaries = pa.concat_arrays([encoded.dictionary for _, encoded in pending])
-    found = pc.index_in(dictionaries, value_set=vocab_tokens)
-    ids_of_entries = found.fill_null(-1).to_numpy().astype(np.int32, copy=False)
-    base = 0
-    for batch, encoded in pending:
-        ids = ids_of_entries[encoded.indices.to_numpy() + base]
-        base += len(encoded.dictionary)
-        known = ids >= 0
-        lengths = np.bincount(batch.rows[known], minlength=batch.n_rows)
-        writer.append(ids[known], sentence_offsets(lengths, max_length))
-    pending.clear()
+def _tokenized(shard: ShardInfo, config: IngestConfig, data: Any) -> Iterator[LocalBatch]:
+    """The shard's text tokenized again, batch by batch, in the shape the counting pass keeps
+    (for a shard whose local ids are not there)."""
+    for text in iter_text(shard, config, data):
+        batch = tokenize(text, config.tokenizer)
+        encoded = pc.dictionary_encode(batch.tokens)
+        yield LocalBatch(encoded.dictionary, encoded.indices.to_numpy(), batch.row_lengths())
 
 
 def encode_shard(shard: ShardInfo, vocab_tokens: pa.Array, work_dir: str,
-                 config: IngestConfig, data: Any = None) -> EncodedShard:
+                 config: IngestConfig, data: Any = None,
+                 local: str | None = None) -> EncodedShard:
     """Write the token ids of one shard (out-of-vocabulary tokens dropped) under ``work_dir``.
 
-    ``vocab_tokens[i]`` is the token with id ``i``. Tokens are those counting saw: the same
-    :func:`~dw2v.tokenize.tokenize`, so tokens over ``max_token_bytes`` are dropped here too,
-    even if the vocabulary holds one (a base model's, in continued training). Sentences are
-    rows, cut at ``max_sentence_length`` ids after out-of-vocabulary tokens are dropped. Memory:
-    up to ``_MAX_PENDING_BATCHES`` tokenized batches plus the vocabulary.
+    ``vocab_tokens[i]`` is the token with id ``i``. The tokens are the counting pass's: read
+    from ``local`` (its local ids, :mod:`dw2v.local_ids`; removed once the shard is written)
+    when that holds them, else tokenized again from the text with the same
+    :func:`~dw2v.tokenize.tokenize` (tokens over ``max_token_bytes`` are dropped either way,
+    even if the vocabulary holds one: a base model's, in continued training). Sentences are
+    rows, cut at ``max_sentence_length`` ids after out-of-vocabulary tokens are dropped.
+    Memory: a batch, plus the vocabulary and its hash table (:mod:`dw2v.word_index`).
     """
     target = Path(work_dir) / shard_dir_name(shard.index)
     max_length = config.tokenizer.max_sentence_length
-    group = max(_MIN_LOOKUP, len(vocab_tokens))
-    pending: list[tuple[TokenBatch, pa.DictionaryArray]] = []
-    distinct = 0
+    words = index_of(vocab_tokens)  # built once per worker and vocabulary
+    from_local = has_local_ids(local)
+    batches = read_local_ids(str(local)) if from_local else _tokenized(shard, config, data)
     with TokenShardWriter(target, meta={"source": shard.name, "rows": shard.rows}) as writer:
-        for text in iter_text(shard, config, data):
-            batch = tokenize(text, config.tokenizer)
-            encoded = pc.dictionary_encode(batch.tokens)
-            pending.append((batch, encoded))
-            distinct += len(encoded.dictionary)
-            if distinct >= group or len(pending) >= _MAX_PENDING_BATCHES:
-                _encode_pending(pending, vocab_tokens, writer, max_length)
-                distinct = 0
-        _encode_pending(pending, vocab_tokens, writer, max_length)
+        for batch in batches:
+            ids = words.ids(batch.dictionary)[batch.ids]
+            known = ids >= 0
+            lengths = _known_lengths(batch.row_lengths, known)
+            writer.append(ids[known], sentence_offsets(lengths, max_length))
+    if from_local:
+        shutil.rmtree(str(local), ignore_errors=True)
     meta = writer.meta
     return EncodedShard(source=shard.url, index=shard.index, path=target.name,
                         tokens=meta["tokens"], sentences=meta["sentences"])

@@ -1,9 +1,10 @@
 """The vocabulary stage as one job: find shards, check, count, reduce, finalize, encode, write.
 
 Everything heavy runs as Dask tasks: footers are checked, shards counted and encoded on the
-workers; counts are merged there (by hash bucket, each a chain of merges); the client only
-receives the small final vocabulary, which it writes. The output directory appears only when
-every step succeeded.
+workers (counting keeps each shard's tokens as ids into its own dictionaries, so encoding is a
+lookup, not a second tokenization: :mod:`dw2v.local_ids`); counts are merged there (by hash
+bucket, each a chain of merges); the client only receives the small final vocabulary, which it
+writes. The output directory appears only when every step succeeded.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import operator
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -23,6 +25,7 @@ from dw2v.errors import NoInputError
 from dw2v.ingest import (MemoryCorpus, ShardInfo, as_inputs, check_shard, encode_shard,
                          find_shards, memory_shards, paths_of, split_parquet_shards,
                          split_text_shards)
+from dw2v.local_ids import LOCAL_DIR, local_path
 from dw2v.preflight import check_run
 from dw2v.vocab import (VOCAB_FILE, Vocabulary, count_shard, extend, finalize, merge_counts, save,
                         split_counts)
@@ -210,8 +213,12 @@ def build_into(stage: Path, inputs: Sequence[str] | MemoryCorpus, *,
         logger.info("%d shards (%d Parquet rows, %s bytes of text), on %d workers",
                     len(infos), sum(i.rows for i in infos),
                     f"{sum(i.weight for i in infos if i.kind == 'text'):,}", workers)
+        work = stage / WORK_DIR
+        work.mkdir()
+        # each shard's tokens are kept as the counting pass saw them, so encoding is a lookup
+        local = {info.index: local_path(work, info.index) for info in infos}
         counts = [c.submit(count_shard, info, ingest, vocab.max_vocab_size, data=part,
-                           key=f"dw2v-count-{rid}-{info.index}")
+                           local=local[info.index], key=f"dw2v-count-{rid}-{info.index}")
                   for info, part in zip(infos, parts)]
         buckets = _reduce_buckets(c, counts, vocab, rid, sum(i.size_bytes for i in infos))
         if base is None:
@@ -226,15 +233,15 @@ def build_into(stage: Path, inputs: Sequence[str] | MemoryCorpus, *,
         words: Vocabulary = final.result()
         vocab_done = time.perf_counter()
         tokens = c.submit(operator.attrgetter("tokens"), final, key=f"dw2v-tokens-{rid}")
-        work = stage / WORK_DIR
-        work.mkdir()
         live = [(i, part) for i, part in zip(infos, parts) if not i.empty]
         encoded = [c.submit(encode_shard, info, tokens, str(work), ingest, data=part,
-                            key=f"dw2v-encode-{rid}-{info.index}") for info, part in live]
+                            local=local[info.index], key=f"dw2v-encode-{rid}-{info.index}")
+                   for info, part in live]
         wait_with_progress(encoded, desc="encoding", unit="B",
                            weights=[i.weight for i, _ in live], enabled=bars)
         del parts, live  # an in-memory corpus's partitions are released here
         shards = c.gather(encoded)
+        shutil.rmtree(work / LOCAL_DIR, ignore_errors=True)
         encode_done = time.perf_counter()
         settings = {"ingest": to_dict(ingest), "vocab": to_dict(vocab)}
         words = replace(words, extra={"ingest": settings["ingest"], "dw2v_version": __version__})

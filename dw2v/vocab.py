@@ -1,15 +1,17 @@
 """The global vocabulary: per-shard counts, their merge, pruning, and the derived tables.
 
-Counting is ``count_shard`` per shard (Arrow ``value_counts``), ``merge_counts`` as a reduction
-on the workers, and ``finalize`` once. A budget on distinct words (``max_vocab_size``, as in
-gensim) is enforced at every step, so memory stays bounded however many distinct tokens the
-corpus holds; what the budget cut is counted and reported.
+Counting is ``count_shard`` per shard (Arrow's dictionary encoding, then ``bincount``),
+``merge_counts`` as a reduction on the workers, and ``finalize`` once. A budget on distinct
+words (``max_vocab_size``, as in gensim) is enforced at every step, so memory stays bounded
+however many distinct tokens the corpus holds; what the budget cut is counted and reported.
+Counting can keep each shard's tokens as local ids (:mod:`dw2v.local_ids`) for encoding.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from contextlib import ExitStack
 from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from pathlib import Path
@@ -24,6 +26,7 @@ from dw2v.atomic import replaced
 from dw2v.config import IngestConfig, VocabConfig, to_dict
 from dw2v.errors import EmptyVocabularyError, InputError
 from dw2v.ingest import ShardInfo, _all_null, iter_text
+from dw2v.local_ids import LocalIdsWriter
 from dw2v.tokenize import tokenize
 
 logger = logging.getLogger(__name__)
@@ -120,24 +123,35 @@ class _Accumulator:
 
 
 def count_shard(shard: ShardInfo, config: IngestConfig, budget: int | None = None,
-                data: Any = None) -> Counts:
-    """Count the tokens of one shard (a Dask task; ``data``: an in-memory shard's part)."""
+                data: Any = None, local: str | None = None) -> Counts:
+    """Count the tokens of one shard (a Dask task; ``data``: an in-memory shard's part).
+
+    Each batch is dictionary-encoded and its indices counted; with ``local`` (a directory
+    path) those indices, the dictionaries and the tokens per row are also written there
+    (:mod:`dw2v.local_ids`), so encoding needs neither the text nor the tokenizer again."""
     if shard.empty:
         return Counts(COUNT_SCHEMA.empty_table(), CountStats(skipped_files=(shard.url,)))
-    acc = _Accumulator(budget)
-    rows = nulls = empty = tokens = long_dropped = 0
-    for text in iter_text(shard, config, data):
-        batch = tokenize(text, config.tokenizer)
-        lengths = batch.row_lengths()
-        rows += len(text)
-        nulls += text.null_count
-        empty += int((lengths == 0).sum()) - text.null_count
-        tokens += len(batch.tokens)
-        long_dropped += batch.long_dropped
-        counted = pc.value_counts(batch.tokens).flatten()
-        acc.add(pa.table([counted[0], counted[1]], schema=COUNT_SCHEMA))
-    if rows and nulls == rows:
-        raise _all_null(shard.url, config.text_column, rows)
+    with ExitStack() as stack:
+        writer = None if local is None else stack.enter_context(LocalIdsWriter(local))
+        acc = _Accumulator(budget)
+        rows = nulls = empty = tokens = long_dropped = 0
+        for text in iter_text(shard, config, data):
+            batch = tokenize(text, config.tokenizer)
+            lengths = batch.row_lengths()
+            rows += len(text)
+            nulls += text.null_count
+            empty += int((lengths == 0).sum()) - text.null_count
+            tokens += len(batch.tokens)
+            long_dropped += batch.long_dropped
+            encoded = pc.dictionary_encode(batch.tokens)
+            indices = encoded.indices.to_numpy()
+            counted = np.bincount(indices, minlength=len(encoded.dictionary))
+            acc.add(pa.table([encoded.dictionary, pa.array(counted.astype(np.int64))],
+                             schema=COUNT_SCHEMA))
+            if writer is not None:
+                writer.append(encoded.dictionary, indices, lengths)
+        if rows and nulls == rows:
+            raise _all_null(shard.url, config.text_column, rows)
     table = acc.flush()
     # a file read as byte ranges counts once (its first range)
     stats = CountStats(files=int(shard.first_part), rows=rows, null_rows=nulls,
