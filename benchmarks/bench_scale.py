@@ -1,6 +1,6 @@
 """Benchmark: ``dw2v train`` end to end on large synthetic corpora, in bounded memory.
 
-For each corpus, one ``dw2v train`` command (a fresh process; the embedded LocalCluster of
+For each corpus, one ``dw2v train`` command (``dw2v vocab`` with ``--vocab-only``) (a fresh process; the embedded LocalCluster of
 ``--workers`` single-threaded workers) while this script samples, every 0.1 s, the resident
 memory of the driver and of every worker process (psutil), and reads each one's exact peak
 (the kernel's ``VmHWM``, which sampling can miss: the reported peak) and
@@ -73,11 +73,13 @@ def _du(path: Path) -> int:
     return total
 
 
-def run(corpus: Path, extra: list[str], workers: int, work: Path) -> dict[str, Any]:
+def run(corpus: Path, extra: list[str], workers: int, work: Path,
+        vocab_only: bool = False) -> dict[str, Any]:
     out = work / f"model-{corpus.name}"
-    cmd = [sys.executable, "-m", "dw2v.cli", "train", str(corpus), "-o", str(out),
+    job = ["vocab"] if vocab_only else ["train", "--neighbours", "w1"]
+    cmd = [sys.executable, "-m", "dw2v.cli", job[0], str(corpus), "-o", str(out),
            "--workers", str(workers), "--threads-per-worker", "1", "--no-dashboard",
-           "--overwrite", "--neighbours", "w1", *extra]
+           "--overwrite", *job[1:], *extra]
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     root = psutil.Process(proc.pid)
@@ -94,7 +96,8 @@ def run(corpus: Path, extra: list[str], workers: int, work: Path) -> dict[str, A
         while not stop.wait(0.1):
             rss_now = _tree_rss(root)
             # the vocabulary stage ends when its report appears in the model directory
-            stage = stage_peaks["train" if (out / "vocab_report.json").exists() else "vocab"]
+            stage = stage_peaks["train" if not vocab_only and (
+                out / "vocab_report.json").exists() else "vocab"]
             for key, rss in rss_now.items():
                 peaks[key] = max(peaks.get(key, 0), rss)
                 stage[key] = max(stage.get(key, 0), rss)
@@ -105,9 +108,11 @@ def run(corpus: Path, extra: list[str], workers: int, work: Path) -> dict[str, A
             if ticks % 50 == 0:  # every 5 s: the curve, to see which stage holds the peak
                 series.append({"t": round(time.perf_counter() - started, 1),
                                **{k: round(v / 2**20) for k, v in rss_now.items()}})
-            if ticks % 5 == 0 and out.exists():  # disk use every 0.5 s
-                disk["model_dir_peak"] = max(disk["model_dir_peak"], _du(out))
-                disk["work_peak"] = max(disk["work_peak"], _du(out / "work"))
+            if ticks % 5 == 0:  # disk use every 0.5 s, in place or while staged
+                for where in (out, out.parent / f".{out.name}.dw2v-partial"):
+                    if where.exists():
+                        disk["model_dir_peak"] = max(disk["model_dir_peak"], _du(where))
+                        disk["work_peak"] = max(disk["work_peak"], _du(where / "work"))
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
@@ -118,7 +123,8 @@ def run(corpus: Path, extra: list[str], workers: int, work: Path) -> dict[str, A
     if proc.returncode:
         raise RuntimeError(f"{cmd}: exit {proc.returncode}\n{log[-3000:]}")
     report = json.loads((out / "vocab_report.json").read_text())
-    model = json.loads((out / "model.json").read_text())
+    model = (json.loads((out / "model.json").read_text()) if not vocab_only else
+             {"rounds": [], "vocab_size": report["kept"], "vector_size": 0})
     rounds = model["rounds"]
     train_seconds = sum(r["seconds"] for r in rounds)
     words = sum(r["words"] for r in rounds)
@@ -133,7 +139,7 @@ def run(corpus: Path, extra: list[str], workers: int, work: Path) -> dict[str, A
         "tokens": report.get("tokens"), "vocab": model["vocab_size"], "dim": model["vector_size"],
         "wall_s": wall, "vocab_s": report.get("seconds_total"),
         "encode_s": report.get("seconds_encode"), "train_s": train_seconds, "rounds": len(rounds),
-        "words": words, "words_per_s": words / train_seconds,
+        "words": words, "words_per_s": words / train_seconds if train_seconds else 0.0,
         "peak_rss_driver_mib": peaks.get("driver", 0) / 2**20,
         "peak_rss_workers_mib": [v / 2**20 for v in sorted(workers_rss, reverse=True)],
         "peak_rss_other_mib": sum(v for k, v in peaks.items() if k.startswith("other")) / 2**20,
@@ -144,7 +150,7 @@ def run(corpus: Path, extra: list[str], workers: int, work: Path) -> dict[str, A
                                   for name, stage in stage_peaks.items()},
         "work_dir_peak_mib": disk["work_peak"] / 2**20,
         "model_dir_peak_mib": disk["model_dir_peak"] / 2**20,
-        "final_loss": rounds[-1]["loss"],
+        "final_loss": rounds[-1]["loss"] if rounds else None,
         "rss_series_mib": series,
     }
     shutil.rmtree(out, ignore_errors=True)
@@ -158,6 +164,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None,
                         help="where the models go while they run (default: a temp dir)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--vocab-only", action="store_true",
+                        help="run `dw2v vocab` (counting and encoding) instead of `dw2v train`")
     argv = sys.argv[1:]
     cut = argv.index("--") if "--" in argv else len(argv)
     args = parser.parse_args(argv[:cut])
@@ -165,7 +173,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-scale-", dir=args.work) as tmp:
         results = []
         for corpus in args.corpora:
-            result = run(corpus, extra, args.workers, Path(tmp))
+            result = run(corpus, extra, args.workers, Path(tmp), args.vocab_only)
             results.append(result)
             print(json.dumps(result), flush=True)
     print("\n| corpus | Parquet GB | tokens | vocab x dim | vocab+encode s | train s | words/s | "

@@ -96,6 +96,26 @@ def _softplus(x: float) -> float:
 
 
 @njit(inline="always")
+def _sigmoid_loss(f: float, positive: bool, compute_loss: bool) -> tuple[float, float]:
+    """``(sigmoid(f), loss)`` for a score clipped to ``[-MAX_SCORE, MAX_SCORE]``, from one
+    ``exp``: with ``e = exp(-f)``, the positive's loss ``softplus(-f)`` is ``log1p(e)`` and a
+    negative's ``softplus(f)`` is ``f + log1p(e)`` (0 when ``compute_loss`` is off)."""
+    e = np.exp(-f)
+    sig = 1.0 / (1.0 + e)
+    if not compute_loss:
+        return sig, 0.0
+    tail = np.log1p(e)  # float32, as the score (float32's log1p is the cheaper one)
+    return sig, np.float64(tail if positive else f + tail)
+
+
+@njit(inline="always")
+def _scored(loss_every: int, seen: int) -> tuple[bool, int]:
+    """Whether this example's loss is scored (every ``loss_every``-th example; never for 0),
+    and the examples seen, this one included."""
+    return loss_every > 0 and seen % loss_every == 0, seen + 1
+
+
+@njit(inline="always")
 def _score_update(h: np.ndarray, out_row: np.ndarray, neu1e: np.ndarray, label: float,
                   lr: float, compute_loss: bool) -> float:
     """One target: g = (label - sigmoid(h.out)) * lr; neu1e += g*out; out += g*h. Returns loss."""
@@ -103,14 +123,12 @@ def _score_update(h: np.ndarray, out_row: np.ndarray, neu1e: np.ndarray, label: 
     for d in range(h.shape[0]):
         f += h[d] * out_row[d]
     f = min(max(f, -MAX_SCORE), MAX_SCORE)
-    sig = 1.0 / (1.0 + np.exp(-f))
+    sig, loss = _sigmoid_loss(f, label > 0, compute_loss)
     g = np.float32((label - sig) * lr)
     for d in range(h.shape[0]):
         neu1e[d] += g * out_row[d]
         out_row[d] += g * h[d]
-    if compute_loss:
-        return _softplus(-f) if label > 0 else _softplus(f)
-    return 0.0
+    return loss
 
 
 @njit(inline="always")
@@ -195,7 +213,7 @@ def _record(trace_words: np.ndarray, trace_targets: np.ndarray, trace_lr: np.nda
 def train_sg(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in: np.ndarray,
              W_out: np.ndarray, keep_prob: np.ndarray, alias_prob: np.ndarray,
              alias_idx: np.ndarray, window: int, negative: int, lr_start: float, lr_end: float,
-             seed: np.uint64, compute_loss: bool, counters: np.ndarray,
+             seed: np.uint64, loss_every: int, counters: np.ndarray,
              touches_in: np.ndarray, touches_out: np.ndarray,
              trace_words: np.ndarray, trace_targets: np.ndarray, trace_lr: np.ndarray) -> None:
     """Skip-gram over sentences ``[s_lo, s_hi)``: each context word's input vector predicts the
@@ -207,6 +225,9 @@ def train_sg(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in: n
     neu1e = np.empty(dim, dtype=np.float32)
     targets = np.empty(negative + 1, dtype=np.int64)
     n_trace = 0
+    loss_sum = 0.0  # float64, added to counters at the end (not a store per target)
+    terms = 0
+    seen = 0  # examples so far: the loss is scored on every loss_every-th
     for s in range(s_lo, s_hi):
         state, n, lr = _start_sentence(ids, offsets, s, s_lo, s_hi, keep_prob, sentence, state,
                                        lr_start, lr_end, counters)
@@ -221,13 +242,13 @@ def train_sg(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in: n
                 for d in range(dim):
                     neu1e[d] = 0.0
                 h = W_in[word]
+                score, seen = _scored(loss_every, seen)
                 for k in range(negative + 1):
                     if k > 0 and targets[k] == centre:
                         continue
-                    loss = _score_update(h, W_out[targets[k]], neu1e, 1.0 if k == 0 else 0.0,
-                                         lr, compute_loss)
-                    counters[LOSS_SUM] += loss
-                    counters[LOSS_TERMS] += 1
+                    loss_sum += _score_update(h, W_out[targets[k]], neu1e,
+                                              1.0 if k == 0 else 0.0, lr, score)
+                    terms += score
                     if counting:
                         touches_out[targets[k]] += 1
                 for d in range(dim):
@@ -237,13 +258,15 @@ def train_sg(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in: n
                 counters[EXAMPLES] += 1
                 n_trace = _record(trace_words, trace_targets, trace_lr, n_trace, sentence, j,
                                   j + 1, -1, targets, lr)
+    counters[LOSS_SUM] += loss_sum
+    counters[LOSS_TERMS] += terms
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
 def train_cbow(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in: np.ndarray,
                W_out: np.ndarray, keep_prob: np.ndarray, alias_prob: np.ndarray,
                alias_idx: np.ndarray, window: int, negative: int, lr_start: float,
-               lr_end: float, seed: np.uint64, compute_loss: bool, counters: np.ndarray,
+               lr_end: float, seed: np.uint64, loss_every: int, counters: np.ndarray,
                touches_in: np.ndarray, touches_out: np.ndarray,
                trace_words: np.ndarray, trace_targets: np.ndarray, trace_lr: np.ndarray) -> None:
     """CBOW over sentences ``[s_lo, s_hi)``: the mean of the context vectors predicts the centre
@@ -257,6 +280,9 @@ def train_cbow(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in:
     h = np.empty(dim, dtype=np.float32)
     targets = np.empty(negative + 1, dtype=np.int64)
     n_trace = 0
+    loss_sum = 0.0  # float64, added to counters at the end (not a store per target)
+    terms = 0
+    seen = 0  # examples so far: the loss is scored on every loss_every-th
     for s in range(s_lo, s_hi):
         state, n, lr = _start_sentence(ids, offsets, s, s_lo, s_hi, keep_prob, sentence, state,
                                        lr_start, lr_end, counters)
@@ -277,13 +303,13 @@ def train_cbow(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in:
                 h[d] *= inv
             centre = sentence[i]
             state = _draw_targets(state, centre, targets, alias_prob, alias_idx)
+            score, seen = _scored(loss_every, seen)
             for k in range(negative + 1):
                 if k > 0 and targets[k] == centre:
                     continue
-                loss = _score_update(h, W_out[targets[k]], neu1e, 1.0 if k == 0 else 0.0,
-                                     lr, compute_loss)
-                counters[LOSS_SUM] += loss
-                counters[LOSS_TERMS] += 1
+                loss_sum += _score_update(h, W_out[targets[k]], neu1e, 1.0 if k == 0 else 0.0,
+                                          lr, score)
+                terms += score
                 if counting:
                     touches_out[targets[k]] += 1
             for j in range(j_lo, j_hi):
@@ -296,6 +322,8 @@ def train_cbow(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in:
             counters[EXAMPLES] += 1
             n_trace = _record(trace_words, trace_targets, trace_lr, n_trace, sentence, j_lo,
                               j_hi, i, targets, lr)
+    counters[LOSS_SUM] += loss_sum
+    counters[LOSS_TERMS] += terms
 
 
 @njit(nogil=True, cache=True)
@@ -397,8 +425,9 @@ def _repeated_targets(W_in: np.ndarray, W_out: np.ndarray, sentence: np.ndarray,
                 f += in_row[d] * out_row[d]
             g, along, loss = _repeated_negative(f, m, hh, lr, compute_loss)
             along_h += along
-            counters[LOSS_SUM] += loss
-            counters[LOSS_TERMS] += m
+            if compute_loss:
+                counters[LOSS_SUM] += loss
+                counters[LOSS_TERMS] += m
             for d in range(dim):
                 grad_in[c, d] += g * out_row[d]
                 grad_out[k, d] += g * in_row[d]
@@ -411,7 +440,7 @@ def _repeated_targets(W_in: np.ndarray, W_out: np.ndarray, sentence: np.ndarray,
 def train_sg_batch(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int,
                    W_in: np.ndarray, W_out: np.ndarray, keep_prob: np.ndarray,
                    alias_prob: np.ndarray, alias_idx: np.ndarray, window: int, negative: int,
-                   lr_start: float, lr_end: float, seed: np.uint64, compute_loss: bool,
+                   lr_start: float, lr_end: float, seed: np.uint64, loss_every: int,
                    counters: np.ndarray, touches_in: np.ndarray, touches_out: np.ndarray,
                    trace_words: np.ndarray, trace_targets: np.ndarray,
                    trace_lr: np.ndarray) -> None:
@@ -446,6 +475,9 @@ def train_sg_batch(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int,
     grad_in = np.empty((2 * window, dim), dtype=np.float32)
     grad_out = np.empty((negative + 1, dim), dtype=np.float32)
     n_trace = 0
+    loss_sum = 0.0  # float64, added to counters at the end (not a store per target)
+    terms = 0
+    seen = 0  # examples so far: the loss is scored on every loss_every-th
     for s in range(s_lo, s_hi):
         state, n, lr = _start_sentence(ids, offsets, s, s_lo, s_hi, keep_prob, sentence, state,
                                        lr_start, lr_end, counters)
@@ -456,6 +488,7 @@ def train_sg_batch(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int,
             centre = sentence[i]
             state = _draw_targets(state, centre, targets, alias_prob, alias_idx)
             repeats = _count_repeats(targets, centre, slot, times)
+            score, seen = _scored(loss_every, seen)
             grad_out[:, :] = 0.0
             c = 0
             for j in range(j_lo, j_hi):
@@ -472,19 +505,18 @@ def train_sg_batch(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int,
                     for d in range(dim):
                         f += in_row[d] * out_row[d]
                     f = min(max(f, -MAX_SCORE), MAX_SCORE)
-                    sig = 1.0 / (1.0 + np.exp(-f))
+                    sig, loss = _sigmoid_loss(f, k == 0, score)
                     label = 1.0 if k == 0 else 0.0
                     g = np.float32((label - sig) * lr)
                     for d in range(dim):
                         grad_in[c, d] += g * out_row[d]
                         grad_out[k, d] += g * in_row[d]
-                    if compute_loss:
-                        counters[LOSS_SUM] += _softplus(-f) if k == 0 else _softplus(f)
-                    counters[LOSS_TERMS] += 1
+                    loss_sum += loss
+                    terms += score
                 c += 1
             if repeats:  # the targets drawn m > 1 times: word2vec's m steps (issue 16)
                 _repeated_targets(W_in, W_out, sentence, i, j_lo, j_hi, targets, times, lr,
-                                  compute_loss, grad_in, grad_out, counters)
+                                  score, grad_in, grad_out, counters)
             c = 0
             for j in range(j_lo, j_hi):
                 if j == i:
@@ -505,3 +537,5 @@ def train_sg_batch(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int,
             counters[EXAMPLES] += c
             n_trace = _record(trace_words, trace_targets, trace_lr, n_trace, sentence, j_lo,
                               j_hi, i, targets, lr)
+    counters[LOSS_SUM] += loss_sum
+    counters[LOSS_TERMS] += terms

@@ -81,21 +81,24 @@ def split_sentences(offsets: np.ndarray, parts: int) -> list[tuple[int, int]]:
 def train(ids: np.ndarray, offsets: np.ndarray, W_in: np.ndarray, W_out: np.ndarray,
           keep_prob: np.ndarray, alias_prob: np.ndarray, alias_idx: np.ndarray, *, sg: bool,
           window: int, negative: int, lr_start: float, lr_end: float, seed: int,
-          threads: int = 1, compute_loss: bool = True, shared_negatives: bool = False,
+          threads: int = 1, compute_loss: bool = True, loss_every: int = 1,
+          shared_negatives: bool = False,
           touches: tuple[np.ndarray, np.ndarray] | None = None,
           trace_capacity: int = 0) -> tuple[np.ndarray, Trace | None]:
     """Train one pass over the sentences; return counters (float64, 5) and the trace if asked.
 
     Counters: words read, words kept after subsampling, examples, loss sum, loss terms.
+    ``loss_every``: with ``compute_loss``, the loss is scored on every ``loss_every``-th
+    example only (its terms counted alike, so the mean stays an unbiased estimate).
     ``touches``: two int64 (V) arrays that receive how many updates each input and output row
     got (added to). ``shared_negatives`` (skip-gram only) selects the HogBatch kernel: one set
     of negatives per centre word, shared by its whole window. The trace then has one row per
     centre word.
     """
     check_arrays(ids, offsets, W_in, W_out, keep_prob, alias_prob, alias_idx)
-    if window < 1 or negative < 0 or threads < 1:
+    if window < 1 or negative < 0 or threads < 1 or loss_every < 1:
         raise ValueError(f"window={window} must be >= 1, negative={negative} >= 0, "
-                         f"threads={threads} >= 1")
+                         f"threads={threads} >= 1, loss_every={loss_every} >= 1")
     if trace_capacity and threads != 1:
         raise ValueError("tracing needs the deterministic single-thread mode (threads=1)")
     if shared_negatives and not sg:
@@ -123,7 +126,8 @@ def train(ids: np.ndarray, offsets: np.ndarray, W_in: np.ndarray, W_out: np.ndar
     def run(part: int) -> None:
         lo, hi = ranges[part]
         kernel(ids, offsets, lo, hi, W_in, W_out, keep_prob, alias_prob, alias_idx, window,
-               negative, lr_start, lr_end, np.uint64(seeds[part]), compute_loss,
+               negative, lr_start, lr_end, np.uint64(seeds[part]),
+               loss_every if compute_loss else 0,
                counters[part], own[part][0], own[part][1], trace.words, trace.targets,
                trace.lr)
 

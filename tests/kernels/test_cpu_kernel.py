@@ -100,6 +100,31 @@ def test_touch_counters_count_every_update(sg: bool, batch: bool, threads: int) 
     assert (touches[0] >= 0).all() and touches[0][problem["ids"]].sum() > 0
 
 
+@pytest.mark.parametrize("sg,batch", [(True, False), (True, True), (False, False)],
+                         ids=["skipgram", "skipgram-hogbatch", "cbow"])
+def test_a_sampled_loss_estimates_the_full_one_and_changes_no_vector(sg: bool,
+                                                                      batch: bool) -> None:
+    """``loss_every=8`` scores one example in 8: the vectors are the same bit for bit, about
+    an eighth of the terms are counted, and their mean is close to the mean of all."""
+    runs = {}
+    for every in (1, 8):
+        problem = _problem(vocab=60, sentences=400, seed=5)
+        counters, _ = train(**problem, sg=sg, window=3, negative=4, lr_start=0.1,
+                            lr_end=0.01, seed=2, shared_negatives=batch, loss_every=every)
+        runs[every] = (counters, problem["W_in"], problem["W_out"])
+    (full, in_1, out_1), (sampled, in_8, out_8) = runs[1], runs[8]
+    np.testing.assert_array_equal(in_1, in_8)
+    np.testing.assert_array_equal(out_1, out_8)
+    assert sampled[cpu.EXAMPLES] == full[cpu.EXAMPLES] > 1000
+    assert sampled[cpu.LOSS_TERMS] == pytest.approx(full[cpu.LOSS_TERMS] / 8, rel=0.05)
+    mean_full = full[cpu.LOSS_SUM] / full[cpu.LOSS_TERMS]
+    assert sampled[cpu.LOSS_SUM] / sampled[cpu.LOSS_TERMS] == pytest.approx(mean_full, rel=0.03)
+    off, _ = train(**_problem(vocab=60, sentences=400, seed=5), sg=sg, window=3, negative=4,
+                   lr_start=0.1, lr_end=0.01, seed=2, shared_negatives=batch,
+                   compute_loss=False)
+    assert off[cpu.LOSS_TERMS] == off[cpu.LOSS_SUM] == 0  # no loss: nothing counted
+
+
 @pytest.mark.parametrize("sg", [True, False], ids=["skipgram", "cbow"])
 def test_a_negative_equal_to_its_target_is_skipped(sg: bool) -> None:
     problem = _problem(vocab=2, sentences=4, sample=False)
