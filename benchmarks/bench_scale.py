@@ -1,7 +1,7 @@
 """Benchmark: ``dw2v train`` end to end on large synthetic corpora, in bounded memory.
 
-For each corpus, one ``dw2v train`` command (``dw2v vocab`` with ``--vocab-only``) (a fresh process; the embedded LocalCluster of
-``--workers`` single-threaded workers) while this script samples, every 0.1 s, the resident
+For each corpus, one ``dw2v train`` command (``dw2v vocab`` with ``--vocab-only``: a fresh
+process; the embedded LocalCluster of ``--workers`` single-threaded workers) while this script samples, every 0.1 s, the resident
 memory of the driver and of every worker process (psutil), and reads each one's exact peak
 (the kernel's ``VmHWM``, which sampling can miss: the reported peak) and
 the disk used by the model directory's work area. Reports wall time per stage (vocabulary and
