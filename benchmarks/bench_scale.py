@@ -1,13 +1,13 @@
 """Benchmark: ``dw2v train`` end to end on large synthetic corpora, in bounded memory.
 
 For each corpus, one ``dw2v train`` command (``dw2v vocab`` with ``--vocab-only``: a fresh
-process; the embedded LocalCluster of ``--workers`` single-threaded workers) while this script samples, every 0.1 s, the resident
-memory of the driver and of every worker process (psutil), and reads each one's exact peak
-(the kernel's ``VmHWM``, which sampling can miss: the reported peak) and
-the disk used by the model directory's work area. Reports wall time per stage (vocabulary and
-encoding from ``vocab_report.json``, training from ``model.json``), training words/s, and the
-peak figures; then compares the peaks across corpora (the target: within 10 % when the
-vocabulary and model size are the same).
+process; the embedded LocalCluster of ``--workers`` single-threaded workers) while this
+script samples, every 0.1 s, the resident memory of the driver and of every worker process
+(psutil), and reads each one's exact peak (the kernel's ``VmHWM``, which sampling can miss:
+the reported peak) and the disk used by the model directory's work area. Reports wall time
+per stage (vocabulary and encoding from ``vocab_report.json``, training from ``model.json``),
+training words/s, and the peak figures; then compares the peaks across corpora (the target:
+within 10 % when the vocabulary and model size are the same).
 
     python benchmarks/make_corpus.py benchmarks/_data/zipf-0.5g --gigabytes 0.5 --shards 8 --plant 1000
     python benchmarks/make_corpus.py benchmarks/_data/zipf-3g --gigabytes 3 --shards 48 --plant 1000
