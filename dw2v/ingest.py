@@ -35,7 +35,7 @@ from dw2v.config import IngestConfig
 from dw2v.errors import InputError, NoInputError
 from dw2v.local_ids import LocalBatch, has_local_ids, read_local_ids
 from dw2v.token_shards import TokenShardWriter
-from dw2v.tokenize import sentence_offsets, tokenize
+from dw2v.tokenize import sentence_offsets, tokenize_ids
 from dw2v.word_index import index_of
 
 logger = logging.getLogger(__name__)
@@ -504,9 +504,8 @@ def _tokenized(shard: ShardInfo, config: IngestConfig, data: Any) -> Iterator[Lo
     """The shard's text tokenized again, batch by batch, in the shape the counting pass keeps
     (for a shard whose local ids are not there)."""
     for text in iter_text(shard, config, data):
-        batch = tokenize(text, config.tokenizer)
-        encoded = pc.dictionary_encode(batch.tokens)
-        yield LocalBatch(encoded.dictionary, encoded.indices.to_numpy(), batch.row_lengths())
+        batch = tokenize_ids(text, config.tokenizer)
+        yield LocalBatch(batch.dictionary, batch.ids, batch.row_lengths)
 
 
 def encode_shard(shard: ShardInfo, vocab_tokens: pa.Array, work_dir: str,

@@ -144,6 +144,112 @@ def tokenize(text: pa.Array, config: TokenizerConfig) -> TokenBatch:
     return _kept(tokens, rows, len(text), config)
 
 
+@dataclass(frozen=True)
+class IdBatch:
+    """Tokens of one batch of rows as ids into the batch's own dictionary: what counting and
+    encoding need, without the token strings in order.
+
+    ``dictionary``: string array; entries no token refers to may be present (they count 0).
+    ``ids``: int32 array of length T, each token's entry, in order.
+    ``row_lengths``: int64 array of length ``n_rows``, tokens per row (summing to T).
+    ``long_dropped``: as in :class:`TokenBatch`.
+    """
+
+    dictionary: pa.Array
+    ids: np.ndarray
+    row_lengths: np.ndarray
+    long_dropped: int = 0
+
+
+def tokenize_ids(text: pa.Array, config: TokenizerConfig) -> IdBatch:
+    """:func:`tokenize`'s tokens, dictionary-encoded: the same tokens in the same order
+    (``dictionary.take(ids)`` equals ``tokenize(text, config).tokens``).
+
+    For the default pattern the work that depends on a token's spelling (the exact regex for
+    tokens with an apostrophe or a non-ASCII byte, the length limit) is done once per distinct
+    token, on the dictionary, and carried to the tokens with integer arrays; tokens per row
+    come from the split's offsets. Other inputs go through :func:`tokenize`."""
+    if _is_list_type(text.type) or not config.is_default_pattern:
+        return _encoded(tokenize(text, config))
+    if not pa.types.is_string(text.type):
+        text = text.cast(pa.string())
+    if config.lowercase:
+        text = pc.utf8_lower(text)
+    mapped, maybe_special = _map_bytes(text, _KEEP_TABLES[config.lowercase])
+    lists = pc.ascii_split_whitespace(mapped)
+    offsets = np.asarray(lists.offsets)
+    row_lengths = np.diff(offsets).astype(np.int64)
+    encoded = pc.dictionary_encode(lists.flatten())
+    dictionary = encoded.dictionary
+    ids = encoded.indices.to_numpy().astype(np.int32, copy=False)
+    n = len(dictionary)
+    special = np.zeros(0, np.int64)
+    if maybe_special and n:
+        odd = pc.or_(pc.invert(pc.string_is_ascii(dictionary)),
+                     pc.match_substring(dictionary, "'"))
+        special = np.flatnonzero(odd.to_numpy(zero_copy_only=False))
+    # every entry becomes a run of entries (itself; or, when special, its regex pieces
+    # appended to the dictionary), without those empty or over the byte limit
+    counts = np.ones(n, np.int64)
+    runs = np.arange(n, dtype=np.int64)
+    if len(special):
+        pieces = _findall(dictionary.take(pa.array(special)), config.pattern)
+        piece_counts = np.diff(np.asarray(pieces.offsets)).astype(np.int64)
+        counts[special] = piece_counts
+        flat = pieces.flatten()
+        dictionary = pa.concat_arrays([dictionary, flat.cast(dictionary.type)])
+        starts = np.cumsum(counts) - counts
+        runs = np.repeat(np.arange(n, dtype=np.int64), counts)  # placeholder entries
+        runs[_positions(starts[special], piece_counts)] = n + np.arange(len(flat))
+    sizes = pc.binary_length(dictionary).to_numpy(zero_copy_only=False)
+    run_sizes = sizes[runs]
+    too_long = run_sizes > config.max_token_bytes
+    keep = (run_sizes > 0) & ~too_long
+    starts = np.cumsum(counts) - counts
+    long_dropped = 0
+    if too_long.any():
+        long_dropped = int(_run_sums(too_long, starts, counts)[ids].sum())
+    if not len(special) and keep.all():
+        return IdBatch(dictionary, ids, row_lengths, long_dropped)
+    kept_counts = _run_sums(keep, starts, counts)
+    table = runs[keep]  # the kept entries of every run, run after run
+    table_starts = np.cumsum(kept_counts) - kept_counts
+    token_counts = kept_counts[ids]
+    out = table[_positions(table_starts[ids], token_counts)].astype(np.int32)
+    cumulative = np.zeros(len(ids) + 1, np.int64)
+    np.cumsum(token_counts, out=cumulative[1:])
+    ends = np.cumsum(row_lengths)
+    return IdBatch(dictionary, out, cumulative[ends] - cumulative[ends - row_lengths],
+                   long_dropped)
+
+
+def _run_sums(flags: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """How many of ``flags[s:s + c]`` are set, for each start and count (int64)."""
+    cumulative = np.zeros(len(flags) + 1, np.int64)
+    np.cumsum(flags, out=cumulative[1:])
+    return cumulative[starts + counts] - cumulative[starts]
+
+
+def _positions(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``concat(range(s, s + c))`` for each start and count (int64)."""
+    total = int(counts.sum())
+    if not total:
+        return np.zeros(0, np.int64)
+    run_of = np.repeat(np.arange(len(counts)), counts)
+    return starts[run_of] + (np.arange(total) - (np.cumsum(counts) - counts)[run_of])
+
+
+def _is_list_type(dtype: pa.DataType) -> bool:
+    return pa.types.is_list(dtype) or pa.types.is_large_list(dtype) or pa.types.is_list_view(
+        dtype)
+
+
+def _encoded(batch: TokenBatch) -> IdBatch:
+    encoded = pc.dictionary_encode(batch.tokens)
+    return IdBatch(encoded.dictionary, encoded.indices.to_numpy().astype(np.int32, copy=False),
+                   batch.row_lengths(), batch.long_dropped)
+
+
 def _token_lists(lists: pa.Array, config: TokenizerConfig) -> TokenBatch:
     """Pre-tokenized rows (lists of strings): the tokens as they are (lowercased when the
     tokenizer lowercases; no pattern), null and empty tokens dropped, long ones counted."""

@@ -27,7 +27,7 @@ from dw2v.config import IngestConfig, VocabConfig, to_dict
 from dw2v.errors import EmptyVocabularyError, InputError
 from dw2v.ingest import ShardInfo, _all_null, iter_text
 from dw2v.local_ids import LocalIdsWriter
-from dw2v.tokenize import tokenize
+from dw2v.tokenize import tokenize_ids
 
 logger = logging.getLogger(__name__)
 
@@ -136,20 +136,20 @@ def count_shard(shard: ShardInfo, config: IngestConfig, budget: int | None = Non
         acc = _Accumulator(budget)
         rows = nulls = empty = tokens = long_dropped = 0
         for text in iter_text(shard, config, data):
-            batch = tokenize(text, config.tokenizer)
-            lengths = batch.row_lengths()
+            batch = tokenize_ids(text, config.tokenizer)
+            lengths = batch.row_lengths
             rows += len(text)
             nulls += text.null_count
             empty += int((lengths == 0).sum()) - text.null_count
-            tokens += len(batch.tokens)
+            tokens += len(batch.ids)
             long_dropped += batch.long_dropped
-            encoded = pc.dictionary_encode(batch.tokens)
-            indices = encoded.indices.to_numpy()
-            counted = np.bincount(indices, minlength=len(encoded.dictionary))
-            acc.add(pa.table([encoded.dictionary, pa.array(counted.astype(np.int64))],
-                             schema=COUNT_SCHEMA))
+            counted = np.bincount(batch.ids, minlength=len(batch.dictionary))
+            used = counted > 0  # the dictionary may hold entries no token refers to
+            table = pa.table([batch.dictionary, pa.array(counted.astype(np.int64))],
+                             schema=COUNT_SCHEMA)
+            acc.add(table if used.all() else table.filter(pa.array(used)))
             if writer is not None:
-                writer.append(encoded.dictionary, indices, lengths)
+                writer.append(batch.dictionary, batch.ids, lengths)
         if rows and nulls == rows:
             raise _all_null(shard.url, config.text_column, rows)
     table = acc.flush()

@@ -8,7 +8,7 @@ import pytest
 
 from dw2v.config import TokenizerConfig
 from dw2v.testing import reference_tokens
-from dw2v.tokenize import sentence_offsets, tokenize
+from dw2v.tokenize import sentence_offsets, tokenize, tokenize_ids
 
 TRICKY = [
     "Hear, ye deaf; and look, ye blind, that ye may see.",
@@ -152,3 +152,23 @@ def test_a_two_megabyte_token_is_dropped() -> None:
     batch = tokenize(pa.array(["y" * 2_000_000 + " the cat", "dog"]), TokenizerConfig())
     assert batch.tokens.to_pylist() == ["the", "cat", "dog"]
     assert batch.long_dropped == 1 and batch.rows.tolist() == [0, 0, 1]
+
+
+@pytest.mark.parametrize("config", [TokenizerConfig(), TokenizerConfig(lowercase=False),
+                                    TokenizerConfig(max_token_bytes=3),
+                                    TokenizerConfig(pattern=r"[a-z]+")],
+                         ids=["default", "cased", "short-limit", "own-pattern"])
+def test_tokenize_ids_gives_the_same_tokens_as_tokenize(config: TokenizerConfig) -> None:
+    """Counting and encoding use ``tokenize_ids``, which does the spelling-dependent work once
+    per distinct token: its tokens, rows and dropped counts are ``tokenize``'s."""
+    texts = ["The cat's hat", None, "", "'''", "Don't 'tis café ''x'' naïve— o'clock",
+             "w" * 150 + " a", "ÉCOLE école l'école", "a " * 5, "x" * 60 + "é" + "y" * 60,
+             "Ünïcödé ÀB cd", "it's it's it's"] * 3
+    for text in (pa.array(texts, pa.string()), pa.array([None, None], pa.string()),
+                 pa.array([], pa.string()), pa.array(["plain ascii only"] * 4)):
+        expected = tokenize(text, config)
+        got = tokenize_ids(text, config)
+        assert got.ids.dtype == np.int32
+        assert got.dictionary.take(pa.array(got.ids)).to_pylist() == expected.tokens.to_pylist()
+        assert got.row_lengths.tolist() == expected.row_lengths().tolist()
+        assert got.long_dropped == expected.long_dropped
