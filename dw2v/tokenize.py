@@ -149,7 +149,8 @@ class IdBatch:
     """Tokens of one batch of rows as ids into the batch's own dictionary: what counting and
     encoding need, without the token strings in order.
 
-    ``dictionary``: string array; entries no token refers to may be present (they count 0).
+    ``dictionary``: string array, each spelling once; entries no token refers to may be
+    present (they count 0).
     ``ids``: int32 array of length T, each token's entry, in order.
     ``row_lengths``: int64 array of length ``n_rows``, tokens per row (summing to T).
     ``long_dropped``: as in :class:`TokenBatch`.
@@ -188,39 +189,54 @@ def tokenize_ids(text: pa.Array, config: TokenizerConfig) -> IdBatch:
         odd = pc.or_(pc.invert(pc.string_is_ascii(dictionary)),
                      pc.match_substring(dictionary, "'"))
         special = np.flatnonzero(odd.to_numpy(zero_copy_only=False))
+    if not len(special):  # each token stays itself or goes (empty, or over the limit)
+        sizes = pc.binary_length(dictionary).to_numpy(zero_copy_only=False)
+        too_long = sizes > config.max_token_bytes
+        keep = (sizes > 0) & ~too_long
+        if keep.all():
+            return IdBatch(dictionary, ids, row_lengths)
+        kept = keep[ids]
+        long_dropped = int(too_long[ids].sum()) if too_long.any() else 0
+        return IdBatch(dictionary, ids[kept], _lengths_kept(row_lengths, kept), long_dropped)
     # every entry becomes a run of entries (itself; or, when special, its regex pieces
     # appended to the dictionary), without those empty or over the byte limit
     counts = np.ones(n, np.int64)
-    runs = np.arange(n, dtype=np.int64)
-    if len(special):
-        pieces = _findall(dictionary.take(pa.array(special)), config.pattern)
-        piece_counts = np.diff(np.asarray(pieces.offsets)).astype(np.int64)
-        counts[special] = piece_counts
-        flat = pieces.flatten()
-        dictionary = pa.concat_arrays([dictionary, flat.cast(dictionary.type)])
-        starts = np.cumsum(counts) - counts
-        runs = np.repeat(np.arange(n, dtype=np.int64), counts)  # placeholder entries
-        runs[_positions(starts[special], piece_counts)] = n + np.arange(len(flat))
+    pieces = _findall(dictionary.take(pa.array(special)), config.pattern)
+    piece_counts = np.diff(np.asarray(pieces.offsets)).astype(np.int64)
+    counts[special] = piece_counts
+    flat = pieces.flatten()
+    dictionary = pa.concat_arrays([dictionary, flat.cast(dictionary.type)])
+    starts = np.cumsum(counts) - counts
+    runs = np.repeat(np.arange(n, dtype=np.int64), counts)  # placeholder entries
+    runs[_positions(starts[special], piece_counts)] = n + np.arange(len(flat))
+    # a piece may spell an entry already there ("don't," and "don't"): one entry per spelling
+    unique = pc.dictionary_encode(dictionary)
+    dictionary = unique.dictionary
+    runs = unique.indices.to_numpy()[runs]
     sizes = pc.binary_length(dictionary).to_numpy(zero_copy_only=False)
     run_sizes = sizes[runs]
     too_long = run_sizes > config.max_token_bytes
     keep = (run_sizes > 0) & ~too_long
-    starts = np.cumsum(counts) - counts
     long_dropped = 0
     if too_long.any():
         long_dropped = int(_run_sums(too_long, starts, counts)[ids].sum())
-    if not len(special) and keep.all():
-        return IdBatch(dictionary, ids, row_lengths, long_dropped)
     kept_counts = _run_sums(keep, starts, counts)
     table = runs[keep]  # the kept entries of every run, run after run
     table_starts = np.cumsum(kept_counts) - kept_counts
     token_counts = kept_counts[ids]
-    out = table[_positions(table_starts[ids], token_counts)].astype(np.int32)
-    cumulative = np.zeros(len(ids) + 1, np.int64)
-    np.cumsum(token_counts, out=cumulative[1:])
+    if kept_counts.max(initial=0) <= 1:  # each token stays one token or goes: no expansion
+        out = table[table_starts[ids[token_counts == 1]]].astype(np.int32)
+    else:
+        out = table[_positions(table_starts[ids], token_counts)].astype(np.int32)
+    return IdBatch(dictionary, out, _lengths_kept(row_lengths, token_counts), long_dropped)
+
+
+def _lengths_kept(row_lengths: np.ndarray, per_token: np.ndarray) -> np.ndarray:
+    """Tokens per row after token ``i`` became ``per_token[i]`` tokens (0: dropped)."""
+    cumulative = np.zeros(len(per_token) + 1, np.int64)
+    np.cumsum(per_token, out=cumulative[1:])
     ends = np.cumsum(row_lengths)
-    return IdBatch(dictionary, out, cumulative[ends] - cumulative[ends - row_lengths],
-                   long_dropped)
+    return cumulative[ends] - cumulative[ends - row_lengths]
 
 
 def _run_sums(flags: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:

@@ -172,3 +172,4 @@ def test_tokenize_ids_gives_the_same_tokens_as_tokenize(config: TokenizerConfig)
         assert got.dictionary.take(pa.array(got.ids)).to_pylist() == expected.tokens.to_pylist()
         assert got.row_lengths.tolist() == expected.row_lengths().tolist()
         assert got.long_dropped == expected.long_dropped
+        assert len(set(got.dictionary.to_pylist())) == len(got.dictionary)  # no spelling twice
