@@ -6,7 +6,8 @@ the tokenizer, where ``make_corpus.py``'s synthetic words are plain ASCII; the v
 the small corpus's. For speed checks of the vocabulary stage on a second corpus, not for
 quality.
 
-    python benchmarks/make_repeated_corpus.py ../shared/data/devcorpus benchmarks/_data/devcorpus-x1g --gigabytes 1
+    python benchmarks/make_repeated_corpus.py ../shared/data/devcorpus \
+        benchmarks/_data/devcorpus-x1g --gigabytes 1
 """
 
 from __future__ import annotations
