@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,9 +32,9 @@ import pyarrow.parquet as pq
 
 from dw2v.config import IngestConfig
 from dw2v.errors import InputError, NoInputError
-from dw2v.local_ids import LocalBatch, has_local_ids, read_local_ids
+from dw2v.local_ids import LocalBatch, has_local_ids, read_local_ids, remove_local_ids
 from dw2v.token_shards import TokenShardWriter
-from dw2v.tokenize import sentence_offsets, tokenize_ids
+from dw2v.tokenize import lengths_after, sentence_offsets, tokenize_ids
 from dw2v.word_index import index_of
 
 logger = logging.getLogger(__name__)
@@ -492,14 +491,6 @@ def shard_dir_name(index: int) -> str:
     return f"shard-{index:05d}"
 
 
-def _known_lengths(row_lengths: np.ndarray, known: np.ndarray) -> np.ndarray:
-    """Tokens per row that are ``known``, for rows of ``row_lengths`` tokens each."""
-    kept = np.zeros(len(known) + 1, np.int64)
-    np.cumsum(known, out=kept[1:])
-    ends = np.cumsum(row_lengths, dtype=np.int64)
-    return kept[ends] - kept[ends - row_lengths]
-
-
 def _tokenized(shard: ShardInfo, config: IngestConfig, data: Any) -> Iterator[LocalBatch]:
     """The shard's text tokenized again, batch by batch, in the shape the counting pass keeps
     (for a shard whose local ids are not there)."""
@@ -530,10 +521,10 @@ def encode_shard(shard: ShardInfo, vocab_tokens: pa.Array, work_dir: str,
         for batch in batches:
             ids = words.ids(batch.dictionary)[batch.ids]
             known = ids >= 0
-            lengths = _known_lengths(batch.row_lengths, known)
+            lengths = lengths_after(batch.row_lengths, known)
             writer.append(ids[known], sentence_offsets(lengths, max_length))
     if from_local:
-        shutil.rmtree(str(local), ignore_errors=True)
+        remove_local_ids(str(local))
     meta = writer.meta
     return EncodedShard(source=shard.url, index=shard.index, path=target.name,
                         tokens=meta["tokens"], sentences=meta["sentences"])

@@ -3,8 +3,8 @@
 Counting dictionary-encodes every batch of tokens to count it; keeping those indices, the
 batch's dictionary and its tokens per row lets encoding turn them into vocabulary ids with one
 ``index_in`` per group of dictionaries and a ``take``, instead of reading and tokenizing the
-text a second time. A directory per shard holds ``ids.npy`` (int32 indices into the shard's
-dictionaries, each batch's numbered after the previous batches'), ``rows.npy`` (int32 tokens
+text a second time. A directory per shard holds ``ids.npy`` (int32, each batch's indices into its
+own dictionary, batch after batch), ``rows.npy`` (int32 tokens
 per row), ``dictionaries.arrow`` (an Arrow IPC stream, one record batch per batch) and
 ``meta.json`` (each batch's tokens, rows and dictionary size). It is written under a temporary
 name and renamed when whole, so a half-written one is never read; encoding removes it.
@@ -47,15 +47,23 @@ def local_path(work_dir: str | Path, index: int) -> str:
     return str(Path(work_dir) / LOCAL_DIR / f"shard-{index:05d}")
 
 
+def _own(path: str | Path) -> Path:
+    """``path`` if it lies directly in a ``LOCAL_DIR`` directory (where :func:`local_path`
+    puts them), else ValueError: what this module replaces or removes is only its own."""
+    path = Path(path)
+    if path.parent.name != LOCAL_DIR:
+        raise ValueError(f"{path}: not a local-ids directory (expected one inside {LOCAL_DIR})")
+    return path
+
+
 class LocalIdsWriter:
     """Context manager that streams a shard's batches into its local-ids directory; on
     success the temporary directory is renamed to ``path``, on error removed."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+        self.path = _own(path)
         self._tmp = self.path.parent / f".{self.path.name}.tmp-{uuid.uuid4().hex[:12]}"
         self._batches: list[tuple[int, int, int]] = []
-        self._entries = 0
 
     def __enter__(self) -> "LocalIdsWriter":
         self._tmp.mkdir(parents=True)
@@ -67,11 +75,10 @@ class LocalIdsWriter:
 
     def append(self, dictionary: pa.Array, ids: np.ndarray, row_lengths: np.ndarray) -> None:
         """Add a batch: its dictionary, its tokens as indices into it, its tokens per row."""
-        self._ids.append(np.asarray(ids, np.int32) + np.int32(self._entries))
+        self._ids.append(ids)
         self._rows.append(row_lengths)
         self._dicts.write_batch(pa.record_batch([dictionary], schema=_SCHEMA))
         self._batches.append((len(ids), len(row_lengths), len(dictionary)))
-        self._entries += len(dictionary)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
@@ -90,15 +97,22 @@ class LocalIdsWriter:
                 shutil.rmtree(self._tmp, ignore_errors=True)
 
 
+def remove_local_ids(path: str | Path) -> None:
+    """Remove a complete local-ids directory once its shard is encoded (only one of ours:
+    inside ``LOCAL_DIR`` and holding its ``meta.json``)."""
+    path = _own(path)
+    if has_local_ids(path):
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def has_local_ids(path: str | Path | None) -> bool:
     """Whether a complete local-ids directory is at ``path``."""
     return path is not None and (Path(path) / _META).is_file()
 
 
 def read_local_ids(path: str | Path) -> Iterator[LocalBatch]:
-    """The batches of a local-ids directory, in order (ids memory-mapped, each batch's
-    renumbered into its own dictionary); a truncated or inconsistent one raises
-    ``InputError`` naming it."""
+    """The batches of a local-ids directory, in order (ids and rows memory-mapped); a
+    truncated or inconsistent one raises ``InputError`` naming it."""
     path = Path(path)
     try:
         batches = json.loads((path / _META).read_text())["batches"]
@@ -112,14 +126,14 @@ def read_local_ids(path: str | Path) -> Iterator[LocalBatch]:
     if sum(b[0] for b in batches) != len(ids) or sum(b[1] for b in batches) != len(rows):
         raise InputError(str(path), "the counting pass's token ids are inconsistent: their "
                                     "batches do not add up to the arrays")
-    token = entry = row = seen = 0
+    token = row = seen = 0
     with source:
         for (n_tokens, n_rows, n_entries), record in zip(batches, reader):
             if record.num_rows != n_entries:
                 break
-            yield LocalBatch(record.column(0), np.asarray(ids[token:token + n_tokens]) - entry,
-                             np.asarray(rows[row:row + n_rows]))
-            token, row, entry, seen = token + n_tokens, row + n_rows, entry + n_entries, seen + 1
+            yield LocalBatch(record.column(0), ids[token:token + n_tokens],
+                             rows[row:row + n_rows])
+            token, row, seen = token + n_tokens, row + n_rows, seen + 1
     if seen != len(batches):
         raise InputError(str(path), "the counting pass's dictionaries do not match its token "
                                     "ids")

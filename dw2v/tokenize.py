@@ -197,7 +197,7 @@ def tokenize_ids(text: pa.Array, config: TokenizerConfig) -> IdBatch:
             return IdBatch(dictionary, ids, row_lengths)
         kept = keep[ids]
         long_dropped = int(too_long[ids].sum()) if too_long.any() else 0
-        return IdBatch(dictionary, ids[kept], _lengths_kept(row_lengths, kept), long_dropped)
+        return IdBatch(dictionary, ids[kept], lengths_after(row_lengths, kept), long_dropped)
     # every entry becomes a run of entries (itself; or, when special, its regex pieces
     # appended to the dictionary), without those empty or over the byte limit
     counts = np.ones(n, np.int64)
@@ -228,10 +228,10 @@ def tokenize_ids(text: pa.Array, config: TokenizerConfig) -> IdBatch:
         out = table[table_starts[ids[token_counts == 1]]].astype(np.int32)
     else:
         out = table[_positions(table_starts[ids], token_counts)].astype(np.int32)
-    return IdBatch(dictionary, out, _lengths_kept(row_lengths, token_counts), long_dropped)
+    return IdBatch(dictionary, out, lengths_after(row_lengths, token_counts), long_dropped)
 
 
-def _lengths_kept(row_lengths: np.ndarray, per_token: np.ndarray) -> np.ndarray:
+def lengths_after(row_lengths: np.ndarray, per_token: np.ndarray) -> np.ndarray:
     """Tokens per row after token ``i`` became ``per_token[i]`` tokens (0: dropped)."""
     cumulative = np.zeros(len(per_token) + 1, np.int64)
     np.cumsum(per_token, out=cumulative[1:])

@@ -43,9 +43,6 @@ class WordIndex:
         string_hashes(self._offsets, self._data, hashes)
         build_table(hashes, self._keys, self._slots)
 
-    def __len__(self) -> int:
-        return len(self.tokens)
-
     def ids(self, strings: pa.Array) -> np.ndarray:
         """The id of each string (int32), -1 for a string that is not a token."""
         from dw2v.kernels.lookup import confirm, probe_exact, probe_table, string_hashes

@@ -115,3 +115,17 @@ def test_the_vocabulary_job_leaves_no_local_ids(tmp_path: Path, client2: object)
     assert not (work / LOCAL_DIR).exists()
     assert sorted(p.name for p in work.iterdir()) == [
         "manifest.json", "shard-00000", "shard-00001", "shard-00002"]
+
+
+def test_only_local_ids_directories_are_replaced_or_removed(tmp_path: Path) -> None:
+    """A path outside a ``.local-ids`` directory is refused, and nothing there is touched."""
+    from dw2v.local_ids import LocalIdsWriter, remove_local_ids
+
+    keep = tmp_path / "users-data"
+    keep.mkdir()
+    (keep / "meta.json").write_text("{}")
+    with pytest.raises(ValueError, match="not a local-ids directory"):
+        LocalIdsWriter(keep)
+    with pytest.raises(ValueError, match="not a local-ids directory"):
+        remove_local_ids(keep)
+    assert (keep / "meta.json").read_text() == "{}"
