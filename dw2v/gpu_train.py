@@ -61,6 +61,15 @@ class DeviceReplica:
                                                      tables.alias_idx))
         self.shards: dict[str, Any] = {}  # token ids on the device, by shard
         self.threads = min(gpu.THREADS, config.vector_size)
+        # the CPU's default skip-gram (HogBatch) where the batched kernel's shared memory holds
+        # the window; the per-pair kernel beyond it
+        self.batched = config.sg and config.shared_negatives
+        if self.batched and not gpu.fits_batch(config.vector_size, config.window):
+            self.batched = False
+            logger.info("GPU: --dim %d / --window %d exceed the batched skip-gram kernel "
+                        "(dim <= %d, window <= %d): each pair draws its own negatives",
+                        config.vector_size, config.window, gpu.MAX_BATCH_DIM,
+                        gpu.MAX_CONTEXT // 2)
         if simulated():
             self.blocks = 2
         else:
@@ -85,7 +94,8 @@ class DeviceReplica:
             self.shards[part.shard][lo:hi], offsets[part.s_lo:part.s_hi + 1] - lo, self.W_in,
             self.W_out, *self.tables, sg=config.sg, window=config.window,
             negative=config.negative, lr_start=lr_start, lr_end=lr_end, seed=seed,
-            blocks=self.blocks, threads=self.threads, touches=self.touches)
+            blocks=self.blocks, threads=self.threads, touches=self.touches,
+            shared_negatives=self.batched)
         return counters
 
     def train(self, slices: Sequence[Slice], *, lr_start: float, lr_end: float, seed: int,

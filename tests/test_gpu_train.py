@@ -6,6 +6,7 @@ where there is one (``gpu``)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -25,7 +26,8 @@ from dw2v.token_shards import TokenShardWriter, read_token_shard
 
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 pytestmark = [pytest.mark.cudasim if SIMULATED else pytest.mark.gpu,
-              pytest.mark.filterwarnings("ignore:overflow encountered in scalar multiply")]
+              pytest.mark.filterwarnings("ignore:overflow encountered in scalar multiply"),
+              pytest.mark.filterwarnings("ignore:overflow encountered in scalar add")]
 REPO = Path(__file__).resolve().parent.parent
 # the simulator runs some hundreds of words a second: tiny models, tiny corpora
 TINY = ["--dim", "4", "--window", "2", "--negative", "2", "--min-count", "1", "--sample", "0",
@@ -159,9 +161,11 @@ def test_a_nan_row_stops_the_device_replica_as_the_host_one() -> None:
         assert messages[0].startswith("round 7: 1 output vectors are NaN or inf")
 
 
-def test_the_device_replica_trains_a_token_shard(tmp_path: Path) -> None:
+@pytest.mark.parametrize("shared", [True, False], ids=["hogbatch", "per-pair"])
+def test_the_device_replica_trains_a_token_shard(tmp_path: Path, shared: bool) -> None:
     """The CUDA kernels over a round's slices: every word read, the touched rows those of
-    the shard's words, the loss of a fresh model, and the parameters moved."""
+    the shard's words, the loss of a fresh model, and the parameters moved; skip-gram
+    batched (the CPU's default) or per pair, as configured."""
     rng = np.random.default_rng(2)
     vocab, dim = 12, 4
     lengths = rng.integers(3, 8, size=12)
@@ -172,8 +176,10 @@ def test_the_device_replica_trains_a_token_shard(tmp_path: Path) -> None:
 
     params = Params(((rng.random((vocab, dim)) - 0.5) / dim).astype(np.float32),
                     np.zeros((vocab, dim), np.float32))
-    config = TrainConfig(vector_size=dim, window=2, negative=2, epochs=2)
+    config = TrainConfig(vector_size=dim, window=2, negative=2, epochs=2,
+                         shared_negatives=shared)
     replica = DeviceReplica(params.copy(), 1, _tables(vocab), config)
+    assert replica.batched == shared
     slices = stream_slices([tmp_path / "shard-0"], 2, 0, 10**9)
     counters = replica.train(slices, lr_start=0.05, lr_end=0.01, seed=3, skipped=None,
                              reader=read_token_shard)
@@ -184,6 +190,19 @@ def test_the_device_replica_trains_a_token_shard(tmp_path: Path) -> None:
     assert replica.check_finite(0) == touched.sum() + (replica._host(replica.touches[1]) > 0).sum()
     after = replica.owned(0)
     assert not np.array_equal(after.W_in, params.W_in) and after.W_out.any()
+
+
+def test_beyond_the_batched_kernel_the_device_replica_draws_per_pair(caplog) -> None:  # noqa: ANN001
+    """A window or dimension the batched kernel's shared memory cannot hold trains with the
+    per-pair kernel, and the log says so."""
+    from dw2v.gpu_train import DeviceReplica
+
+    vocab, dim = 8, 400
+    params = Params(np.zeros((vocab, dim), np.float32), np.zeros((vocab, dim), np.float32))
+    with caplog.at_level(logging.INFO, logger="dw2v.gpu_train"):
+        replica = DeviceReplica(params, 1, _tables(vocab), TrainConfig(vector_size=dim))
+    assert not replica.batched
+    assert "exceed the batched skip-gram kernel" in caplog.text
 
 
 def _corpus(root: Path, files: int, sentences: int) -> Path:

@@ -2,13 +2,24 @@
 semantics.
 
 One thread block trains one sentence at a time (blocks take sentences in turn, grid-stride),
-its threads across the vector's dimensions; the block's thread 0 makes the random choices
-(subsampling, redrawn per call; the shrunk window; the negatives, a negative equal to the
-target skipped) from the sentence's own seed, so a result does not depend on how blocks are
-scheduled, and writes them to shared memory; every thread then updates its dimensions. The
-learning rate falls linearly over the words read, sentence by sentence, as on the CPU. Blocks
-update the shared matrices without locks (Hogwild, as word2vec's own GPU ports do); touch
-counts use atomics.
+its threads across the vector's dimensions. The block's thread 0 makes the sentence's random
+choices (subsampling, redrawn per call; the shrunk windows) from the sentence's own seed, so
+a result does not depend on how blocks are scheduled. Three kernels:
+
+- :func:`sg_batch_kernel`, skip-gram as the CPU's default (HogBatch, after FULL-W2V, Randall
+  et al. 2021): a centre's window shares one set of negatives and is one minibatch; the
+  window's context rows and their gradients sit in shared memory, each target's output row is
+  read once per window;
+- :func:`cbow_kernel`: the mean of the window predicts the centre;
+- :func:`sg_kernel`, skip-gram with negatives per pair (``shared_negatives=False``), thread 0
+  drawing them.
+
+The first two take their negatives drawn in bulk beforehand by :func:`draw_kernel`
+(counter-based bits, every thread of the grid drawing its own). The learning rate falls
+linearly over the words read, sentence by sentence, as on the CPU. Blocks update the shared
+matrices without locks (Hogwild, as word2vec's own GPU ports do), each change added with
+``atomicAdd`` so that no block's update is lost where two touch one row; touch counts use
+atomics too.
 
 The kernels run on device arrays (CuPy's, through ``__cuda_array_interface__``) on a GPU, and
 on NumPy arrays under the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``), where CI executes every
@@ -40,6 +51,14 @@ __warningregistry__: dict[Any, Any] = {}
 THREADS = 32
 MAX_DIM = 1024
 MAX_TARGETS = 65
+#: The batched skip-gram kernel keeps a window's context rows and their gradients in shared
+#: memory: 2 x MAX_CONTEXT x MAX_BATCH_DIM floats (40 KiB of the 48 KiB a block may hold
+#: without opting in), so windows up to 8 and vectors up to 320 floats.
+MAX_CONTEXT = 16
+MAX_BATCH_DIM = 320
+#: Negatives drawn in bulk for one launch at most (int32: 64 MiB); longer calls are launched
+#: in runs of whole sentences.
+DRAWS_PER_LAUNCH = 1 << 24
 
 
 @cuda.jit(device=True, inline=True)
@@ -106,17 +125,50 @@ def _window(state, i, n, window, info):  # type: ignore[no-untyped-def]
 
 
 @cuda.jit(device=True, inline=True)
+def _alias(bits, alias_prob, alias_idx):  # type: ignore[no-untyped-def]
+    """One draw from the alias table: the high 32 bits pick a column, the low 32 the coin."""
+    column = np.int64(((bits >> np.uint64(32)) * np.uint64(alias_prob.shape[0]))
+                      >> np.uint64(32))
+    coin = float(bits & np.uint64(0xFFFFFFFF)) * (1.0 / 4294967296.0)
+    return column if coin < alias_prob[column] else alias_idx[column]
+
+
+@cuda.jit(device=True, inline=True)
 def _draw_targets(state, centre, targets, negative, alias_prob, alias_idx):  # type: ignore
     """Thread 0: ``targets[0] = centre``, then ``negative`` draws from the alias table."""
     targets[0] = centre
     for k in range(1, negative + 1):
         state = _next(state)
-        bits = _bits(state)
-        column = np.int64(((bits >> np.uint64(32)) * np.uint64(alias_prob.shape[0]))
-                          >> np.uint64(32))
-        coin = float(bits & np.uint64(0xFFFFFFFF)) * (1.0 / 4294967296.0)
-        targets[k] = column if coin < alias_prob[column] else alias_idx[column]
+        targets[k] = _alias(_bits(state), alias_prob, alias_idx)
     return state
+
+
+@cuda.jit(device=True, inline=True)
+def _mix(x):  # type: ignore[no-untyped-def]
+    """SplitMix64's output function: 64 well-mixed bits from a counter, so every draw of a
+    bulk array is computed on its own, by any thread, in any order."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+@cuda.jit
+def draw_kernel(seed, alias_prob, alias_idx, out):  # type: ignore[no-untyped-def]
+    """Negatives in bulk: ``out[p, k]`` (int32), the k-th noise word of position ``p``, drawn
+    from the alias table with counter-based bits (``seed``, ``p * out.shape[1] + k``); every
+    thread of the grid fills its own entries."""
+    width = out.shape[1]
+    for e in range(cuda.grid(1), out.shape[0] * width, cuda.gridsize(1)):
+        bits = _mix(seed + np.uint64(e + 1) * np.uint64(0x9E3779B97F4A7C15))
+        out[e // width, e % width] = _alias(bits, alias_prob, alias_idx)
+
+
+@cuda.jit(device=True, inline=True)
+def _bulk_targets(negatives, row, centre, targets, negative):  # type: ignore
+    """Every thread: its share of ``targets`` (the centre, then row ``row`` of the bulk
+    negatives); the caller synchronises before reading them."""
+    for k in range(cuda.threadIdx.x, negative + 1, cuda.blockDim.x):
+        targets[k] = centre if k == 0 else negatives[row, k - 1]
 
 
 @cuda.jit(device=True, inline=True)
@@ -158,15 +210,19 @@ def _score(h, W_out, target, partial, warp):  # type: ignore[no-untyped-def]
 
 
 @cuda.jit(device=True, inline=True)
+def _softplus(x):  # type: ignore[no-untyped-def]
+    """``log(1 + exp(x))``, stable at both ends."""
+    return x + math.log1p(math.exp(-x)) if x > 0 else math.log1p(math.exp(x))
+
+
+@cuda.jit(device=True, inline=True)
 def _step(f, k, lr, counters, block):  # type: ignore[no-untyped-def]
     """The update's size for target ``k`` (0: the centre) at score ``f``; thread 0 adds the
     loss term (softplus, stable) to the block's counters."""
     f = min(max(f, -MAX_SCORE), MAX_SCORE)
     label = 1.0 if k == 0 else 0.0
     if cuda.threadIdx.x == 0:
-        x = -f if k == 0 else f
-        counters[block, LOSS_SUM] += (x + math.log1p(math.exp(-x)) if x > 0
-                                      else math.log1p(math.exp(x)))
+        counters[block, LOSS_SUM] += _softplus(-f if k == 0 else f)
         counters[block, LOSS_TERMS] += 1
     return np.float32((label - 1.0 / (1.0 + math.exp(-f))) * lr)
 
@@ -191,7 +247,7 @@ def _predict(h, W_out, targets, negative, centre, lr, neu1e, partial, warp, coun
         g = _step(_score(h, W_out, target, partial, warp), k, lr, counters, block)
         for d in range(t, W_out.shape[1], nt):
             neu1e[d] += g * W_out[target, d]
-            W_out[target, d] += g * h[d]
+            cuda.atomic.add(W_out, (target, d), g * h[d])
         if counting and t == 0:
             cuda.atomic.add(touches_out, target, 1)
         cuda.syncthreads()
@@ -237,7 +293,7 @@ def sg_kernel(ids, offsets, s_lo, s_hi, W_in, W_out, keep_prob, alias_prob, alia
                 _predict(h, W_out, targets, negative, centre, lr, neu1e, partial, warp,
                          counters, block, touches_out, counting)
                 for d in range(t, dim, nt):
-                    h[d] += neu1e[d]
+                    cuda.atomic.add(W_in, (word, d), neu1e[d])
                 if t == 0:
                     counters[block, EXAMPLES] += 1
                     if counting:
@@ -248,12 +304,14 @@ def sg_kernel(ids, offsets, s_lo, s_hi, W_in, W_out, keep_prob, alias_prob, alia
 
 
 @cuda.jit
-def cbow_kernel(ids, offsets, s_lo, s_hi, W_in, W_out, keep_prob, alias_prob,
-                alias_idx, window, negative, lr_start, lr_end, seeds, scratch, counters,
-                touches_in, touches_out, trace_words, trace_targets, trace_lr, trace_n, warp):
+def cbow_kernel(ids, offsets, s_lo, s_hi, W_in, W_out, keep_prob, negatives, window,
+                negative, lr_start, lr_end, seeds, scratch, counters, touches_in,
+                touches_out, trace_words, trace_targets, trace_lr, trace_n, warp):
     """CBOW over sentences ``[s_lo, s_hi)``: the mean of the context rows predicts the centre
-    word; every context row then receives the whole gradient (word2vec's ``-cbow 1``).
-    Arguments as :func:`sg_kernel`'s; ``trace_words`` (capacity, 2 * window)."""
+    word; every context row then receives the whole gradient (word2vec's ``-cbow 1``). The
+    negatives come drawn in bulk (:func:`draw_kernel`; row ``offsets[s] - offsets[s_lo] + i``
+    for the sentence's i-th kept word); rows are written with ``atomicAdd``. Other arguments
+    as :func:`sg_kernel`'s; ``trace_words`` (capacity, 2 * window)."""
     t, nt, block = cuda.threadIdx.x, cuda.blockDim.x, cuda.blockIdx.x
     partial = cuda.shared.array(THREADS, np.float32)
     neu1e = cuda.shared.array(MAX_DIM, np.float32)
@@ -282,15 +340,14 @@ def cbow_kernel(ids, offsets, s_lo, s_hi, W_in, W_out, keep_prob, alias_prob,
                         acc += W_in[sentence[j], d]
                 h[d] = acc * inv
                 neu1e[d] = 0.0
-            if t == 0:
-                state = _draw_targets(state, centre, targets, negative, alias_prob, alias_idx)
+            _bulk_targets(negatives, offsets[s] - offsets[s_lo] + i, centre, targets, negative)
             cuda.syncthreads()
             _predict(h, W_out, targets, negative, centre, lr, neu1e, partial, warp, counters,
                      block, touches_out, counting)
             for j in range(j_lo, j_hi):
                 if j != i:
                     for d in range(t, dim, nt):
-                        W_in[sentence[j], d] += neu1e[d]
+                        cuda.atomic.add(W_in, (sentence[j], d), neu1e[d])
                     if counting and t == 0:
                         cuda.atomic.add(touches_in, sentence[j], 1)
             if t == 0:
@@ -298,6 +355,162 @@ def cbow_kernel(ids, offsets, s_lo, s_hi, W_in, W_out, keep_prob, alias_prob,
                 _trace(trace_words, trace_targets, trace_lr, trace_n, sentence, j_lo, j_hi, i,
                        targets, negative, lr)
             cuda.syncthreads()
+
+
+@cuda.jit(device=True, inline=True)
+def _times(targets, k, centre, negative):  # type: ignore[no-untyped-def]
+    """How many times target ``k``'s word was drawn, counted at its first slot (0 at later
+    slots and at a negative equal to the centre; 1 for the centre, slot 0): the CPU's
+    ``_count_repeats``, one slot per thread."""
+    if k == 0:
+        return 1
+    word = targets[k]
+    if word == centre:
+        return 0
+    m = 0
+    for q in range(1, negative + 1):
+        if targets[q] == word:
+            if q < k:
+                return 0
+            m += 1
+    return m
+
+
+@cuda.jit(device=True, inline=True)
+def _repeated(f, m, hh, lr):  # type: ignore[no-untyped-def]
+    """word2vec's ``m`` steps of one pair on a negative drawn ``m`` times, the input row
+    fixed (the CPU's ``_repeated_negative``): ``(G, A, loss)``, the input's gradient being
+    ``G * out + A * h``."""
+    G = np.float32(0.0)
+    A = np.float32(0.0)
+    loss = 0.0
+    for _ in range(m):
+        f_r = min(max(f + G * hh, -MAX_SCORE), MAX_SCORE)
+        g_r = np.float32(-lr / (1.0 + math.exp(-f_r)))
+        A += g_r * G
+        G += g_r
+        loss += _softplus(f_r)
+    return G, A, loss
+
+
+@cuda.jit(device=True, inline=True)
+def _row_sums(partial, n, out):  # type: ignore[no-untyped-def]
+    """``out[c] = sum(partial[c, :blockDim])`` for ``c < n``, a context per thread."""
+    for c in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+        acc = np.float32(0.0)
+        for q in range(cuda.blockDim.x):
+            acc += partial[c, q]
+        out[c] = acc
+
+
+@cuda.jit
+def sg_batch_kernel(ids, offsets, s_lo, s_hi, W_in, W_out, keep_prob, negatives, window,
+                    negative, lr_start, lr_end, seeds, scratch, counters, touches_in,
+                    touches_out, trace_words, trace_targets, trace_lr, trace_n):
+    """Skip-gram, HogBatch style (the CPU's ``train_sg_batch``, after FULL-W2V): a centre
+    word's context words share its negatives (drawn in bulk, :func:`draw_kernel`) and the
+    window is one minibatch, every pair scored from the parameters before the step. The
+    window's context rows and their gradients sit in shared memory; each target's output row
+    is read once per window, its change summed over the contexts and added with
+    ``atomicAdd``, as are the context rows' changes at the end. A target drawn ``m`` times
+    takes word2vec's ``m`` steps (:func:`_repeated`). Counters count pairs as examples; the
+    trace records one row per centre (``trace_words`` (capacity, 2 * window))."""
+    t, nt, block = cuda.threadIdx.x, cuda.blockDim.x, cuda.blockIdx.x
+    partial = cuda.shared.array((MAX_CONTEXT, THREADS), np.float32)
+    rows = cuda.shared.array((MAX_CONTEXT, MAX_BATCH_DIM), np.float32)
+    grads = cuda.shared.array((MAX_CONTEXT, MAX_BATCH_DIM), np.float32)
+    words = cuda.shared.array(MAX_CONTEXT, np.int64)
+    hh = cuda.shared.array(MAX_CONTEXT, np.float32)  # |row|^2, for repeated targets
+    along = cuda.shared.array(MAX_CONTEXT, np.float32)  # their gradient along the row
+    scores = cuda.shared.array(MAX_CONTEXT, np.float32)  # a target's f, then its g
+    targets = cuda.shared.array(MAX_TARGETS, np.int64)
+    times = cuda.shared.array(MAX_TARGETS, np.int64)
+    info = cuda.shared.array(4, np.int64)
+    dim = W_in.shape[1]
+    counting = touches_in.shape[0] > 0
+    total = max(offsets[s_hi] - offsets[s_lo], 1)
+    loss = 0.0  # this thread's share, added to the block's counters at the end
+    terms = 0.0
+    state = np.uint64(1)
+    for s in range(s_lo + block, s_hi, cuda.gridDim.x):
+        sentence = scratch[block]
+        lr = _rate(lr_start, lr_end, offsets, s, s_lo, total)
+        state, n = _begin(ids, offsets, s, keep_prob, sentence,
+                          np.uint64(seeds[s - s_lo]) | np.uint64(1), counters, block, info)
+        for i in range(n):
+            state, j_lo, j_hi = _window(state, i, n, window, info)
+            contexts = j_hi - j_lo - 1
+            if contexts <= 0:
+                continue  # the same for every thread
+            centre = sentence[i]
+            _bulk_targets(negatives, offsets[s] - offsets[s_lo] + i, centre, targets, negative)
+            for c in range(t, contexts, nt):
+                words[c] = sentence[j_lo + c + (1 if j_lo + c >= i else 0)]
+            cuda.syncthreads()
+            for k in range(t, negative + 1, nt):
+                times[k] = _times(targets, k, centre, negative)
+            for c in range(contexts):
+                acc = np.float32(0.0)
+                for d in range(t, dim, nt):
+                    v = W_in[words[c], d]
+                    rows[c, d] = v
+                    grads[c, d] = 0.0
+                    acc += v * v
+                partial[c, t] = acc
+            cuda.syncthreads()
+            _row_sums(partial, contexts, hh)
+            for c in range(t, contexts, nt):
+                along[c] = 0.0
+            cuda.syncthreads()
+            for k in range(negative + 1):
+                m = times[k]
+                if m == 0:
+                    continue  # shared: the same for every thread
+                target = targets[k]
+                for c in range(contexts):
+                    acc = np.float32(0.0)
+                    for d in range(t, dim, nt):
+                        acc += rows[c, d] * W_out[target, d]
+                    partial[c, t] = acc
+                cuda.syncthreads()
+                _row_sums(partial, contexts, scores)
+                for c in range(t, contexts, nt):
+                    f = scores[c]
+                    if m == 1:
+                        f = min(max(f, -MAX_SCORE), MAX_SCORE)
+                        label = 1.0 if k == 0 else 0.0
+                        scores[c] = np.float32((label - 1.0 / (1.0 + math.exp(-f))) * lr)
+                        loss += _softplus(-f if k == 0 else f)
+                    else:
+                        g, a, lost = _repeated(f, m, hh[c], lr)
+                        scores[c] = g
+                        along[c] += a
+                        loss += lost
+                    terms += m
+                cuda.syncthreads()
+                for d in range(t, dim, nt):
+                    out = W_out[target, d]
+                    acc = np.float32(0.0)
+                    for c in range(contexts):
+                        grads[c, d] += scores[c] * out
+                        acc += scores[c] * rows[c, d]
+                    cuda.atomic.add(W_out, (target, d), acc)
+                if counting and t == 0:
+                    cuda.atomic.add(touches_out, target, contexts * m)
+                cuda.syncthreads()  # scores and partial are written again for the next target
+            for c in range(contexts):
+                for d in range(t, dim, nt):
+                    cuda.atomic.add(W_in, (words[c], d), grads[c, d] + along[c] * rows[c, d])
+            if t == 0:
+                counters[block, EXAMPLES] += contexts
+                if counting:
+                    for c in range(contexts):
+                        cuda.atomic.add(touches_in, words[c], 1)
+                _trace(trace_words, trace_targets, trace_lr, trace_n, sentence, j_lo, j_hi, i,
+                       targets, negative, lr)
+            cuda.syncthreads()
+    cuda.atomic.add(counters, (block, LOSS_SUM), loss)
+    cuda.atomic.add(counters, (block, LOSS_TERMS), terms)
 
 
 @cuda.jit(device=True, inline=True)
@@ -341,20 +554,54 @@ def sentence_seeds(seed: int, first: int, count: int) -> np.ndarray:
     return np.random.SeedSequence([seed, first]).generate_state(max(count, 1), np.uint64)[:count]
 
 
+def _draw_seed(seed: int, first: int) -> np.uint64:
+    """The bulk negatives' seed for the run of sentences from ``first`` (apart from the
+    sentences' own seeds)."""
+    return np.random.SeedSequence([seed, first, 0xD8A5]).generate_state(1, np.uint64)[0]
+
+
+def fits_batch(dim: int, window: int) -> bool:
+    """Whether the batched skip-gram kernel's shared memory holds this window and dimension."""
+    return dim <= MAX_BATCH_DIM and 2 * window <= MAX_CONTEXT
+
+
+def _runs(offsets: np.ndarray, limit: int) -> list[tuple[int, int]]:
+    """Runs of whole sentences ``[a, b)`` of at most ``limit`` words each (a longer sentence
+    is a run of its own)."""
+    runs, a = [], 0
+    sentences = len(offsets) - 1
+    while a < sentences:
+        b = int(np.searchsorted(offsets, offsets[a] + limit, side="right")) - 1
+        b = min(max(b, a + 1), sentences)
+        runs.append((a, b))
+        a = b
+    return runs
+
+
 def train(ids: Any, offsets: np.ndarray, W_in: Any, W_out: Any, keep_prob: Any,
           alias_prob: Any, alias_idx: Any, *, sg: bool, window: int, negative: int,
           lr_start: float, lr_end: float, seed: int, blocks: int = 64, threads: int = THREADS,
           touches: tuple[Any, Any] | None = None, trace_capacity: int = 0,
-          warp: bool | None = None) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
+          warp: bool | None = None, shared_negatives: bool = False
+          ) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
     """Train skip-gram (``sg``) or CBOW over every sentence of ``offsets`` on the device
     (``W_in``, ``W_out`` updated in place; device arrays, or NumPy ones in the simulator);
     return the counters (float64, 5: words read, kept, examples, loss sum, loss terms) and,
     with ``trace_capacity``, the examples in the order trained (one block trains them in
     sentence order): ``words`` (padded with -1), ``targets``, ``lr``. ``warp`` (default: on a
-    GPU with 32 threads) takes the dot products by warp shuffles."""
-    if W_in.shape[1] > MAX_DIM or negative + 1 > MAX_TARGETS or not 1 <= threads <= THREADS:
+    GPU with 32 threads) takes the per-pair kernels' dot products by warp shuffles.
+    ``shared_negatives`` (skip-gram): the batched HogBatch kernel, as the CPU's default.
+    CBOW and batched skip-gram draw their negatives in bulk, in runs of whole sentences of at
+    most :data:`DRAWS_PER_LAUNCH` draws; the learning rate still falls linearly over the
+    whole call."""
+    dim = W_in.shape[1]
+    if dim > MAX_DIM or negative + 1 > MAX_TARGETS or not 1 <= threads <= THREADS:
         raise ValueError(f"the GPU kernel takes dim <= {MAX_DIM}, negative <= "
                          f"{MAX_TARGETS - 1}, 1 <= threads <= {THREADS}")
+    batched = sg and shared_negatives
+    if batched and not fits_batch(dim, window):
+        raise ValueError(f"the batched GPU kernel takes dim <= {MAX_BATCH_DIM} and window <= "
+                         f"{MAX_CONTEXT // 2}")
     if warp is None:
         warp = threads == 32 and not numba_config.ENABLE_CUDASIM
     if warp and (threads != 32 or numba_config.ENABLE_CUDASIM):
@@ -367,17 +614,31 @@ def train(ids: Any, offsets: np.ndarray, W_in: Any, W_out: Any, keep_prob: Any,
     counters = cuda.to_device(np.zeros((blocks, 5), np.float64))
     none = cuda.to_device(np.zeros(0, np.int64))
     t_in, t_out = touches if touches is not None else (none, none)
-    width = 1 if sg else 2 * window
+    width = 2 * window if batched or not sg else 1
     trace = (cuda.to_device(np.full((trace_capacity, width), -1, np.int64)),
              cuda.to_device(np.full((trace_capacity, negative + 1), -1, np.int64)),
              cuda.to_device(np.full(trace_capacity, np.nan)), cuda.to_device(np.zeros(1, np.int64)))
-    kernel = sg_kernel if sg else cbow_kernel
+    seeds = cuda.to_device(sentence_seeds(seed, 0, sentences))
+    device_offsets = cuda.to_device(offsets)
+    words = max(int(offsets[-1]), 1)
     with _simulator_pace():
-        kernel[blocks, threads](ids, cuda.to_device(offsets), 0, sentences, W_in, W_out,
-                                keep_prob, alias_prob, alias_idx, window, negative,
-                                np.float32(lr_start), np.float32(lr_end),
-                                cuda.to_device(sentence_seeds(seed, 0, sentences)), scratch,
-                                counters, t_in, t_out, *trace, bool(warp))
+        if sg and not batched:
+            sg_kernel[blocks, threads](ids, device_offsets, 0, sentences, W_in, W_out, keep_prob,
+                                       alias_prob, alias_idx, window, negative,
+                                       np.float32(lr_start), np.float32(lr_end), seeds, scratch,
+                                       counters, t_in, t_out, *trace, bool(warp))
+        for a, b in [] if sg and not batched else _runs(offsets, DRAWS_PER_LAUNCH // negative):
+            lr_a = lr_start + (lr_end - lr_start) * offsets[a] / words
+            lr_b = lr_start + (lr_end - lr_start) * offsets[b] / words
+            negatives = cuda.device_array((offsets[b] - offsets[a], negative), np.int32)
+            draw_kernel[blocks, threads](_draw_seed(seed, a), alias_prob, alias_idx, negatives)
+            run = (ids, device_offsets, a, b, W_in, W_out, keep_prob, negatives, window,
+                   negative, np.float32(lr_a), np.float32(lr_b), seeds[a:b], scratch, counters,
+                   t_in, t_out, *trace)
+            if batched:
+                sg_batch_kernel[blocks, threads](*run)
+            else:
+                cbow_kernel[blocks, threads](*run, bool(warp))
     summed = counters.copy_to_host().sum(axis=0)
     if not trace_capacity:
         return summed, None

@@ -14,7 +14,8 @@ SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 # the simulator runs the kernel's uint64 generator as NumPy scalars, which warn on the
 # wraparound a GPU does silently
 pytestmark = [pytest.mark.cudasim if SIMULATED else pytest.mark.gpu,
-              pytest.mark.filterwarnings("ignore:overflow encountered in scalar multiply")]
+              pytest.mark.filterwarnings("ignore:overflow encountered in scalar multiply"),
+              pytest.mark.filterwarnings("ignore:overflow encountered in scalar add")]
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +72,90 @@ def test_one_block_equals_the_reference_on_the_same_draws(gpu, sg: bool,
     assert trace["lr"][0] == pytest.approx(0.5) and np.all(np.diff(trace["lr"]) <= 0)
 
 
-@pytest.mark.parametrize("sg", [True, False], ids=["skipgram", "cbow"])
-def test_several_blocks_learn_planted_pairs_and_count_touches(gpu, sg: bool) -> None:
+@pytest.mark.parametrize("vocab,negative,lr", [(12, 3, 0.5), (6, 12, 0.1)],
+                         ids=["few-repeats", "many-repeats"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_batched_skipgram_equals_the_batched_reference(gpu, seed: int, vocab: int,
+                                                       negative: int, lr: float) -> None:
+    """The HogBatch kernel (a centre's window shares its bulk-drawn negatives, one minibatch):
+    replaying one block's draws through the NumPy reference of the CPU's default skip-gram
+    gives the same matrices, counters and loss; a negative drawn m times takes word2vec's m
+    steps (12 draws from 6 words repeat most of them)."""
+    problem = _problem(vocab=vocab, dim=6, sentences=4, seed=seed)
+    before = {k: v.copy() for k, v in problem.items()}
+    counters, trace = gpu.train(**problem, sg=True, window=2, negative=negative, lr_start=lr,
+                                lr_end=lr / 10, seed=seed, blocks=1, threads=4,
+                                trace_capacity=1000, shared_negatives=True)
+    assert trace is not None and len(trace["lr"]) > 3
+    W_in, W_out = before["W_in"].copy(), before["W_out"].copy()
+    ref = reference.Counters()
+    for words, targets, rate in zip(trace["words"], trace["targets"], trace["lr"]):
+        reference.skipgram_batch_step(W_in, W_out, words[words >= 0], targets, float(rate), ref)
+    if negative > 4:
+        assert np.mean([len(np.unique(t[1:])) < negative for t in trace["targets"]]) > 0.9
+    np.testing.assert_allclose(problem["W_in"], W_in, atol=1e-5)
+    np.testing.assert_allclose(problem["W_out"], W_out, atol=1e-5)
+    assert counters[cpu.EXAMPLES] == ref.examples
+    assert counters[cpu.LOSS_TERMS] == ref.terms
+    assert counters[cpu.LOSS_SUM] == pytest.approx(ref.loss, rel=1e-4)
+    assert trace["lr"][0] == pytest.approx(lr) and np.all(np.diff(trace["lr"]) <= 0)
+
+
+def test_bulk_negatives_follow_the_noise_distribution(gpu) -> None:
+    """The bulk draws: the alias table's distribution (a chi-square bound far beyond chance),
+    the same array for a seed, another for another seed."""
+    from numba import cuda
+
+    probabilities = np.array([0.4, 0.25, 0.15, 0.1, 0.06, 0.04])
+    alias_prob, alias_idx = cpu.build_alias(probabilities)
+    draws = []
+    for seed in (7, 7, 8):
+        out = cuda.device_array((400, 5), np.int32)
+        gpu.draw_kernel[2, 8](np.uint64(seed), cuda.to_device(alias_prob),
+                              cuda.to_device(alias_idx), out)
+        draws.append(out.copy_to_host())
+    np.testing.assert_array_equal(draws[0], draws[1])
+    assert (draws[0] != draws[2]).mean() > 0.5
+    observed = np.bincount(draws[0].ravel(), minlength=6)
+    expected = probabilities * draws[0].size
+    assert ((observed - expected) ** 2 / expected).sum() < 30  # chi-square, 5 dof: p < 1e-5
+
+
+@pytest.mark.parametrize("sg", [True, False], ids=["skipgram-hogbatch", "cbow"])
+def test_a_long_call_runs_in_pieces_on_one_learning_rate_line(gpu, monkeypatch, sg: bool
+                                                              ) -> None:
+    """A call whose bulk negatives exceed ``DRAWS_PER_LAUNCH`` runs in pieces of whole
+    sentences: the examples, their order and their learning rates are those of one piece
+    (only the negatives differ), and the reference replay still holds."""
+    traces = []
+    for limit in (gpu.DRAWS_PER_LAUNCH, 6):
+        monkeypatch.setattr(gpu, "DRAWS_PER_LAUNCH", limit)
+        problem = _problem(sentences=5, seed=2)
+        before = {k: v.copy() for k, v in problem.items()}
+        _, trace = gpu.train(**problem, sg=sg, window=2, negative=2, lr_start=0.4,
+                             lr_end=0.04, seed=3, blocks=1, threads=4, trace_capacity=1000,
+                             shared_negatives=True)
+        traces.append(trace)
+    one, pieces = traces
+    np.testing.assert_array_equal(one["words"], pieces["words"])
+    np.testing.assert_allclose(one["lr"], pieces["lr"], rtol=1e-5)  # float32 rates
+    assert (one["targets"][:, 1:] != pieces["targets"][:, 1:]).any()
+    W_in, W_out = before["W_in"].copy(), before["W_out"].copy()
+    ref = reference.Counters()
+    for words, targets, rate in zip(pieces["words"], pieces["targets"], pieces["lr"]):
+        if sg:
+            reference.skipgram_batch_step(W_in, W_out, words[words >= 0], targets, float(rate),
+                                          ref)
+        else:
+            reference.cbow_step(W_in, W_out, words[words >= 0], targets, float(rate), ref)
+    np.testing.assert_allclose(problem["W_in"], W_in, atol=1e-5)
+    np.testing.assert_allclose(problem["W_out"], W_out, atol=1e-5)
+
+
+@pytest.mark.parametrize("sg,shared", [(True, False), (True, True), (False, False)],
+                         ids=["skipgram", "skipgram-hogbatch", "cbow"])
+def test_several_blocks_learn_planted_pairs_and_count_touches(gpu, sg: bool,
+                                                              shared: bool) -> None:
     """Words that always occur together (0-1, 2-3, ...) end up closer to their partner than to
     the rest after a few passes with several blocks at once (Hogwild); every update is
     counted in the touch arrays."""
@@ -90,7 +173,7 @@ def test_several_blocks_learn_planted_pairs_and_count_touches(gpu, sg: bool) -> 
         counters, _ = gpu.train(ids, offsets, W_in, W_out, np.ones(vocab, np.float32),
                                 alias_prob, alias_idx, sg=sg, window=1, negative=2,
                                 lr_start=0.1, lr_end=0.1, seed=epoch, blocks=2, threads=2,
-                                touches=touches)
+                                touches=touches, shared_negatives=shared)
         losses.append(counters[cpu.LOSS_SUM] / counters[cpu.LOSS_TERMS])
     assert losses[-1] < losses[0]
     unit = W_in / np.linalg.norm(W_in, axis=1, keepdims=True)
@@ -106,6 +189,10 @@ def test_sizes_beyond_the_kernel_are_refused(gpu) -> None:
     problem = _problem()
     with pytest.raises(ValueError, match="dim <= 1024, negative <= 64"):
         gpu.train(**problem, sg=True, window=2, negative=70, lr_start=0.1, lr_end=0.1, seed=0)
+    with pytest.raises(ValueError, match="batched GPU kernel takes dim <= 320 and window <= 8"):
+        gpu.train(**problem, sg=True, window=9, negative=2, lr_start=0.1, lr_end=0.1, seed=0,
+                  shared_negatives=True)
+    assert gpu.fits_batch(300, 5) and not gpu.fits_batch(400, 5)
 
 
 @pytest.mark.parametrize("sg", [True, False], ids=["skipgram", "cbow"])
