@@ -31,6 +31,8 @@ REPORT = "report.html"
 FIGURES = "report"
 #: Words shown in the PCA map (after skipping the most frequent ones, mostly function words).
 MAP_WORDS, MAP_SKIP = 80, 20
+#: Ranks drawn on the rank-frequency curve (log-spaced; every rank of a small vocabulary).
+RANK_POINTS = 2000
 #: Up to this many workers the per-worker figure draws a line each; beyond, a heat map.
 WORKER_LINES = 8
 #: The ranks whose words stand in for ``--neighbours`` when none are given.
@@ -191,13 +193,25 @@ def _workers_figure(rounds: list[dict[str, Any]], path: Path) -> None:
     _save(fig, path)
 
 
+def rank_frequency_points(counts: np.ndarray, points: int = RANK_POINTS
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """The rank-frequency curve at up to ``points`` ranks spaced evenly on a log scale (the
+    first and the last included; every rank of a smaller vocabulary): on log axes the same
+    line as every rank, at a fraction of the drawing time for a million words."""
+    ordered = np.sort(np.asarray(counts, np.float64))[::-1]
+    if len(ordered) <= points:
+        return np.arange(1, len(ordered) + 1), ordered
+    ranks = np.unique(np.geomspace(1, len(ordered), points).round().astype(np.int64))
+    return ranks, ordered[ranks - 1]
+
+
 def _rank_frequency_figure(emb: Embeddings, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    counts = np.sort(np.asarray(emb.counts, np.float64))[::-1]
+    ranks, counts = rank_frequency_points(emb.counts)
     fig, axis = plt.subplots(figsize=(5, 3.6))
-    axis.loglog(np.arange(1, len(counts) + 1), np.maximum(counts, 1))
-    axis.set(xlabel="rank", ylabel="count", title=f"Rank-frequency ({len(counts):,} words)")
+    axis.loglog(ranks, np.maximum(counts, 1))
+    axis.set(xlabel="rank", ylabel="count", title=f"Rank-frequency ({len(emb.counts):,} words)")
     axis.grid(alpha=0.3, which="both")
     _save(fig, path)
 

@@ -15,7 +15,8 @@ from distributed import Client
 
 import dw2v
 from dw2v.cli import main
-from dw2v.report import ReportExtras, pca_2d, worker_table, write_report
+from dw2v.report import (ReportExtras, pca_2d, rank_frequency_points, worker_table,
+                         write_report)
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +116,24 @@ def test_pca_projects_onto_the_directions_of_largest_variance() -> None:
     points = pca_2d(data)
     assert points.shape == (200, 2)
     assert np.var(points[:, 0]) > np.var(points[:, 1]) > 5 * np.var(data[:, 2])
+
+
+def test_the_rank_frequency_curve_keeps_its_ends_and_log_spaced_ranks_between() -> None:
+    """A million words are drawn at 2,000 log-spaced ranks (the first and the last among
+    them) with their exact counts; a small vocabulary keeps every rank."""
+    rng = np.random.default_rng(0)
+    counts = rng.permutation((10**8 // np.arange(1, 10**6 + 1)).astype(np.int64))
+    ranks, at = rank_frequency_points(counts)
+    assert ranks[0] == 1 and ranks[-1] == 10**6 and len(ranks) <= 2000
+    assert np.all(np.diff(ranks) > 0)
+    np.testing.assert_array_equal(at, np.sort(counts)[::-1][ranks - 1])
+    ratios = ranks[1:] / ranks[:-1]
+    assert ratios[ranks[:-1] > 1000].max() < 1.02  # even on the log axis where ranks are many
+    small = rng.integers(1, 50, size=300)
+    ranks, at = rank_frequency_points(small)
+    np.testing.assert_array_equal(ranks, np.arange(1, 301))
+    np.testing.assert_array_equal(at, np.sort(small)[::-1])
+    assert len(rank_frequency_points(np.zeros(0))[0]) == 0
 
 
 def test_the_page_renders_in_headless_chromium(model: Path) -> None:
