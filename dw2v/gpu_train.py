@@ -67,9 +67,9 @@ class DeviceReplica:
         if self.batched and not gpu.fits_batch(config.vector_size, config.window):
             self.batched = False
             logger.info("GPU: --dim %d / --window %d exceed the batched skip-gram kernel "
-                        "(dim <= %d, window <= %d): each pair draws its own negatives",
-                        config.vector_size, config.window, gpu.MAX_BATCH_DIM,
-                        gpu.MAX_CONTEXT // 2)
+                        "(window <= %d, window x dim <= %d): each pair draws its own "
+                        "negatives", config.vector_size, config.window, gpu.MAX_CONTEXT // 2,
+                        gpu.BATCH_SHARED_BYTES // 16)
         if simulated():
             self.blocks = 2
         else:

@@ -197,7 +197,7 @@ def test_beyond_the_batched_kernel_the_device_replica_draws_per_pair(caplog) -> 
     per-pair kernel, and the log says so."""
     from dw2v.gpu_train import DeviceReplica
 
-    vocab, dim = 8, 400
+    vocab, dim = 8, 600  # at the default window 5
     params = Params(np.zeros((vocab, dim), np.float32), np.zeros((vocab, dim), np.float32))
     with caplog.at_level(logging.INFO, logger="dw2v.gpu_train"):
         replica = DeviceReplica(params, 1, _tables(vocab), TrainConfig(vector_size=dim))

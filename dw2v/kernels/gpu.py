@@ -35,7 +35,7 @@ from typing import Any, Iterator
 
 import numpy as np
 from numba import config as numba_config
-from numba import cuda
+from numba import cuda, types
 
 from dw2v.kernels.cpu import EXAMPLES, LOSS_SUM, LOSS_TERMS, MAX_SCORE, WORDS_KEPT, WORDS_READ
 
@@ -51,11 +51,13 @@ __warningregistry__: dict[Any, Any] = {}
 THREADS = 32
 MAX_DIM = 1024
 MAX_TARGETS = 65
-#: The batched skip-gram kernel keeps a window's context rows and their gradients in shared
-#: memory: 2 x MAX_CONTEXT x MAX_BATCH_DIM floats (40 KiB of the 48 KiB a block may hold
-#: without opting in), so windows up to 8 and vectors up to 320 floats.
+#: The batched skip-gram kernel keeps a window's context rows and their gradients in dynamic
+#: shared memory, sized at launch to the window and the dimension (2 x 2 window x dim floats,
+#: 8 KiB at window 5 and d = 100, so more blocks fit on a multiprocessor), at most
+#: BATCH_SHARED_BYTES of the 48 KiB a block may hold without opting in; windows up to
+#: MAX_CONTEXT / 2.
 MAX_CONTEXT = 16
-MAX_BATCH_DIM = 320
+BATCH_SHARED_BYTES = 40 * 1024
 #: Negatives drawn in bulk for one launch at most (int32: 64 MiB); longer calls are launched
 #: in runs of whole sentences.
 DRAWS_PER_LAUNCH = 1 << 24
@@ -416,9 +418,11 @@ def sg_batch_kernel(ids, offsets, s_lo, s_hi, W_in, W_out, keep_prob, negatives,
     takes word2vec's ``m`` steps (:func:`_repeated`). Counters count pairs as examples; the
     trace records one row per centre (``trace_words`` (capacity, 2 * window))."""
     t, nt, block = cuda.threadIdx.x, cuda.blockDim.x, cuda.blockIdx.x
+    dim = W_in.shape[1]
     partial = cuda.shared.array((MAX_CONTEXT, THREADS), np.float32)
-    rows = cuda.shared.array((MAX_CONTEXT, MAX_BATCH_DIM), np.float32)
-    grads = cuda.shared.array((MAX_CONTEXT, MAX_BATCH_DIM), np.float32)
+    dynamic = cuda.shared.array(0, types.float32)  # 2 * (2 window) * dim, given at launch
+    rows = dynamic[:2 * window * dim]  # context c's row at [c * dim, (c + 1) * dim)
+    grads = dynamic[2 * window * dim:4 * window * dim]
     words = cuda.shared.array(MAX_CONTEXT, np.int64)
     hh = cuda.shared.array(MAX_CONTEXT, np.float32)  # |row|^2, for repeated targets
     along = cuda.shared.array(MAX_CONTEXT, np.float32)  # their gradient along the row
@@ -426,7 +430,6 @@ def sg_batch_kernel(ids, offsets, s_lo, s_hi, W_in, W_out, keep_prob, negatives,
     targets = cuda.shared.array(MAX_TARGETS, np.int64)
     times = cuda.shared.array(MAX_TARGETS, np.int64)
     info = cuda.shared.array(4, np.int64)
-    dim = W_in.shape[1]
     counting = touches_in.shape[0] > 0
     total = max(offsets[s_hi] - offsets[s_lo], 1)
     loss = 0.0  # this thread's share, added to the block's counters at the end
@@ -453,8 +456,8 @@ def sg_batch_kernel(ids, offsets, s_lo, s_hi, W_in, W_out, keep_prob, negatives,
                 acc = np.float32(0.0)
                 for d in range(t, dim, nt):
                     v = W_in[words[c], d]
-                    rows[c, d] = v
-                    grads[c, d] = 0.0
+                    rows[c * dim + d] = v
+                    grads[c * dim + d] = 0.0
                     acc += v * v
                 partial[c, t] = acc
             cuda.syncthreads()
@@ -470,7 +473,7 @@ def sg_batch_kernel(ids, offsets, s_lo, s_hi, W_in, W_out, keep_prob, negatives,
                 for c in range(contexts):
                     acc = np.float32(0.0)
                     for d in range(t, dim, nt):
-                        acc += rows[c, d] * W_out[target, d]
+                        acc += rows[c * dim + d] * W_out[target, d]
                     partial[c, t] = acc
                 cuda.syncthreads()
                 _row_sums(partial, contexts, scores)
@@ -492,15 +495,16 @@ def sg_batch_kernel(ids, offsets, s_lo, s_hi, W_in, W_out, keep_prob, negatives,
                     out = W_out[target, d]
                     acc = np.float32(0.0)
                     for c in range(contexts):
-                        grads[c, d] += scores[c] * out
-                        acc += scores[c] * rows[c, d]
+                        grads[c * dim + d] += scores[c] * out
+                        acc += scores[c] * rows[c * dim + d]
                     cuda.atomic.add(W_out, (target, d), acc)
                 if counting and t == 0:
                     cuda.atomic.add(touches_out, target, contexts * m)
                 cuda.syncthreads()  # scores and partial are written again for the next target
             for c in range(contexts):
                 for d in range(t, dim, nt):
-                    cuda.atomic.add(W_in, (words[c], d), grads[c, d] + along[c] * rows[c, d])
+                    cuda.atomic.add(W_in, (words[c], d),
+                                    grads[c * dim + d] + along[c] * rows[c * dim + d])
             if t == 0:
                 counters[block, EXAMPLES] += contexts
                 if counting:
@@ -560,9 +564,15 @@ def _draw_seed(seed: int, first: int) -> np.uint64:
     return np.random.SeedSequence([seed, first, 0xD8A5]).generate_state(1, np.uint64)[0]
 
 
+def batch_shared_bytes(dim: int, window: int) -> int:
+    """The batched skip-gram kernel's dynamic shared memory: the window's context rows and
+    their gradients."""
+    return 2 * (2 * window) * dim * 4
+
+
 def fits_batch(dim: int, window: int) -> bool:
     """Whether the batched skip-gram kernel's shared memory holds this window and dimension."""
-    return dim <= MAX_BATCH_DIM and 2 * window <= MAX_CONTEXT
+    return 2 * window <= MAX_CONTEXT and batch_shared_bytes(dim, window) <= BATCH_SHARED_BYTES
 
 
 def _runs(offsets: np.ndarray, limit: int) -> list[tuple[int, int]]:
@@ -600,8 +610,8 @@ def train(ids: Any, offsets: np.ndarray, W_in: Any, W_out: Any, keep_prob: Any,
                          f"{MAX_TARGETS - 1}, 1 <= threads <= {THREADS}")
     batched = sg and shared_negatives
     if batched and not fits_batch(dim, window):
-        raise ValueError(f"the batched GPU kernel takes dim <= {MAX_BATCH_DIM} and window <= "
-                         f"{MAX_CONTEXT // 2}")
+        raise ValueError(f"the batched GPU kernel takes window <= {MAX_CONTEXT // 2} and "
+                         f"window x dim <= {BATCH_SHARED_BYTES // 16} (shared memory)")
     if warp is None:
         warp = threads == 32 and not numba_config.ENABLE_CUDASIM
     if warp and (threads != 32 or numba_config.ENABLE_CUDASIM):
@@ -636,7 +646,7 @@ def train(ids: Any, offsets: np.ndarray, W_in: Any, W_out: Any, keep_prob: Any,
                    negative, np.float32(lr_a), np.float32(lr_b), seeds[a:b], scratch, counters,
                    t_in, t_out, *trace)
             if batched:
-                sg_batch_kernel[blocks, threads](*run)
+                sg_batch_kernel[blocks, threads, 0, batch_shared_bytes(dim, window)](*run)
             else:
                 cbow_kernel[blocks, threads](*run, bool(warp))
     summed = counters.copy_to_host().sum(axis=0)

@@ -189,10 +189,13 @@ def test_sizes_beyond_the_kernel_are_refused(gpu) -> None:
     problem = _problem()
     with pytest.raises(ValueError, match="dim <= 1024, negative <= 64"):
         gpu.train(**problem, sg=True, window=2, negative=70, lr_start=0.1, lr_end=0.1, seed=0)
-    with pytest.raises(ValueError, match="batched GPU kernel takes dim <= 320 and window <= 8"):
+    with pytest.raises(ValueError, match=r"batched GPU kernel takes window <= 8 and window x "
+                                         r"dim <= 2560 \(shared memory\)"):
         gpu.train(**problem, sg=True, window=9, negative=2, lr_start=0.1, lr_end=0.1, seed=0,
                   shared_negatives=True)
-    assert gpu.fits_batch(300, 5) and not gpu.fits_batch(400, 5)
+    assert gpu.fits_batch(300, 8) and gpu.fits_batch(512, 5) and gpu.fits_batch(1024, 2)
+    assert not gpu.fits_batch(600, 5) and not gpu.fits_batch(100, 9)
+    assert gpu.batch_shared_bytes(100, 5) == 8000
 
 
 @pytest.mark.parametrize("sg", [True, False], ids=["skipgram", "cbow"])
