@@ -426,7 +426,8 @@ def _run_train(args: argparse.Namespace, parser: argparse.ArgumentParser,
                           similarity=tuple(args.similarity), analogies=tuple(args.analogies))
     model = train(inputs, output, config, overwrite=args.overwrite,
                   resume=args.resume, keep_work=args.keep_work, progress=args.progress,
-                  init_from=args.init_from, report=extras, command=["dw2v", "train", *argv])
+                  init_from=args.init_from, report=extras, command=["dw2v", "train", *argv],
+                  setting_names=train_flags())
     rounds = model.meta["rounds"]
     seconds = sum(r["seconds"] for r in rounds)
     words = sum(r["words"] for r in rounds)

@@ -19,7 +19,7 @@ import time
 import uuid
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -81,16 +81,15 @@ def _resume_state(target: Path, stage: Path) -> tuple[Path, dict[str, Any]]:
                                         "checkpoints"))
 
 
-def _changed_settings(given: TrainConfig, saved: dict[str, Any]) -> list[str]:
+def _changed_settings(given: TrainConfig, saved: dict[str, Any],
+                      names: Mapping[str, str] | None) -> list[str]:
     """The training settings given now that differ from the checkpoint's and from their
-    defaults (a setting left at its default was not asked for), named as the command line
-    spells them (``--dim 60``)."""
-    from dw2v.cli import train_flags
-
-    flags = train_flags()
+    defaults (a setting left at its default was not asked for), named as the caller spells
+    them: ``--dim 60`` with the CLI's ``names``, else ``vector_size=60``."""
     default = to_dict(TrainConfig())
     now = to_dict(given)
-    return [f"{flags.get(k, k)} {v}" for k, v in sorted(now.items())
+    return [f"{names.get(k, k)} {v}" if names is not None else f"{k}={v}"
+            for k, v in sorted(now.items())
             if v != saved.get(k, v) and v != default[k] and k != "device"]
 
 
@@ -156,7 +155,8 @@ def train(inputs: str | Path | Sequence[str | Path], output: str | Path,
           client: Client | None = None, overwrite: bool = False, resume: bool = False,
           keep_work: bool = False, progress: bool | None = None,
           init_from: str | Path | None = None, report: ReportExtras = ReportExtras(),
-          command: Sequence[str] | None = None) -> Embeddings:
+          command: Sequence[str] | None = None,
+          setting_names: Mapping[str, str] | None = None) -> Embeddings:
     """Train word2vec on ``inputs`` and write the model to ``output``; return its vectors.
 
     The run builds the model in a staging directory beside ``output`` (:func:`staging_dir`;
@@ -171,7 +171,9 @@ def train(inputs: str | Path | Sequence[str | Path], output: str | Path,
 
     ``report``: the words whose neighbours, and the benchmark files whose scores, the model
     keeps in ``model.json`` and shows in ``report.html``; ``command``: the command line that
-    ran this (the CLI passes it), shown in the report."""
+    ran this (the CLI passes it), shown in the report; ``setting_names``: how messages name
+    the training settings (the CLI passes its options, ``vector_size``: ``--dim``; else the
+    :class:`TrainConfig` fields)."""
     inputs = as_inputs(inputs)
     target = Path(output).absolute()
     stage = staging_dir(target)
@@ -213,6 +215,11 @@ def train(inputs: str | Path | Sequence[str | Path], output: str | Path,
             return load_embeddings(target)
         try:
             resumed = _resume_state(target, stage) if resume else None
+            changed = [] if resumed is None else _changed_settings(
+                tc, resumed[1]["config"], setting_names)
+            if changed:
+                logger.warning("resuming with the checkpoint's training settings; not used: "
+                               "%s", ", ".join(changed))
             model = _train_staged(inputs, target, stage, config, client=client,
                                   resumed=resumed, keep_work=keep_work, progress=progress,
                                   base=base, base_dir=base_dir, report=report,
@@ -325,10 +332,6 @@ def _train_staged(inputs: Sequence[str] | MemoryCorpus, target: Path, out: Path,
             probe(c, tc.device, sorted(c.nthreads()), tc.vector_size, tc.negative)
         if resumed is not None:
             checkpoint, state = resumed
-            changed = _changed_settings(tc, state["config"])
-            if changed:
-                logger.warning("resuming with the checkpoint's training settings; not used: "
-                               "%s", ", ".join(changed))
             # where to train is the cluster's matter, not the model's: --device holds
             tc = TrainConfig(**{**state["config"], "device": tc.device})
             config = RunConfig(config.ingest, config.vocab, tc, cc)

@@ -74,3 +74,17 @@ def test_new_words_get_sensible_neighbours_and_old_ones_stay_mostly(
                        for word in words])
     print(f"top-10 overlap of 200 old words: {overlap:.3f}")
     assert overlap >= 0.6  # above the 0.56 of two models trained from scratch
+
+
+def test_settings_a_resume_does_not_use_are_named_as_the_caller_spells_them() -> None:
+    """The CLI names them by its options (``--dim 50``), the Python API by the fields
+    (``vector_size=50``); a setting at its default or equal to the checkpoint's is not one."""
+    from dw2v.cli import train_flags
+    from dw2v.config import TrainConfig, to_dict
+    from dw2v.train import _changed_settings
+
+    saved = to_dict(TrainConfig(vector_size=16, epochs=2))
+    given = TrainConfig(vector_size=50, epochs=2, window=5, device="gpu")
+    assert _changed_settings(given, saved, train_flags()) == ["--dim 50"]
+    assert _changed_settings(given, saved, None) == ["vector_size=50"]
+    assert _changed_settings(TrainConfig(vector_size=16, epochs=2), saved, None) == []
