@@ -97,9 +97,12 @@ def _subsample(ids, lo, hi, keep_prob, sentence, state):  # type: ignore[no-unty
 
 
 @cuda.jit(device=True, inline=True)
-def _begin(ids, offsets, s, keep_prob, sentence, state, counters, block, info):  # type: ignore
-    """Sentence ``s``: thread 0 subsamples it into ``sentence`` and counts its words; every
-    thread gets (state, the words kept), and has read them before thread 0 writes again."""
+def _begin(ids, offsets, s, s_lo, s_hi, seeds, keep_prob, sentence, lr_start, lr_end,
+           counters, block, info):  # type: ignore[no-untyped-def]
+    """Sentence ``s`` of ``[s_lo, s_hi)``: thread 0 subsamples it into ``sentence`` (from the
+    sentence's own seed) and counts its words; every thread gets (state, the words kept, the
+    learning rate), and has read them before thread 0 writes again."""
+    state = np.uint64(seeds[s - s_lo]) | np.uint64(1)
     if cuda.threadIdx.x == 0:
         state, info[0] = _subsample(ids, offsets[s], offsets[s + 1], keep_prob, sentence,
                                     state)
@@ -108,7 +111,8 @@ def _begin(ids, offsets, s, keep_prob, sentence, state, counters, block, info): 
     cuda.syncthreads()
     n = info[0]
     cuda.syncthreads()
-    return state, n
+    return state, n, _rate(lr_start, lr_end, offsets, s, s_lo,
+                           max(offsets[s_hi] - offsets[s_lo], 1))
 
 
 @cuda.jit(device=True, inline=True)
@@ -271,13 +275,10 @@ def sg_kernel(ids, offsets, s_lo, s_hi, W_in, W_out, keep_prob, alias_prob, alia
     info = cuda.shared.array(4, np.int64)
     dim = W_in.shape[1]
     counting = touches_in.shape[0] > 0
-    total = max(offsets[s_hi] - offsets[s_lo], 1)
-    state = np.uint64(1)
     for s in range(s_lo + block, s_hi, cuda.gridDim.x):
         sentence = scratch[block]
-        lr = _rate(lr_start, lr_end, offsets, s, s_lo, total)
-        state, n = _begin(ids, offsets, s, keep_prob, sentence,
-                          np.uint64(seeds[s - s_lo]) | np.uint64(1), counters, block, info)
+        state, n, lr = _begin(ids, offsets, s, s_lo, s_hi, seeds, keep_prob, sentence,
+                              lr_start, lr_end, counters, block, info)
         for i in range(n):
             state, j_lo, j_hi = _window(state, i, n, window, info)
             centre = sentence[i]
@@ -322,13 +323,10 @@ def cbow_kernel(ids, offsets, s_lo, s_hi, W_in, W_out, keep_prob, negatives, win
     info = cuda.shared.array(4, np.int64)
     dim = W_in.shape[1]
     counting = touches_in.shape[0] > 0
-    total = max(offsets[s_hi] - offsets[s_lo], 1)
-    state = np.uint64(1)
     for s in range(s_lo + block, s_hi, cuda.gridDim.x):
         sentence = scratch[block]
-        lr = _rate(lr_start, lr_end, offsets, s, s_lo, total)
-        state, n = _begin(ids, offsets, s, keep_prob, sentence,
-                          np.uint64(seeds[s - s_lo]) | np.uint64(1), counters, block, info)
+        state, n, lr = _begin(ids, offsets, s, s_lo, s_hi, seeds, keep_prob, sentence,
+                              lr_start, lr_end, counters, block, info)
         for i in range(n):
             state, j_lo, j_hi = _window(state, i, n, window, info)
             if j_hi - j_lo <= 1:
@@ -431,15 +429,12 @@ def sg_batch_kernel(ids, offsets, s_lo, s_hi, W_in, W_out, keep_prob, negatives,
     times = cuda.shared.array(MAX_TARGETS, np.int64)
     info = cuda.shared.array(4, np.int64)
     counting = touches_in.shape[0] > 0
-    total = max(offsets[s_hi] - offsets[s_lo], 1)
     loss = 0.0  # this thread's share, added to the block's counters at the end
     terms = 0.0
-    state = np.uint64(1)
     for s in range(s_lo + block, s_hi, cuda.gridDim.x):
         sentence = scratch[block]
-        lr = _rate(lr_start, lr_end, offsets, s, s_lo, total)
-        state, n = _begin(ids, offsets, s, keep_prob, sentence,
-                          np.uint64(seeds[s - s_lo]) | np.uint64(1), counters, block, info)
+        state, n, lr = _begin(ids, offsets, s, s_lo, s_hi, seeds, keep_prob, sentence,
+                              lr_start, lr_end, counters, block, info)
         for i in range(n):
             state, j_lo, j_hi = _window(state, i, n, window, info)
             contexts = j_hi - j_lo - 1
