@@ -1,10 +1,10 @@
 """A shard's tokens as the counting pass saw them: ids into each batch's own dictionary.
 
 Counting dictionary-encodes every batch of tokens to count it; keeping those indices, the
-batch's dictionary and its tokens per row lets encoding turn them into vocabulary ids with one
-``index_in`` per group of dictionaries and a ``take``, instead of reading and tokenizing the
-text a second time. A directory per shard holds ``ids.npy`` (int32, each batch's indices into its
-own dictionary, batch after batch), ``rows.npy`` (int32 tokens
+batch's dictionary and its tokens per row lets encoding turn them into vocabulary ids with a
+lookup of each dictionary in the vocabulary (``dw2v.word_index``) and a ``take``, instead of
+reading and tokenizing the text a second time. A directory per shard holds ``ids.npy`` (int32,
+each batch's indices into its own dictionary, batch after batch), ``rows.npy`` (int32 tokens
 per row), ``dictionaries.arrow`` (an Arrow IPC stream, one record batch per batch) and
 ``meta.json`` (each batch's tokens, rows and dictionary size). It is written under a temporary
 name and renamed when whole, so a half-written one is never read; encoding removes it.
@@ -103,6 +103,12 @@ def remove_local_ids(path: str | Path) -> None:
     path = _own(path)
     if has_local_ids(path):
         shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_store(work_dir: str | Path) -> None:
+    """Remove the whole ``LOCAL_DIR`` of ``work_dir`` (what encoding left of it: the local ids
+    of shards a retried task encoded from the text, temporary directories of failed ones)."""
+    shutil.rmtree(Path(work_dir) / LOCAL_DIR, ignore_errors=True)
 
 
 def has_local_ids(path: str | Path | None) -> bool:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import operator
-import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -25,7 +24,7 @@ from dw2v.errors import NoInputError
 from dw2v.ingest import (MemoryCorpus, ShardInfo, as_inputs, check_shard, encode_shard,
                          find_shards, memory_shards, paths_of, split_parquet_shards,
                          split_text_shards)
-from dw2v.local_ids import LOCAL_DIR, local_path
+from dw2v.local_ids import local_path, remove_store
 from dw2v.preflight import check_run
 from dw2v.vocab import (VOCAB_FILE, Vocabulary, count_shard, extend, finalize, merge_counts, save,
                         split_counts)
@@ -241,7 +240,7 @@ def build_into(stage: Path, inputs: Sequence[str] | MemoryCorpus, *,
                            weights=[i.weight for i, _ in live], enabled=bars)
         del parts, live  # an in-memory corpus's partitions are released here
         shards = c.gather(encoded)
-        shutil.rmtree(work / LOCAL_DIR, ignore_errors=True)
+        remove_store(work)
         encode_done = time.perf_counter()
         settings = {"ingest": to_dict(ingest), "vocab": to_dict(vocab)}
         words = replace(words, extra={"ingest": settings["ingest"], "dw2v_version": __version__})

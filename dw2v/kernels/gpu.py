@@ -627,12 +627,15 @@ def train(ids: Any, offsets: np.ndarray, W_in: Any, W_out: Any, keep_prob: Any,
     device_offsets = cuda.to_device(offsets)
     words = max(int(offsets[-1]), 1)
     with _simulator_pace():
-        if sg and not batched:
+        if sg and not batched:  # thread 0 draws each pair's negatives
             sg_kernel[blocks, threads](ids, device_offsets, 0, sentences, W_in, W_out, keep_prob,
                                        alias_prob, alias_idx, window, negative,
                                        np.float32(lr_start), np.float32(lr_end), seeds, scratch,
                                        counters, t_in, t_out, *trace, bool(warp))
-        for a, b in [] if sg and not batched else _runs(offsets, DRAWS_PER_LAUNCH // negative):
+            runs = []
+        else:  # negatives drawn in bulk, one row per word (an upper bound on the kept words)
+            runs = _runs(offsets, DRAWS_PER_LAUNCH // negative)
+        for a, b in runs:
             lr_a = lr_start + (lr_end - lr_start) * offsets[a] / words
             lr_b = lr_start + (lr_end - lr_start) * offsets[b] / words
             negatives = cuda.device_array((offsets[b] - offsets[a], negative), np.int32)
