@@ -31,9 +31,10 @@ class NpyAppender:
     :meth:`close` with the real length, so ``np.load(path, mmap_mode="r")`` reads it as usual.
     """
 
-    def __init__(self, path: Path, dtype: np.dtype[Any] | type) -> None:
+    def __init__(self, path: Path, dtype: np.dtype[Any] | type, durable: bool = True) -> None:
         self.dtype = np.dtype(dtype)
         self.length = 0
+        self.durable = durable  # fsync on close (not for scratch files a crash discards)
         self._file: BinaryIO = open(path, "wb")
         self._write_header()
 
@@ -48,7 +49,7 @@ class NpyAppender:
 
     def append(self, values: np.ndarray) -> None:
         values = np.ascontiguousarray(values, dtype=self.dtype)
-        self._file.write(values.tobytes())
+        self._file.write(memoryview(values).cast("B"))
         self.length += len(values)
 
     def close(self) -> None:
@@ -56,7 +57,8 @@ class NpyAppender:
             return
         self._write_header()
         self._file.flush()
-        os.fsync(self._file.fileno())
+        if self.durable:
+            os.fsync(self._file.fileno())
         self._file.close()
 
 

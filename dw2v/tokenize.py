@@ -4,7 +4,9 @@ Tokens are every non-overlapping match of the word pattern (``re.findall`` seman
 without a Python loop per token. RE2 is slow at extracting submatches, so the default pattern
 takes a fast path: ASCII bytes that can never be part of a word become spaces through a lookup
 table, the text is split on ASCII whitespace, and only the few tokens that hold an apostrophe or
-a non-ASCII byte go through the exact regex.
+a non-ASCII byte go through the exact regex. Counting and encoding (:func:`tokenize_ids`) do the
+table, the split and the dictionary encoding in one Numba pass (``dw2v.kernels.split_words``,
+the same result as Arrow's three passes, in about a third of their time).
 
 Tokens longer than ``TokenizerConfig.max_token_bytes`` (default 100; ``--max-token-bytes``)
 UTF-8 bytes, measured after lowercasing, are dropped and counted (``TokenBatch.long_dropped``,
@@ -30,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dw2v.config import TokenizerConfig
+from dw2v.word_index import string_buffers
 
 _SEP = "\x00"  # a separator no reasonable word pattern matches
 
@@ -68,6 +71,18 @@ def _ascii_keep_table(lowercase: bool) -> np.ndarray:
 
 
 _KEEP_TABLES = {flag: _ascii_keep_table(flag) for flag in (True, False)}
+
+
+def _folding_table() -> np.ndarray:
+    """:func:`_ascii_keep_table` for lowercased text that also lowercases ASCII capitals, so
+    text with no byte above ASCII needs no ``utf8_lower`` pass (its lowercase is the same)."""
+    table = _ascii_keep_table(True)
+    for byte in range(ord("A"), ord("Z") + 1):
+        table[byte] = byte + 32
+    return table
+
+
+_SPLIT_TABLES = {True: _folding_table(), False: _KEEP_TABLES[False]}
 
 
 def _map_bytes(arr: pa.StringArray, table: np.ndarray) -> tuple[pa.StringArray, bool]:
@@ -174,15 +189,7 @@ def tokenize_ids(text: pa.Array, config: TokenizerConfig) -> IdBatch:
         return _encoded(tokenize(text, config))
     if not pa.types.is_string(text.type):
         text = text.cast(pa.string())
-    if config.lowercase:
-        text = pc.utf8_lower(text)
-    mapped, maybe_special = _map_bytes(text, _KEEP_TABLES[config.lowercase])
-    lists = pc.ascii_split_whitespace(mapped)
-    offsets = np.asarray(lists.offsets)
-    row_lengths = np.diff(offsets).astype(np.int64)
-    encoded = pc.dictionary_encode(lists.flatten())
-    dictionary = encoded.dictionary
-    ids = encoded.indices.to_numpy().astype(np.int32, copy=False)
+    dictionary, ids, row_lengths, maybe_special = _split_encode(text, config.lowercase)
     n = len(dictionary)
     special = np.zeros(0, np.int64)
     if maybe_special and n:
@@ -229,6 +236,49 @@ def tokenize_ids(text: pa.Array, config: TokenizerConfig) -> IdBatch:
     else:
         out = table[_positions(table_starts[ids], token_counts)].astype(np.int32)
     return IdBatch(dictionary, out, lengths_after(row_lengths, token_counts), long_dropped)
+
+
+def _string_buffers(text: pa.StringArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A string array's (int64 offsets, uint8 data, validity: bool or length 0 if no null)."""
+    offsets, data = string_buffers(text, nulls=True)
+    valid = (text.is_valid().to_numpy(zero_copy_only=False) if text.null_count
+             else np.zeros(0, np.bool_))
+    return offsets, data, valid
+
+
+def _dictionary(dict_offsets: np.ndarray, dict_data: np.ndarray) -> pa.StringArray:
+    return pa.StringArray.from_buffers(len(dict_offsets) - 1, pa.py_buffer(dict_offsets),
+                                       pa.py_buffer(dict_data))
+
+
+_IDENTITY = np.arange(256, dtype=np.uint8)
+
+
+def encode_words(words: pa.StringArray) -> tuple[pa.StringArray, np.ndarray]:
+    """Dictionary-encode an array of words without nulls: (each spelling once, in order of
+    first appearance; int32 ids), as ``pc.dictionary_encode`` but faster on millions."""
+    from dw2v.kernels import split_words  # Numba: not at import (``dw2v.load`` stays light)
+
+    offsets, data, valid = _string_buffers(words)
+    ids, _, dict_offsets, dict_data, _ = split_words.split_encode(offsets, data, valid,
+                                                                  _IDENTITY, True)
+    return _dictionary(dict_offsets, dict_data), ids
+
+
+def _split_encode(text: pa.StringArray, lowercase: bool
+                  ) -> tuple[pa.StringArray, np.ndarray, np.ndarray, bool]:
+    """The default pattern's fast path in one pass (:func:`split_words.split_encode`):
+    (dictionary, int32 ids, int64 tokens per row, whether a word may need the exact regex).
+    The same result as lowercasing, :func:`_map_bytes`, ``ascii_split_whitespace`` and
+    ``dictionary_encode`` in turn, in about a third of their time."""
+    if lowercase and len(text) and not pc.all(pc.string_is_ascii(text)).as_py():
+        text = pc.utf8_lower(text)  # capitals above ASCII: the table folds only ASCII's
+    from dw2v.kernels import split_words  # Numba: not at import (``dw2v.load`` stays light)
+
+    offsets, data, valid = _string_buffers(text)
+    ids, row_lengths, dict_offsets, dict_data, special = split_words.split_encode(
+        offsets, data, valid, _SPLIT_TABLES[lowercase])
+    return _dictionary(dict_offsets, dict_data), ids, row_lengths, bool(special)
 
 
 def lengths_after(row_lengths: np.ndarray, per_token: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ from dw2v.config import IngestConfig, VocabConfig, to_dict
 from dw2v.errors import EmptyVocabularyError, InputError
 from dw2v.ingest import ShardInfo, _all_null, iter_text
 from dw2v.local_ids import LocalIdsWriter
-from dw2v.tokenize import tokenize_ids
+from dw2v.tokenize import encode_words, tokenize_ids
 
 logger = logging.getLogger(__name__)
 
@@ -91,10 +91,10 @@ def _sum_counts(tables: Sequence[pa.Table]) -> pa.Table:
     if len(tables) == 1:
         return tables[0]
     combined = pa.concat_tables(tables)
-    encoded = pc.dictionary_encode(combined["token"].combine_chunks())
-    sums = np.bincount(encoded.indices.to_numpy(), weights=combined["count"].to_numpy(),
-                       minlength=len(encoded.dictionary))  # float64: exact below 2**53
-    return pa.table([encoded.dictionary, pa.array(sums.astype(np.int64))], schema=COUNT_SCHEMA)
+    dictionary, ids = encode_words(combined["token"].combine_chunks())
+    sums = np.bincount(ids, weights=combined["count"].to_numpy(),
+                       minlength=len(dictionary))  # float64: exact below 2**53
+    return pa.table([dictionary, pa.array(sums.astype(np.int64))], schema=COUNT_SCHEMA)
 
 
 class _Accumulator:
@@ -162,25 +162,16 @@ def count_shard(shard: ShardInfo, config: IngestConfig, budget: int | None = Non
 
 
 def token_buckets(tokens: pa.Array, buckets: int) -> np.ndarray:
-    """A bucket in ``[0, buckets)`` for each token, from an FNV-1a hash of its length, its first
-    8 and its last 8 bytes (vectorized; stable across processes, unlike Python's ``hash``)."""
-    tokens = tokens.cast(pa.string()) if not pa.types.is_string(tokens.type) else tokens
-    n = len(tokens)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    _, offsets_buf, data_buf = tokens.buffers()
-    offsets = np.frombuffer(offsets_buf, np.int32)[tokens.offset:tokens.offset + n + 1]
-    data = np.frombuffer(data_buf, np.uint8) if data_buf is not None else np.zeros(1, np.uint8)
-    starts, lengths = offsets[:-1].astype(np.int64), np.diff(offsets).astype(np.int64)
-    prime = np.uint64(1099511628211)
-    h = np.full(n, 14695981039346656037, dtype=np.uint64) ^ lengths.astype(np.uint64)
-    h *= prime
-    last = max(len(data) - 1, 0)
-    for k in range(8):
-        for position in (starts + k, starts + lengths - 1 - k):
-            byte = np.where(k < lengths, data[np.clip(position, 0, last)], 0)
-            h = (h ^ byte.astype(np.uint64)) * prime
-    return ((h >> np.uint64(33)) % np.uint64(buckets)).astype(np.int64)
+    """A bucket in ``[0, buckets)`` for each token, from the 64-bit hash of all its bytes
+    (:func:`dw2v.kernels.lookup.string_hashes`; stable across processes, unlike Python's
+    ``hash``)."""
+    from dw2v.kernels.lookup import string_hashes  # Numba: not at import
+    from dw2v.word_index import string_buffers
+
+    offsets, data = string_buffers(tokens)
+    hashes = np.empty(len(tokens), np.uint64)
+    string_hashes(offsets, data, hashes)
+    return ((hashes >> np.uint64(33)) % np.uint64(buckets)).astype(np.int64)
 
 
 def split_counts(counts: Counts, buckets: int) -> tuple[Counts, ...]:

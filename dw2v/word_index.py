@@ -14,9 +14,10 @@ import numpy as np
 import pyarrow as pa
 
 
-def _buffers(strings: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """The int64 offsets and uint8 data of a string array without nulls (slices allowed)."""
-    if strings.null_count:
+def string_buffers(strings: pa.Array, nulls: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The int64 offsets and uint8 data of a string array without nulls (slices allowed;
+    with ``nulls``, an array with nulls too, whose slots then mean nothing)."""
+    if strings.null_count and not nulls:
         raise ValueError("strings to look up hold nulls")
     if not pa.types.is_string(strings.type):
         strings = strings.cast(pa.string())
@@ -35,7 +36,7 @@ class WordIndex:
         from dw2v.kernels.lookup import build_table, string_hashes  # Numba: not at import
 
         self.tokens = tokens
-        self._offsets, self._data = _buffers(tokens)
+        self._offsets, self._data = string_buffers(tokens)
         size = 1 << max(4, int(2 * max(len(tokens), 1) - 1).bit_length())  # load <= 1/2
         self._keys = np.zeros(size, np.uint64)
         self._slots = np.full(size, -1, np.int32)
@@ -47,7 +48,7 @@ class WordIndex:
         """The id of each string (int32), -1 for a string that is not a token."""
         from dw2v.kernels.lookup import confirm, probe_exact, probe_table, string_hashes
 
-        offsets, data = _buffers(strings)
+        offsets, data = string_buffers(strings)
         hashes = np.empty(len(strings), np.uint64)
         string_hashes(offsets, data, hashes)
         found = np.empty(len(strings), np.int32)

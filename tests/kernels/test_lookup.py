@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dw2v.kernels.lookup import build_table, confirm, probe_exact, probe_table
-from dw2v.word_index import WordIndex, _buffers, index_of
+from dw2v.word_index import WordIndex, index_of, string_buffers
 
 
 def _reference(vocab: pa.Array, queries: pa.Array) -> np.ndarray:
@@ -42,8 +42,8 @@ def test_strings_sharing_a_hash_are_told_apart() -> None:
     """The kernels with every hash equal (the worst case of collisions): the bytes decide."""
     vocab = pa.array(["apple", "pear", "fig", "plum"])
     queries = pa.array(["fig", "kiwi", "apple", "plum", "pea", "pear"])
-    offsets, data = _buffers(vocab)
-    q_offsets, q_data = _buffers(queries)
+    offsets, data = string_buffers(vocab)
+    q_offsets, q_data = string_buffers(queries)
     keys = np.zeros(16, np.uint64)
     slots = np.full(16, -1, np.int32)
     build_table(np.zeros(4, np.uint64), keys, slots)
