@@ -16,17 +16,22 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-_FNV_OFFSET = np.uint64(14695981039346656037)
-_FNV_PRIME = np.uint64(1099511628211)
+FNV_OFFSET = np.uint64(14695981039346656037)
+FNV_PRIME = np.uint64(1099511628211)
 
 
 @njit(cache=True, nogil=True)
 def _hash(data: np.ndarray, lo: int, hi: int) -> np.uint64:
-    h = _FNV_OFFSET
+    h = FNV_OFFSET
     for k in range(lo, hi):
-        h = (h ^ np.uint64(data[k])) * _FNV_PRIME
-    # FNV's low bits, which pick the slot, are poorly mixed for short strings: finish with
-    # MurmurHash3's 64-bit finalizer
+        h = (h ^ np.uint64(data[k])) * FNV_PRIME
+    return finish_hash(h)
+
+
+@njit(cache=True, nogil=True)
+def finish_hash(h: np.uint64) -> np.uint64:
+    """MurmurHash3's 64-bit finalizer: FNV's low bits, which pick the slot, are poorly mixed
+    for short strings."""
     h ^= h >> np.uint64(33)
     h *= np.uint64(0xFF51AFD7ED558CCD)
     h ^= h >> np.uint64(33)

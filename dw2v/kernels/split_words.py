@@ -5,8 +5,8 @@ word become spaces, ASCII capitals lowercase), splits on spaces and dictionary-e
 words. With Arrow that is three passes and a string array of every token in between
 (``ascii_split_whitespace``, ``flatten``, ``dictionary_encode``: 3.8 s of a 4.1 s count of
 one 14.7 M-token shard of Zipf text); here it is one scan of the bytes per chunk of words
-(each word's start, length, FNV-1a hash finished as :func:`dw2v.kernels.lookup._hash`
-finishes it, and first 8 bytes) and a lookup of each word in an open-addressing table of the
+(each word's start, length, FNV-1a hash finished by :func:`dw2v.kernels.lookup.finish_hash`,
+and first 8 bytes) and a lookup of each word in an open-addressing table of the
 words seen so far, confirmed byte for byte, so the result is exact. Ids are given in order of
 first appearance, as ``dictionary_encode`` gives them, so the output is Arrow's.
 Arrays in, arrays out: the text is ``(offsets, data)`` as Arrow lays out a string array.
@@ -17,13 +17,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from dw2v.kernels.lookup import FNV_OFFSET, FNV_PRIME, finish_hash
+
 _SPACE = 32
 _APOSTROPHE = 39
 _FIRST_SLOTS = 1 << 12
 _CHUNK_WORDS = 1 << 14  # words found per scan, then looked up
 _HASH, _PREFIX, _ENTRY = range(3)  # a slot: hash, first 8 bytes, (id + 1) << 32 | length
-_FNV_OFFSET = np.uint64(14695981039346656037)
-_FNV_PRIME = np.uint64(1099511628211)
 
 
 @njit(cache=True, nogil=True)
@@ -32,17 +32,6 @@ def _grow(array: np.ndarray, used: int, need: int) -> np.ndarray:
     bigger = np.empty(max(2 * array.shape[0], need), dtype=array.dtype)
     bigger[:used] = array[:used]
     return bigger
-
-
-@njit(cache=True, nogil=True)
-def _finish(h: np.uint64) -> np.uint64:
-    """MurmurHash3's 64-bit finalizer (as :func:`lookup._hash`: FNV's low bits mix poorly)."""
-    h ^= h >> np.uint64(33)
-    h *= np.uint64(0xFF51AFD7ED558CCD)
-    h ^= h >> np.uint64(33)
-    h *= np.uint64(0xC4CEB9FE1A85EC53)
-    h ^= h >> np.uint64(33)
-    return h
 
 
 @njit(cache=True, nogil=True)
@@ -81,20 +70,20 @@ def _scan(offsets: np.ndarray, data: np.ndarray, valid: np.ndarray, byte_map: np
                 p += 1
                 continue
             lo = p
-            h = _FNV_OFFSET
+            h = FNV_OFFSET
             prefix = np.uint64(0)
             while p < stop:
                 byte = byte_map[data[p]]
                 if byte == _SPACE:
                     break
-                h = (h ^ np.uint64(byte)) * _FNV_PRIME
+                h = (h ^ np.uint64(byte)) * FNV_PRIME
                 if p - lo < 8:
                     prefix |= np.uint64(byte) << np.uint64(8 * (p - lo))
                 special = special or byte >= 0x80 or byte == _APOSTROPHE
                 p += 1
             starts[found] = lo
             lengths[found] = p - lo
-            hashes[found] = _finish(h)
+            hashes[found] = finish_hash(h)
             prefixes[found] = prefix
             found += 1
             row_lengths[r] += 1
@@ -118,17 +107,17 @@ def _scan_whole(offsets: np.ndarray, data: np.ndarray, valid: np.ndarray,
     while r < n_rows and found < starts.shape[0]:
         if not check_valid or valid[r]:
             lo, hi = offsets[r], offsets[r + 1]
-            h = _FNV_OFFSET
+            h = FNV_OFFSET
             prefix = np.uint64(0)
             for q in range(lo, hi):
                 byte = byte_map[data[q]]
-                h = (h ^ np.uint64(byte)) * _FNV_PRIME
+                h = (h ^ np.uint64(byte)) * FNV_PRIME
                 if q - lo < 8:
                     prefix |= np.uint64(byte) << np.uint64(8 * (q - lo))
                 special = special or byte >= 0x80 or byte == _APOSTROPHE
             starts[found] = lo
             lengths[found] = hi - lo
-            hashes[found] = _finish(h)
+            hashes[found] = finish_hash(h)
             prefixes[found] = prefix
             found += 1
             row_lengths[r] = 1

@@ -1,4 +1,5 @@
-"""The split-and-encode kernel against Arrow's ``ascii_split_whitespace`` + ``dictionary_encode``."""
+"""The split-and-encode kernel against Arrow's ``ascii_split_whitespace`` and
+``dictionary_encode``."""
 
 from __future__ import annotations
 
