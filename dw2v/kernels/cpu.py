@@ -156,17 +156,26 @@ def _sentence_buffer(offsets: np.ndarray, s_lo: int, s_hi: int) -> np.ndarray:
 @njit(inline="always")
 def _start_sentence(ids: np.ndarray, offsets: np.ndarray, s: int, s_lo: int, s_hi: int,
                     keep_prob: np.ndarray, sentence: np.ndarray, state: np.uint64,
-                    lr_start: float, lr_end: float, counters: np.ndarray
-                    ) -> tuple[np.uint64, np.int64, float]:
+                    lr_start: float, lr_end: float) -> tuple[np.uint64, np.int64, float]:
     """The learning rate of sentence ``s`` (linear in the words read before it) and its words
-    after subsampling, copied to ``sentence``; counts words read and kept."""
+    after subsampling, copied to ``sentence`` (``n`` of them)."""
     total = max(offsets[s_hi] - offsets[s_lo], 1)
     lr = lr_start + (lr_end - lr_start) * ((offsets[s] - offsets[s_lo]) / total)
-    lo, hi = offsets[s], offsets[s + 1]
-    counters[WORDS_READ] += hi - lo
-    state, n = _subsample(ids, lo, hi, keep_prob, sentence, state)
-    counters[WORDS_KEPT] += n
+    state, n = _subsample(ids, offsets[s], offsets[s + 1], keep_prob, sentence, state)
     return state, n, lr
+
+
+@njit(inline="always")
+def _add_counts(counters: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, kept: int,
+                examples: int, loss_sum: float, terms: int) -> None:
+    """Add a call's counts to ``counters`` once, at its end. Counted in locals meanwhile: a
+    store per example into ``counters`` (a row of a small array whose neighbouring rows, the
+    other threads', share its cache line) would bounce that line between the cores."""
+    counters[WORDS_READ] += offsets[s_hi] - offsets[s_lo]
+    counters[WORDS_KEPT] += kept
+    counters[EXAMPLES] += examples
+    counters[LOSS_SUM] += loss_sum
+    counters[LOSS_TERMS] += terms
 
 
 @njit(inline="always")
@@ -228,9 +237,11 @@ def train_sg(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in: n
     loss_sum = 0.0  # float64, added to counters at the end (not a store per target)
     terms = 0
     seen = 0  # examples so far: the loss is scored on every loss_every-th
+    kept = examples = 0  # words kept, examples: added to counters at the end
     for s in range(s_lo, s_hi):
         state, n, lr = _start_sentence(ids, offsets, s, s_lo, s_hi, keep_prob, sentence, state,
-                                       lr_start, lr_end, counters)
+                                       lr_start, lr_end)
+        kept += n
         for i in range(n):
             state, j_lo, j_hi = _window(state, i, n, window)
             centre = sentence[i]
@@ -255,11 +266,10 @@ def train_sg(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in: n
                     h[d] += neu1e[d]
                 if counting:
                     touches_in[word] += 1
-                counters[EXAMPLES] += 1
+                examples += 1
                 n_trace = _record(trace_words, trace_targets, trace_lr, n_trace, sentence, j,
                                   j + 1, -1, targets, lr)
-    counters[LOSS_SUM] += loss_sum
-    counters[LOSS_TERMS] += terms
+    _add_counts(counters, offsets, s_lo, s_hi, kept, examples, loss_sum, terms)
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
@@ -283,9 +293,11 @@ def train_cbow(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in:
     loss_sum = 0.0  # float64, added to counters at the end (not a store per target)
     terms = 0
     seen = 0  # examples so far: the loss is scored on every loss_every-th
+    kept = examples = 0  # words kept, examples: added to counters at the end
     for s in range(s_lo, s_hi):
         state, n, lr = _start_sentence(ids, offsets, s, s_lo, s_hi, keep_prob, sentence, state,
-                                       lr_start, lr_end, counters)
+                                       lr_start, lr_end)
+        kept += n
         for i in range(n):
             state, j_lo, j_hi = _window(state, i, n, window)
             if j_hi - j_lo <= 1:
@@ -319,11 +331,10 @@ def train_cbow(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in:
                         row[d] += neu1e[d]
                     if counting:
                         touches_in[sentence[j]] += 1
-            counters[EXAMPLES] += 1
+            examples += 1
             n_trace = _record(trace_words, trace_targets, trace_lr, n_trace, sentence, j_lo,
                               j_hi, i, targets, lr)
-    counters[LOSS_SUM] += loss_sum
-    counters[LOSS_TERMS] += terms
+    _add_counts(counters, offsets, s_lo, s_hi, kept, examples, loss_sum, terms)
 
 
 @njit(nogil=True, cache=True)
@@ -478,9 +489,11 @@ def train_sg_batch(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int,
     loss_sum = 0.0  # float64, added to counters at the end (not a store per target)
     terms = 0
     seen = 0  # examples so far: the loss is scored on every loss_every-th
+    kept = examples = 0  # words kept, examples: added to counters at the end
     for s in range(s_lo, s_hi):
         state, n, lr = _start_sentence(ids, offsets, s, s_lo, s_hi, keep_prob, sentence, state,
-                                       lr_start, lr_end, counters)
+                                       lr_start, lr_end)
+        kept += n
         for i in range(n):
             state, j_lo, j_hi = _window(state, i, n, window)
             if j_hi - j_lo <= 1:
@@ -534,8 +547,7 @@ def train_sg_batch(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int,
                         out_row[d] += grad_out[k, d]
                     if counting:
                         touches_out[targets[k]] += c * times[k]
-            counters[EXAMPLES] += c
+            examples += c
             n_trace = _record(trace_words, trace_targets, trace_lr, n_trace, sentence, j_lo,
                               j_hi, i, targets, lr)
-    counters[LOSS_SUM] += loss_sum
-    counters[LOSS_TERMS] += terms
+    _add_counts(counters, offsets, s_lo, s_hi, kept, examples, loss_sum, terms)
