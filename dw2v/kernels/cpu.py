@@ -3,8 +3,10 @@
 One call trains over a range of sentences (token ids plus offsets) with a learning rate that
 decays linearly across the words it reads. Frequent words are subsampled with a fresh draw each
 call (each epoch), the window is shrunk at random per centre word, and negatives come from an
-alias table (O(1) per draw, V entries). Several Python threads may run these ``nogil`` kernels
-on disjoint sentence ranges over shared matrices (Hogwild); one thread is deterministic for a
+alias table (O(1) per draw, V entries). Each example's negatives are drawn one example ahead
+and the rows the next example will read are prefetched: waiting for rows scattered over memory
+took a large share of the kernels' time. Several Python threads may run these ``nogil`` kernels on
+disjoint sentence ranges over shared matrices (Hogwild); one thread is deterministic for a
 seed. An optional trace records every example so tests can replay it through the reference.
 
 Arrays: ``W_in``, ``W_out``: float32 (V, dim), C order, updated in place. ``ids``: int32.
@@ -17,7 +19,10 @@ length 0 (off): how many updates each row received, the weights of parameter ave
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 # Every fast-math flag except "no NaN / no inf": the dot products vectorize, and an overflow
 # still behaves as IEEE says.
@@ -25,6 +30,38 @@ FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 MAX_SCORE = 30.0  # sigmoid(30) == 1 to float32 precision; clipping keeps exp() finite
 
 WORDS_READ, WORDS_KEPT, EXAMPLES, LOSS_SUM, LOSS_TERMS = range(5)
+
+
+@intrinsic
+def _prefetch(typingctx, array, index):  # type: ignore[no-untyped-def]
+    """A hint to load the cache line of ``array[index]`` (1-D) for writing (LLVM's
+    ``llvm.prefetch``): no effect on results, it only starts the load early."""
+    if not isinstance(array, types.Array) or array.ndim != 1:
+        return None
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        kind = signature.args[0]
+        view = context.make_array(kind)(context, builder, args[0])
+        item = cgutils.get_item_pointer(context, builder, kind, view, [args[1]],
+                                        wraparound=False)
+        i32 = ir.IntType(32)
+        byte_ptr = ir.IntType(8).as_pointer()
+        hint = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [byte_ptr, i32, i32, i32]),
+            "llvm.prefetch.p0")
+        # write, high temporal locality, data cache
+        builder.call(hint, [builder.bitcast(item, byte_ptr), ir.Constant(i32, 1),
+                            ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.void(array, types.intp), codegen
+
+
+@njit(inline="always")
+def _prefetch_row(row: np.ndarray) -> None:
+    """Start loading every cache line (16 float32) of one row."""
+    for d in range(0, row.shape[0], 16):
+        _prefetch(row, d)
 
 
 @njit(cache=True)
@@ -189,13 +226,40 @@ def _window(state: np.uint64, i: int, n: np.int64, window: int
 
 
 @njit(inline="always")
-def _draw_targets(state: np.uint64, centre: np.int64, targets: np.ndarray,
-                  alias_prob: np.ndarray, alias_idx: np.ndarray) -> np.uint64:
-    """``targets[0] = centre``, then one noise word per remaining slot."""
+def _first_noise(state: np.uint64, pending: np.ndarray, alias_prob: np.ndarray,
+                 alias_idx: np.ndarray) -> np.uint64:
+    """The first example's noise words, drawn before the loop (see :func:`_take_targets`)."""
+    for k in range(pending.shape[0]):
+        state, pending[k] = _draw(state, alias_prob, alias_idx)
+    return state
+
+
+@njit(inline="always")
+def _take_targets(state: np.uint64, centre: np.int64, targets: np.ndarray,
+                  pending: np.ndarray, alias_prob: np.ndarray, alias_idx: np.ndarray,
+                  W_out: np.ndarray) -> np.uint64:
+    """``targets[0] = centre``, then the noise words drawn one example ahead (``pending``);
+    draws the next example's in their place and starts loading their output rows, so that
+    the next example does not wait for rows scattered over memory (one draw per slot, as
+    before, from the same stream)."""
     targets[0] = centre
     for k in range(1, targets.shape[0]):
-        state, targets[k] = _draw(state, alias_prob, alias_idx)
+        targets[k] = pending[k - 1]
+        state, word = _draw(state, alias_prob, alias_idx)
+        pending[k - 1] = word
+        _prefetch_row(W_out[word])
     return state
+
+
+@njit(inline="always")
+def _prefetch_next(W_in: np.ndarray, W_out: np.ndarray, sentence: np.ndarray, i: int,
+                   n: np.int64, window: int) -> None:
+    """Start loading the rows the next centre word adds: its own output row and the input
+    row of the word entering the window."""
+    if i + 1 < n:
+        _prefetch_row(W_out[sentence[i + 1]])
+    if i + window + 1 < n:
+        _prefetch_row(W_in[sentence[i + window + 1]])
 
 
 @njit(inline="always")
@@ -233,6 +297,8 @@ def train_sg(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in: n
     counting = touches_in.shape[0] > 0
     neu1e = np.empty(dim, dtype=np.float32)
     targets = np.empty(negative + 1, dtype=np.int64)
+    pending = np.empty(negative, dtype=np.int64)  # the next example's noise words
+    state = _first_noise(state, pending, alias_prob, alias_idx)
     n_trace = 0
     loss_sum = 0.0  # float64, added to counters at the end (not a store per target)
     terms = 0
@@ -249,7 +315,7 @@ def train_sg(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in: n
                 if j == i:
                     continue
                 word = sentence[j]
-                state = _draw_targets(state, centre, targets, alias_prob, alias_idx)
+                state = _take_targets(state, centre, targets, pending, alias_prob, alias_idx, W_out)
                 for d in range(dim):
                     neu1e[d] = 0.0
                 h = W_in[word]
@@ -289,6 +355,8 @@ def train_cbow(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in:
     neu1e = np.empty(dim, dtype=np.float32)
     h = np.empty(dim, dtype=np.float32)
     targets = np.empty(negative + 1, dtype=np.int64)
+    pending = np.empty(negative, dtype=np.int64)  # the next example's noise words
+    state = _first_noise(state, pending, alias_prob, alias_idx)
     n_trace = 0
     loss_sum = 0.0  # float64, added to counters at the end (not a store per target)
     terms = 0
@@ -300,6 +368,7 @@ def train_cbow(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in:
         kept += n
         for i in range(n):
             state, j_lo, j_hi = _window(state, i, n, window)
+            _prefetch_next(W_in, W_out, sentence, i, n, window)
             if j_hi - j_lo <= 1:
                 continue
             for d in range(dim):
@@ -314,7 +383,7 @@ def train_cbow(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in:
             for d in range(dim):
                 h[d] *= inv
             centre = sentence[i]
-            state = _draw_targets(state, centre, targets, alias_prob, alias_idx)
+            state = _take_targets(state, centre, targets, pending, alias_prob, alias_idx, W_out)
             score, seen = _scored(loss_every, seen)
             for k in range(negative + 1):
                 if k > 0 and targets[k] == centre:
@@ -481,6 +550,8 @@ def train_sg_batch(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int,
     sentence = _sentence_buffer(offsets, s_lo, s_hi)
     counting = touches_in.shape[0] > 0
     targets = np.empty(negative + 1, dtype=np.int64)
+    pending = np.empty(negative, dtype=np.int64)  # the next example's noise words
+    state = _first_noise(state, pending, alias_prob, alias_idx)
     slot = np.full(W_out.shape[0] if negative + 1 > PAIRWISE_REPEATS else 0, -1, dtype=np.int32)
     times = np.empty(negative + 1, dtype=np.int64)
     grad_in = np.empty((2 * window, dim), dtype=np.float32)
@@ -496,10 +567,11 @@ def train_sg_batch(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int,
         kept += n
         for i in range(n):
             state, j_lo, j_hi = _window(state, i, n, window)
+            _prefetch_next(W_in, W_out, sentence, i, n, window)
             if j_hi - j_lo <= 1:
                 continue
             centre = sentence[i]
-            state = _draw_targets(state, centre, targets, alias_prob, alias_idx)
+            state = _take_targets(state, centre, targets, pending, alias_prob, alias_idx, W_out)
             repeats = _count_repeats(targets, centre, slot, times)
             score, seen = _scored(loss_every, seen)
             grad_out[:, :] = 0.0
