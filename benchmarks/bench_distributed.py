@@ -52,9 +52,10 @@ from bench_train import SETTINGS, evaluate, prepare, run_gensim  # noqa: E402
 
 
 def run_dw2v(corpus: Path, out: Path, workers: int, sync_every: str, seed: int,
-             quality: bool = True) -> dict[str, Any]:
+             quality: bool = True, *, overlap: bool = False,
+             epochs: int = SETTINGS["epochs"]) -> dict[str, Any]:
     """One ``dw2v train`` on a fresh LocalCluster (as ``dw2v train`` makes it); figures from
-    its model.json."""
+    its model.json. ``overlap``: ``--overlap`` (bench_overlap.py)."""
     import dw2v
     from dw2v.cli import _sync_every as period_of  # "auto" or words, as --sync-every reads it
     from dw2v.dask_cluster import local_cluster
@@ -64,10 +65,10 @@ def run_dw2v(corpus: Path, out: Path, workers: int, sync_every: str, seed: int,
     config = dw2v.RunConfig(
         vocab=dw2v.VocabConfig(min_count=SETTINGS["min_count"], sample=SETTINGS["sample"]),
         train=dw2v.TrainConfig(vector_size=SETTINGS["vector_size"], window=SETTINGS["window"],
-                               negative=SETTINGS["negative"], epochs=SETTINGS["epochs"],
+                               negative=SETTINGS["negative"], epochs=epochs,
                                alpha=SETTINGS["alpha"], min_alpha=SETTINGS["min_alpha"],
                                sync_every=period_of(sync_every), seed=seed,
-                               cold_every=int(cold or 1)))
+                               cold_every=int(cold or 1), overlap=overlap))
     with local_cluster(workers) as client:  # the embedded cluster's settings
         client.run(lambda: __import__("dw2v.kernels.cpu"))  # import the kernels' module first
         started = time.perf_counter()
@@ -93,6 +94,8 @@ def run_dw2v(corpus: Path, out: Path, workers: int, sync_every: str, seed: int,
             "train_seconds": seconds, "wall_seconds": wall,
             "words_per_s": sum(r["words"] for r in rounds) / seconds,
             "outside_share": outside, "waiting_share": waiting, "exchange_share": exchange,
+            "round_ms": 1000 * seconds / len(rounds),
+            "training_ms": 1000 * float(np.mean([r["seconds_training"] for r in rounds])),
             "mb_sent_per_round": sent / 1e6,
             "vocab": len(model.words), "final_loss": rounds[-1]["loss"], **scores}
 

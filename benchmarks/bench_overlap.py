@@ -1,10 +1,10 @@
 """Benchmark: engine v2's exchange in step against ``--overlap`` (the exchange beside the next
 round's training, one round stale), 2 single-threaded workers on the embedded LocalCluster.
 
-Each run is a fresh process; the two settings alternate, so each pair shares the machine's
-state of the moment. Prints per run: training words/s over the rounds, the exchange's share
-of the rounds' seconds, the mean training and round milliseconds; with 5 epochs also
-WordSim-353 and analogy accuracy (bench_train.py's evaluators).
+Each run is a fresh process (bench_distributed.py's ``run_dw2v``, default ``--sync-every``,
+seed 1); the two settings alternate, so each pair shares the machine's state of the moment.
+Prints per run: training words/s over the rounds, the exchange's share of the rounds' seconds,
+the mean training and round milliseconds; with 5 epochs also WordSim-353 and analogy accuracy.
 
     python benchmarks/bench_overlap.py [--corpus DIR] [--epochs 2] [--trials 2]
 """
@@ -16,44 +16,13 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-
-def child(corpus: str, overlap: bool, epochs: int, out: Path) -> dict:
-    import numpy as np
-
-    import dw2v
-    from bench_train import SETTINGS, evaluate
-    from dw2v.dask_cluster import local_cluster
-
-    config = dw2v.RunConfig(
-        vocab=dw2v.VocabConfig(min_count=SETTINGS["min_count"], sample=SETTINGS["sample"]),
-        train=dw2v.TrainConfig(vector_size=SETTINGS["vector_size"], window=SETTINGS["window"],
-                               negative=SETTINGS["negative"], epochs=epochs,
-                               alpha=SETTINGS["alpha"], min_alpha=SETTINGS["min_alpha"],
-                               seed=1, overlap=overlap))
-    with local_cluster(2) as client:
-        client.run(lambda: __import__("dw2v.kernels.cpu"))
-        started = time.perf_counter()
-        model = dw2v.train([corpus], out / "model", config, client=client, overwrite=True)
-        wall = time.perf_counter() - started
-    rounds = model.meta["rounds"]
-    seconds = sum(r["seconds"] for r in rounds)
-    result = {"overlap": overlap, "rounds": len(rounds),
-              "words_per_s": sum(r["words"] for r in rounds) / seconds,
-              "exchange_share": sum(r.get("seconds_exchange", 0.0) for r in rounds) / seconds,
-              "train_ms": 1000 * float(np.mean([r["seconds_training"] for r in rounds])),
-              "round_ms": 1000 * float(np.mean([r["seconds"] for r in rounds])),
-              "wall_seconds": wall}
-    if epochs == 5:
-        np.save(out / "vectors.npy", model.vectors)
-        (out / "vectors.words.json").write_text(json.dumps(model.words))
-        result.update(evaluate(out / "vectors"))
-    return result
+KEYS = ("overlap", "rounds", "words_per_s", "exchange_share", "training_ms", "round_ms",
+        "wall_seconds", "spearman", "analogy")
 
 
 def main() -> None:
@@ -64,8 +33,13 @@ def main() -> None:
     parser.add_argument("--_child", nargs=2, help=argparse.SUPPRESS)  # overlap (0/1), out dir
     args = parser.parse_args()
     if args._child:
-        print(json.dumps(child(args.corpus, args._child[0] == "1", args.epochs,
-                               Path(args._child[1]))))
+        from bench_distributed import run_dw2v
+
+        overlap = args._child[0] == "1"
+        result = run_dw2v(Path(args.corpus), Path(args._child[1]), 2, "auto", 1,
+                          quality=args.epochs == 5, overlap=overlap, epochs=args.epochs)
+        result["overlap"] = overlap
+        print(json.dumps({k: result[k] for k in KEYS if k in result}))
         return
     with tempfile.TemporaryDirectory() as work:
         for _ in range(args.trials):
