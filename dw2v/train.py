@@ -36,7 +36,7 @@ from dw2v.errors import (ConfigError, Dw2vError, Interrupted, NumericalError, Ou
                          Terminated, TrainError)
 from dw2v.plan import TrainPlan, hot_rows, plan_shards, sync_period
 from dw2v.preflight import check_run
-from dw2v.report import ReportExtras, compute_extras, write_report
+from dw2v.report import ReportExtras, compute_extras, import_in_background, write_report
 from dw2v.ingest import MemoryCorpus, as_inputs, paths_of
 from dw2v.prepare import MANIFEST, WORK_DIR, build_into
 from dw2v.vocab import Vocabulary
@@ -385,6 +385,7 @@ def _train_staged(inputs: Sequence[str] | MemoryCorpus, target: Path, out: Path,
         devices: dict[str, str] = {}
         if start is None or plan.round_offset + start_round < finished:
             engine = Engine(c, setup, records, restarts, checkpoints, bar)
+            import_in_background()  # for the report: the driver only waits while they train
             engine.run()
             dropped, devices = engine.excluded, engine.devices
         bar.close()
