@@ -34,16 +34,16 @@ WORDS_READ, WORDS_KEPT, EXAMPLES, LOSS_SUM, LOSS_TERMS = range(5)
 
 
 @intrinsic
-def _prefetch(typingctx, array, index):  # type: ignore[no-untyped-def]
-    """A hint to load the cache line of ``array[index]`` (1-D) for writing (LLVM's
+def _prefetch(typingctx, array, row, col):  # type: ignore[no-untyped-def]
+    """A hint to load the cache line of ``array[row, col]`` (2-D) for writing (LLVM's
     ``llvm.prefetch``): no effect on results, it only starts the load early."""
-    if not isinstance(array, types.Array) or array.ndim != 1:
+    if not isinstance(array, types.Array) or array.ndim != 2:
         return None
 
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
         kind = signature.args[0]
         view = context.make_array(kind)(context, builder, args[0])
-        item = cgutils.get_item_pointer(context, builder, kind, view, [args[1]],
+        item = cgutils.get_item_pointer(context, builder, kind, view, [args[1], args[2]],
                                         wraparound=False)
         i32 = ir.IntType(32)
         byte_ptr = ir.IntType(8).as_pointer()
@@ -55,14 +55,16 @@ def _prefetch(typingctx, array, index):  # type: ignore[no-untyped-def]
                             ir.Constant(i32, 3), ir.Constant(i32, 1)])
         return context.get_dummy_value()
 
-    return types.void(array, types.intp), codegen
+    return types.void(array, types.intp, types.intp), codegen
 
 
 @njit(inline="always")
-def _prefetch_row(row: np.ndarray) -> None:
-    """Start loading every cache line (16 float32) of one row."""
-    for d in range(0, row.shape[0], 16):
-        _prefetch(row, d)
+def _prefetch_row(matrix: np.ndarray, row: np.int64) -> None:
+    """Start loading every cache line (16 float32) of one row. Rows are indexed in the 2-D
+    matrices throughout, never taken as views: a view costs an atomic reference count, and
+    with a view per pair the skip-gram kernel ran at 0.6-0.8x (RESULTS §21)."""
+    for d in range(0, matrix.shape[1], 16):
+        _prefetch(matrix, row, d)
 
 
 @njit(cache=True)
@@ -154,18 +156,19 @@ def _scored(loss_every: int, seen: int) -> tuple[bool, int]:
 
 
 @njit(inline="always")
-def _score_update(h: np.ndarray, out_row: np.ndarray, neu1e: np.ndarray, label: float,
-                  lr: float, compute_loss: bool) -> float:
-    """One target: g = (label - sigmoid(h.out)) * lr; neu1e += g*out; out += g*h. Returns loss."""
+def _score_update(H: np.ndarray, r: np.int64, W_out: np.ndarray, t: np.int64,
+                  neu1e: np.ndarray, label: float, lr: float, compute_loss: bool) -> float:
+    """One target, ``h = H[r]``, ``out = W_out[t]``: g = (label - sigmoid(h.out)) * lr;
+    neu1e += g*out; out += g*h. Returns loss."""
     f = np.float32(0.0)
-    for d in range(h.shape[0]):
-        f += h[d] * out_row[d]
+    for d in range(H.shape[1]):
+        f += H[r, d] * W_out[t, d]
     f = min(max(f, -MAX_SCORE), MAX_SCORE)
     sig, loss = _sigmoid_loss(f, label > 0, compute_loss)
     g = np.float32((label - sig) * lr)
-    for d in range(h.shape[0]):
-        neu1e[d] += g * out_row[d]
-        out_row[d] += g * h[d]
+    for d in range(H.shape[1]):
+        neu1e[d] += g * W_out[t, d]
+        W_out[t, d] += g * H[r, d]
     return loss
 
 
@@ -234,7 +237,7 @@ def _draw_pending(state: np.uint64, pending: np.ndarray, alias_prob: np.ndarray,
     for k in range(pending.shape[0]):
         state, word = _draw(state, alias_prob, alias_idx)
         pending[k] = word
-        _prefetch_row(W_out[word])
+        _prefetch_row(W_out, word)
     return state
 
 
@@ -258,9 +261,9 @@ def _prefetch_next(W_in: np.ndarray, W_out: np.ndarray, sentence: np.ndarray, i:
     """Start loading the rows the next centre word adds: its own output row and the input
     row of the word entering the window."""
     if i + 1 < n:
-        _prefetch_row(W_out[sentence[i + 1]])
+        _prefetch_row(W_out, sentence[i + 1])
     if i + window + 1 < n:
-        _prefetch_row(W_in[sentence[i + window + 1]])
+        _prefetch_row(W_in, sentence[i + window + 1])
 
 
 @njit(inline="always")
@@ -319,18 +322,17 @@ def train_sg(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in: n
                 state = _take_targets(state, centre, targets, pending, alias_prob, alias_idx, W_out)
                 for d in range(dim):
                     neu1e[d] = 0.0
-                h = W_in[word]
                 score, seen = _scored(loss_every, seen)
                 for k in range(negative + 1):
                     if k > 0 and targets[k] == centre:
                         continue
-                    loss_sum += _score_update(h, W_out[targets[k]], neu1e,
+                    loss_sum += _score_update(W_in, word, W_out, targets[k], neu1e,
                                               1.0 if k == 0 else 0.0, lr, score)
                     terms += score
                     if counting:
                         touches_out[targets[k]] += 1
                 for d in range(dim):
-                    h[d] += neu1e[d]
+                    W_in[word, d] += neu1e[d]
                 if counting:
                     touches_in[word] += 1
                 examples += 1
@@ -354,7 +356,7 @@ def train_cbow(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in:
     sentence = _sentence_buffer(offsets, s_lo, s_hi)
     counting = touches_in.shape[0] > 0
     neu1e = np.empty(dim, dtype=np.float32)
-    h = np.empty(dim, dtype=np.float32)
+    H = np.empty((1, dim), dtype=np.float32)  # the context mean, as a 1-row matrix
     targets = np.empty(negative + 1, dtype=np.int64)
     pending = np.empty(negative, dtype=np.int64)  # the next example's noise words
     state = _draw_pending(state, pending, alias_prob, alias_idx, W_out)
@@ -373,32 +375,32 @@ def train_cbow(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in:
             if j_hi - j_lo <= 1:
                 continue
             for d in range(dim):
-                h[d] = 0.0
+                H[0, d] = 0.0
                 neu1e[d] = 0.0
             for j in range(j_lo, j_hi):
                 if j != i:
-                    row = W_in[sentence[j]]
+                    r = sentence[j]
                     for d in range(dim):
-                        h[d] += row[d]
+                        H[0, d] += W_in[r, d]
             inv = np.float32(1.0 / (j_hi - j_lo - 1))
             for d in range(dim):
-                h[d] *= inv
+                H[0, d] *= inv
             centre = sentence[i]
             state = _take_targets(state, centre, targets, pending, alias_prob, alias_idx, W_out)
             score, seen = _scored(loss_every, seen)
             for k in range(negative + 1):
                 if k > 0 and targets[k] == centre:
                     continue
-                loss_sum += _score_update(h, W_out[targets[k]], neu1e, 1.0 if k == 0 else 0.0,
-                                          lr, score)
+                loss_sum += _score_update(H, 0, W_out, targets[k], neu1e,
+                                          1.0 if k == 0 else 0.0, lr, score)
                 terms += score
                 if counting:
                     touches_out[targets[k]] += 1
             for j in range(j_lo, j_hi):
                 if j != i:
-                    row = W_in[sentence[j]]
+                    r = sentence[j]
                     for d in range(dim):
-                        row[d] += neu1e[d]
+                        W_in[r, d] += neu1e[d]
                     if counting:
                         touches_in[sentence[j]] += 1
             examples += 1
@@ -494,31 +496,134 @@ def _repeated_targets(W_in: np.ndarray, W_out: np.ndarray, sentence: np.ndarray,
     for j in range(j_lo, j_hi):
         if j == i:
             continue
-        in_row = W_in[sentence[j]]
+        r = sentence[j]
         hh = np.float32(0.0)
         for d in range(dim):
-            hh += in_row[d] * in_row[d]
+            hh += W_in[r, d] * W_in[r, d]
         along_h = np.float32(0.0)
         for k in range(1, targets.shape[0]):
             m = times[k]
             if m < 2:
                 continue
-            out_row = W_out[targets[k]]
+            t = targets[k]
             f = np.float32(0.0)
             for d in range(dim):
-                f += in_row[d] * out_row[d]
+                f += W_in[r, d] * W_out[t, d]
             g, along, loss = _repeated_negative(f, m, hh, lr, compute_loss)
             along_h += along
             if compute_loss:
                 loss_sum += loss
                 terms += m
             for d in range(dim):
-                grad_in[c, d] += g * out_row[d]
-                grad_out[k, d] += g * in_row[d]
+                grad_in[c, d] += g * W_out[t, d]
+                grad_out[k, d] += g * W_in[r, d]
         for d in range(dim):
-            grad_in[c, d] += along_h * in_row[d]
+            grad_in[c, d] += along_h * W_in[r, d]
         c += 1
     return loss_sum, terms
+
+
+@njit(inline="always")
+def _gather(sentence: np.ndarray, i: int, j_lo: int, j_hi: int, times: np.ndarray,
+            context: np.ndarray, singles: np.ndarray) -> tuple[int, int]:
+    """A centre's context words (``context``, the centre left out) and the slots of the
+    targets drawn once (``singles``); returns how many of each."""
+    n_ctx = 0
+    for j in range(j_lo, j_hi):
+        if j != i:
+            context[n_ctx] = sentence[j]
+            n_ctx += 1
+    n_single = 0
+    for k in range(times.shape[0]):
+        if times[k] == 1:
+            singles[n_single] = k
+            n_single += 1
+    return n_ctx, n_single
+
+
+@njit(inline="always")
+def _pair_gradient(f: float, positive: bool, lr: float, compute_loss: bool
+                   ) -> tuple[float, float]:
+    """One (context, target) pair's ``g = (label - sigmoid(f)) * lr`` and its loss."""
+    f = min(max(f, -MAX_SCORE), MAX_SCORE)
+    sig, loss = _sigmoid_loss(f, positive, compute_loss)
+    return np.float32(((1.0 if positive else 0.0) - sig) * lr), loss
+
+
+@njit(inline="always")
+def _pair_block(W_in: np.ndarray, W_out: np.ndarray, context: np.ndarray, targets: np.ndarray,
+                singles: np.ndarray, c0: int, p: int, n_ctx: int, n_single: int, lr: float,
+                compute_loss: bool, grad_in: np.ndarray, grad_out: np.ndarray
+                ) -> tuple[float, int]:
+    """Two context rows against two targets drawn once: the four scores in one pass over the
+    four rows, then the four gradients in another, so each row is read twice per block instead
+    of twice per pair, and each gradient row is loaded and stored once per two pairs
+    (HogBatch's small GEMM, Ji et al. 2016, as a 2x2 register tile). Rows are indexed in the
+    2-D arrays, not taken as views (a view costs a reference count). A block past the last
+    context row or target (an odd count) goes pair by pair. Returns its loss sum and terms."""
+    if c0 + 1 >= n_ctx or p + 1 >= n_single:
+        return _pairs_one_by_one(W_in, W_out, context, targets, singles, c0, p, n_ctx,
+                                 n_single, lr, compute_loss, grad_in, grad_out)
+    dim = W_in.shape[1]
+    r0 = context[c0]
+    r1 = context[c0 + 1]
+    k0 = singles[p]
+    k1 = singles[p + 1]
+    t0 = targets[k0]
+    t1 = targets[k1]
+    f00 = np.float32(0.0)
+    f01 = np.float32(0.0)
+    f10 = np.float32(0.0)
+    f11 = np.float32(0.0)
+    for d in range(dim):
+        a = W_in[r0, d]
+        b = W_in[r1, d]
+        x = W_out[t0, d]
+        y = W_out[t1, d]
+        f00 += a * x
+        f01 += a * y
+        f10 += b * x
+        f11 += b * y
+    g00, loss00 = _pair_gradient(f00, k0 == 0, lr, compute_loss)
+    g01, loss01 = _pair_gradient(f01, k1 == 0, lr, compute_loss)
+    g10, loss10 = _pair_gradient(f10, k0 == 0, lr, compute_loss)
+    g11, loss11 = _pair_gradient(f11, k1 == 0, lr, compute_loss)
+    for d in range(dim):
+        a = W_in[r0, d]
+        b = W_in[r1, d]
+        x = W_out[t0, d]
+        y = W_out[t1, d]
+        grad_in[c0, d] += g00 * x + g01 * y
+        grad_in[c0 + 1, d] += g10 * x + g11 * y
+        grad_out[k0, d] += g00 * a + g10 * b
+        grad_out[k1, d] += g01 * a + g11 * b
+    return loss00 + loss01 + loss10 + loss11, 4 if compute_loss else 0
+
+
+@njit(inline="always")
+def _pairs_one_by_one(W_in: np.ndarray, W_out: np.ndarray, context: np.ndarray,
+                      targets: np.ndarray, singles: np.ndarray, c0: int, p: int, n_ctx: int,
+                      n_single: int, lr: float, compute_loss: bool, grad_in: np.ndarray,
+                      grad_out: np.ndarray) -> tuple[float, int]:
+    """The pairs of a block that has one context row or one target (:func:`_pair_block`)."""
+    dim = W_in.shape[1]
+    loss = 0.0
+    terms = 0
+    for c in range(c0, min(c0 + 2, n_ctx)):
+        r = context[c]
+        for q in range(p, min(p + 2, n_single)):
+            k = singles[q]
+            t = targets[k]
+            f = np.float32(0.0)
+            for d in range(dim):
+                f += W_in[r, d] * W_out[t, d]
+            g, pair_loss = _pair_gradient(f, k == 0, lr, compute_loss)
+            for d in range(dim):
+                grad_in[c, d] += g * W_out[t, d]
+                grad_out[k, d] += g * W_in[r, d]
+            loss += pair_loss
+            terms += compute_loss
+    return loss, terms
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
@@ -559,6 +664,8 @@ def train_sg_batch(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int,
     state = _draw_pending(state, pending, alias_prob, alias_idx, W_out)
     slot = np.full(W_out.shape[0] if negative + 1 > PAIRWISE_REPEATS else 0, -1, dtype=np.int32)
     times = np.empty(negative + 1, dtype=np.int64)
+    context = np.empty(2 * window, dtype=np.int64)  # the window's words, the centre left out
+    singles = np.empty(negative + 1, dtype=np.int64)  # the slots of targets drawn once
     grad_in = np.empty((2 * window, dim), dtype=np.float32)
     grad_out = np.empty((negative + 1, dim), dtype=np.float32)
     n_trace = 0
@@ -579,55 +686,36 @@ def train_sg_batch(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int,
             state = _take_targets(state, centre, targets, pending, alias_prob, alias_idx, W_out)
             repeats = _count_repeats(targets, centre, slot, times)
             score, seen = _scored(loss_every, seen)
+            n_ctx, n_single = _gather(sentence, i, j_lo, j_hi, times, context, singles)
+            grad_in[:, :] = 0.0
             grad_out[:, :] = 0.0
-            c = 0
-            for j in range(j_lo, j_hi):
-                if j == i:
-                    continue
-                in_row = W_in[sentence[j]]
-                for d in range(dim):
-                    grad_in[c, d] = 0.0
-                for k in range(negative + 1):
-                    if times[k] != 1:
-                        continue
-                    out_row = W_out[targets[k]]
-                    f = np.float32(0.0)
-                    for d in range(dim):
-                        f += in_row[d] * out_row[d]
-                    f = min(max(f, -MAX_SCORE), MAX_SCORE)
-                    sig, loss = _sigmoid_loss(f, k == 0, score)
-                    label = 1.0 if k == 0 else 0.0
-                    g = np.float32((label - sig) * lr)
-                    for d in range(dim):
-                        grad_in[c, d] += g * out_row[d]
-                        grad_out[k, d] += g * in_row[d]
-                    loss_sum += loss
-                    terms += score
-                c += 1
+            for c0 in range(0, n_ctx, 2):
+                for p in range(0, n_single, 2):
+                    pair_loss, pair_terms = _pair_block(W_in, W_out, context, targets, singles,
+                                                        c0, p, n_ctx, n_single, lr, score,
+                                                        grad_in, grad_out)
+                    loss_sum += pair_loss
+                    terms += pair_terms
             if repeats:  # the targets drawn m > 1 times: word2vec's m steps (issue 16)
                 more_loss, more_terms = _repeated_targets(W_in, W_out, sentence, i, j_lo, j_hi,
                                                           targets, times, lr, score, grad_in,
                                                           grad_out)
                 loss_sum += more_loss
                 terms += more_terms
-            c = 0
-            for j in range(j_lo, j_hi):
-                if j == i:
-                    continue
-                in_row = W_in[sentence[j]]
+            for c in range(n_ctx):
+                r = context[c]
                 for d in range(dim):
-                    in_row[d] += grad_in[c, d]
+                    W_in[r, d] += grad_in[c, d]
                 if counting:
-                    touches_in[sentence[j]] += 1
-                c += 1
+                    touches_in[r] += 1
             for k in range(negative + 1):
                 if times[k] > 0:
-                    out_row = W_out[targets[k]]
+                    t = targets[k]
                     for d in range(dim):
-                        out_row[d] += grad_out[k, d]
+                        W_out[t, d] += grad_out[k, d]
                     if counting:
-                        touches_out[targets[k]] += c * times[k]
-            examples += c
+                        touches_out[targets[k]] += n_ctx * times[k]
+            examples += n_ctx
             n_trace = _record(trace_words, trace_targets, trace_lr, n_trace, sentence, j_lo,
                               j_hi, i, targets, lr)
     _add_counts(counters, offsets, s_lo, s_hi, kept, examples, loss_sum, terms)
