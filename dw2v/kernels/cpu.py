@@ -6,6 +6,9 @@ call (each epoch), the window is shrunk at random per centre word, and negatives
 alias table (O(1) per draw, V entries). Each example's negatives are drawn one example ahead
 and the rows the next example will read are prefetched (RESULTS §19: CBOW 1.54x, HogBatch
 skip-gram 1.18x words/s at one thread, from waiting less for rows scattered over memory).
+Rows are indexed in the 2-D matrices, never taken as views (a view's reference count is
+atomic); HogBatch scores its pairs in 2x2 tiles and CBOW its targets two at a time (RESULTS
+§21: 1.35-1.39x and 1.06-1.25x).
 Several Python threads may run these ``nogil`` kernels on disjoint sentence ranges over shared
 matrices (Hogwild); one thread is deterministic for a seed. An optional trace records every
 example so tests can replay it through the reference.
@@ -173,6 +176,59 @@ def _score_update(H: np.ndarray, r: np.int64, W_out: np.ndarray, t: np.int64,
 
 
 @njit(inline="always")
+def _live_targets(targets: np.ndarray, centre: np.int64, live: np.ndarray) -> int:
+    """The slots of an example's targets to score (``live``): the centre, then every negative
+    but those equal to the centre. Returns how many."""
+    n_live = 0
+    for k in range(targets.shape[0]):
+        if k == 0 or targets[k] != centre:
+            live[n_live] = k
+            n_live += 1
+    return n_live
+
+
+@njit(inline="always")
+def _score_targets(H: np.ndarray, r: np.int64, W_out: np.ndarray, targets: np.ndarray,
+                   live: np.ndarray, n_live: int, neu1e: np.ndarray, lr: float,
+                   compute_loss: bool) -> float:
+    """:func:`_score_update` for each live target in turn (``targets[live[q]]``, the first one
+    the positive when ``live[0] == 0``), two at a time where the two rows differ: scoring both
+    before updating either is then the same as one after the other (each update moves only its
+    own row and ``neu1e``), and ``h`` and ``neu1e`` are read once per two targets. A negative
+    drawn twice in a row is scored after the first one's update, as word2vec does. Returns
+    the loss sum."""
+    loss = 0.0
+    q = 0
+    while q < n_live:
+        k0 = live[q]
+        t0 = targets[k0]
+        label0 = 1.0 if k0 == 0 else 0.0
+        if q + 1 == n_live or targets[live[q + 1]] == t0:
+            loss += _score_update(H, r, W_out, t0, neu1e, label0, lr, compute_loss)
+            q += 1
+            continue
+        t1 = targets[live[q + 1]]
+        f0 = np.float32(0.0)
+        f1 = np.float32(0.0)
+        for d in range(H.shape[1]):
+            h = H[r, d]
+            f0 += h * W_out[t0, d]
+            f1 += h * W_out[t1, d]
+        g0, loss0 = _pair_gradient(f0, k0 == 0, lr, compute_loss)
+        g1, loss1 = _pair_gradient(f1, False, lr, compute_loss)  # only slot 0 is the positive
+        for d in range(H.shape[1]):
+            h = H[r, d]
+            x = W_out[t0, d]
+            y = W_out[t1, d]
+            neu1e[d] += g0 * x + g1 * y
+            W_out[t0, d] = x + g0 * h
+            W_out[t1, d] = y + g1 * h
+        loss += loss0 + loss1
+        q += 2
+    return loss
+
+
+@njit(inline="always")
 def _subsample(ids: np.ndarray, lo: np.int64, hi: np.int64, keep_prob: np.ndarray,
                sentence: np.ndarray, state: np.uint64) -> tuple[np.uint64, np.int64]:
     n = 0
@@ -301,6 +357,7 @@ def train_sg(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in: n
     counting = touches_in.shape[0] > 0
     neu1e = np.empty(dim, dtype=np.float32)
     targets = np.empty(negative + 1, dtype=np.int64)
+    live = np.empty(negative + 1, dtype=np.int64)  # the slots scored (not equal to the centre)
     pending = np.empty(negative, dtype=np.int64)  # the next example's noise words
     state = _draw_pending(state, pending, alias_prob, alias_idx, W_out)
     n_trace = 0
@@ -323,14 +380,13 @@ def train_sg(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in: n
                 for d in range(dim):
                     neu1e[d] = 0.0
                 score, seen = _scored(loss_every, seen)
-                for k in range(negative + 1):
-                    if k > 0 and targets[k] == centre:
-                        continue
-                    loss_sum += _score_update(W_in, word, W_out, targets[k], neu1e,
-                                              1.0 if k == 0 else 0.0, lr, score)
-                    terms += score
-                    if counting:
-                        touches_out[targets[k]] += 1
+                n_live = _live_targets(targets, centre, live)
+                loss_sum += _score_targets(W_in, word, W_out, targets, live, n_live, neu1e, lr,
+                                           score)
+                terms += score * n_live
+                if counting:
+                    for q in range(n_live):
+                        touches_out[targets[live[q]]] += 1
                 for d in range(dim):
                     W_in[word, d] += neu1e[d]
                 if counting:
@@ -358,6 +414,7 @@ def train_cbow(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in:
     neu1e = np.empty(dim, dtype=np.float32)
     H = np.empty((1, dim), dtype=np.float32)  # the context mean, as a 1-row matrix
     targets = np.empty(negative + 1, dtype=np.int64)
+    live = np.empty(negative + 1, dtype=np.int64)  # the slots scored (not equal to the centre)
     pending = np.empty(negative, dtype=np.int64)  # the next example's noise words
     state = _draw_pending(state, pending, alias_prob, alias_idx, W_out)
     n_trace = 0
@@ -388,14 +445,12 @@ def train_cbow(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in:
             centre = sentence[i]
             state = _take_targets(state, centre, targets, pending, alias_prob, alias_idx, W_out)
             score, seen = _scored(loss_every, seen)
-            for k in range(negative + 1):
-                if k > 0 and targets[k] == centre:
-                    continue
-                loss_sum += _score_update(H, 0, W_out, targets[k], neu1e,
-                                          1.0 if k == 0 else 0.0, lr, score)
-                terms += score
-                if counting:
-                    touches_out[targets[k]] += 1
+            n_live = _live_targets(targets, centre, live)
+            loss_sum += _score_targets(H, 0, W_out, targets, live, n_live, neu1e, lr, score)
+            terms += score * n_live
+            if counting:
+                for q in range(n_live):
+                    touches_out[targets[live[q]]] += 1
             for j in range(j_lo, j_hi):
                 if j != i:
                     r = sentence[j]
