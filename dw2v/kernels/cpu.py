@@ -65,7 +65,7 @@ def _prefetch(typingctx, array, row, col):  # type: ignore[no-untyped-def]
 def _prefetch_row(matrix: np.ndarray, row: np.int64) -> None:
     """Start loading every cache line (16 float32) of one row. Rows are indexed in the 2-D
     matrices throughout, never taken as views: a view costs an atomic reference count, and
-    with a view per pair the skip-gram kernel ran at 0.6-0.8x (RESULTS §21)."""
+    dropping them was most of RESULTS §21's skip-gram gain."""
     for d in range(0, matrix.shape[1], 16):
         _prefetch(matrix, row, d)
 
