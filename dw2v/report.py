@@ -81,8 +81,8 @@ def import_in_background() -> None:
 
             matplotlib.use("Agg")
             import matplotlib.pyplot  # noqa: F401
-        except Exception:  # noqa: BLE001 - write_report imports it again and says why
-            pass
+        except Exception as exc:  # noqa: BLE001 - write_report imports it again and says why
+            logger.debug("matplotlib did not import in the background: %s", exc)
 
     threading.Thread(target=load, name="dw2v-import-matplotlib", daemon=True).start()
 
@@ -192,6 +192,7 @@ def _workers_figure(rounds: list[dict[str, Any]], path: Path) -> None:
                                           r.get("worker_seconds", [])):
             rate[names.index(worker or "(local)"), j] = words / max(seconds, 1e-9)
     x = [r["round"] + 1 for r in rounds]
+    left, right = 0.8, 0.2  # inches: room for the axis labels (more for the heat map's names)
     if len(names) <= WORKER_LINES:
         fig, axis = plt.subplots(figsize=(10, 3.4))
         for name, row in zip(names, rate):
@@ -215,9 +216,8 @@ def _workers_figure(rounds: list[dict[str, Any]], path: Path) -> None:
         fig.colorbar(image, ax=axis, format=EngFormatter(sep=""), label="words/s")
         _by_round(axis)
         axis.grid(False)
-        _save(fig, path, left=1.3, right=0.1)
-        return
-    _save(fig, path)
+        left, right = 1.3, 0.1
+    _save(fig, path, left=left, right=right)
 
 
 def rank_frequency_points(counts: np.ndarray, points: int = RANK_POINTS

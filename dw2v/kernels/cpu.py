@@ -152,6 +152,15 @@ def _sigmoid_loss(f: float, positive: bool, compute_loss: bool) -> tuple[float, 
 
 
 @njit(inline="always")
+def _pair_gradient(f: float, positive: bool, lr: float, compute_loss: bool
+                   ) -> tuple[float, float]:
+    """One (context, target) pair's ``g = (label - sigmoid(f)) * lr`` and its loss."""
+    f = min(max(f, -MAX_SCORE), MAX_SCORE)
+    sig, loss = _sigmoid_loss(f, positive, compute_loss)
+    return np.float32(((1.0 if positive else 0.0) - sig) * lr), loss
+
+
+@njit(inline="always")
 def _scored(loss_every: int, seen: int) -> tuple[bool, int]:
     """Whether this example's loss is scored (every ``loss_every``-th example; never for 0),
     and the examples seen, this one included."""
@@ -160,15 +169,13 @@ def _scored(loss_every: int, seen: int) -> tuple[bool, int]:
 
 @njit(inline="always")
 def _score_update(H: np.ndarray, r: np.int64, W_out: np.ndarray, t: np.int64,
-                  neu1e: np.ndarray, label: float, lr: float, compute_loss: bool) -> float:
+                  neu1e: np.ndarray, positive: bool, lr: float, compute_loss: bool) -> float:
     """One target, ``h = H[r]``, ``out = W_out[t]``: g = (label - sigmoid(h.out)) * lr;
     neu1e += g*out; out += g*h. Returns loss."""
     f = np.float32(0.0)
     for d in range(H.shape[1]):
         f += H[r, d] * W_out[t, d]
-    f = min(max(f, -MAX_SCORE), MAX_SCORE)
-    sig, loss = _sigmoid_loss(f, label > 0, compute_loss)
-    g = np.float32((label - sig) * lr)
+    g, loss = _pair_gradient(f, positive, lr, compute_loss)
     for d in range(H.shape[1]):
         neu1e[d] += g * W_out[t, d]
         W_out[t, d] += g * H[r, d]
@@ -202,9 +209,8 @@ def _score_targets(H: np.ndarray, r: np.int64, W_out: np.ndarray, targets: np.nd
     while q < n_live:
         k0 = live[q]
         t0 = targets[k0]
-        label0 = 1.0 if k0 == 0 else 0.0
         if q + 1 == n_live or targets[live[q + 1]] == t0:
-            loss += _score_update(H, r, W_out, t0, neu1e, label0, lr, compute_loss)
+            loss += _score_update(H, r, W_out, t0, neu1e, k0 == 0, lr, compute_loss)
             q += 1
             continue
         t1 = targets[live[q + 1]]
@@ -536,10 +542,9 @@ def _repeated_negative(f: float, m: np.int64, hh: float, lr: float, compute_loss
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _repeated_targets(W_in: np.ndarray, W_out: np.ndarray, sentence: np.ndarray, i: int,
-                      j_lo: int, j_hi: int, targets: np.ndarray, times: np.ndarray, lr: float,
-                      compute_loss: bool, grad_in: np.ndarray, grad_out: np.ndarray
-                      ) -> tuple[float, np.int64]:
+def _repeated_targets(W_in: np.ndarray, W_out: np.ndarray, context: np.ndarray, n_ctx: int,
+                      targets: np.ndarray, times: np.ndarray, lr: float, compute_loss: bool,
+                      grad_in: np.ndarray, grad_out: np.ndarray) -> tuple[float, np.int64]:
     """Add to a centre's minibatch gradients the pairs with the targets drawn ``m > 1`` times
     (``times``): for every context word, word2vec's ``m`` steps (:func:`_repeated_negative`),
     from the parameters before the minibatch like every other pair. Returns their loss sum and
@@ -547,11 +552,8 @@ def _repeated_targets(W_in: np.ndarray, W_out: np.ndarray, sentence: np.ndarray,
     dim = W_in.shape[1]
     loss_sum = 0.0
     terms = np.int64(0)
-    c = 0
-    for j in range(j_lo, j_hi):
-        if j == i:
-            continue
-        r = sentence[j]
+    for c in range(n_ctx):
+        r = context[c]
         hh = np.float32(0.0)
         for d in range(dim):
             hh += W_in[r, d] * W_in[r, d]
@@ -574,7 +576,6 @@ def _repeated_targets(W_in: np.ndarray, W_out: np.ndarray, sentence: np.ndarray,
                 grad_out[k, d] += g * W_in[r, d]
         for d in range(dim):
             grad_in[c, d] += along_h * W_in[r, d]
-        c += 1
     return loss_sum, terms
 
 
@@ -597,15 +598,6 @@ def _gather(sentence: np.ndarray, i: int, j_lo: int, j_hi: int, times: np.ndarra
 
 
 @njit(inline="always")
-def _pair_gradient(f: float, positive: bool, lr: float, compute_loss: bool
-                   ) -> tuple[float, float]:
-    """One (context, target) pair's ``g = (label - sigmoid(f)) * lr`` and its loss."""
-    f = min(max(f, -MAX_SCORE), MAX_SCORE)
-    sig, loss = _sigmoid_loss(f, positive, compute_loss)
-    return np.float32(((1.0 if positive else 0.0) - sig) * lr), loss
-
-
-@njit(inline="always")
 def _pair_block(W_in: np.ndarray, W_out: np.ndarray, context: np.ndarray, targets: np.ndarray,
                 singles: np.ndarray, c0: int, p: int, n_ctx: int, n_single: int, lr: float,
                 compute_loss: bool, grad_in: np.ndarray, grad_out: np.ndarray
@@ -613,8 +605,7 @@ def _pair_block(W_in: np.ndarray, W_out: np.ndarray, context: np.ndarray, target
     """Two context rows against two targets drawn once: the four scores in one pass over the
     four rows, then the four gradients in another, so each row is read twice per block instead
     of twice per pair, and each gradient row is loaded and stored once per two pairs
-    (HogBatch's small GEMM, Ji et al. 2016, as a 2x2 register tile). Rows are indexed in the
-    2-D arrays, not taken as views (a view costs a reference count). A block past the last
+    (HogBatch's small GEMM, Ji et al. 2016, as a 2x2 register tile). A block past the last
     context row or target (an odd count) goes pair by pair. Returns its loss sum and terms."""
     if c0 + 1 >= n_ctx or p + 1 >= n_single:
         return _pairs_one_by_one(W_in, W_out, context, targets, singles, c0, p, n_ctx,
@@ -742,7 +733,9 @@ def train_sg_batch(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int,
             repeats = _count_repeats(targets, centre, slot, times)
             score, seen = _scored(loss_every, seen)
             n_ctx, n_single = _gather(sentence, i, j_lo, j_hi, times, context, singles)
-            grad_in[:, :] = 0.0
+            for c in range(n_ctx):
+                for d in range(dim):
+                    grad_in[c, d] = 0.0
             grad_out[:, :] = 0.0
             for c0 in range(0, n_ctx, 2):
                 for p in range(0, n_single, 2):
@@ -752,9 +745,8 @@ def train_sg_batch(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int,
                     loss_sum += pair_loss
                     terms += pair_terms
             if repeats:  # the targets drawn m > 1 times: word2vec's m steps (issue 16)
-                more_loss, more_terms = _repeated_targets(W_in, W_out, sentence, i, j_lo, j_hi,
-                                                          targets, times, lr, score, grad_in,
-                                                          grad_out)
+                more_loss, more_terms = _repeated_targets(W_in, W_out, context, n_ctx, targets,
+                                                          times, lr, score, grad_in, grad_out)
                 loss_sum += more_loss
                 terms += more_terms
             for c in range(n_ctx):
