@@ -407,7 +407,10 @@ class Engine:
         if not lost:
             first = next(iter(errors.values()))
             raise TrainError(f"the trainers stopped: {first}")
-        cause = next((str(e) for e in errors.values() if isinstance(e, ExchangeError)),
+        # the cause names a dropped worker: a healthy peer that saw its own connection to
+        # another reporter close (that reporter gave up on the lost one first) is not it
+        cause = next((str(e) for e in errors.values()
+                      if isinstance(e, ExchangeError) and e.peer in lost),
                      f"workers {', '.join(sorted(lost))} left the cluster")
         return lost, cause
 
