@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 REPORT = "report.html"
 FIGURES = "report"
+RANK_FREQUENCY = "rank_frequency.png"
 #: Words shown in the PCA map (after skipping the most frequent ones, mostly function words).
 MAP_WORDS, MAP_SKIP = 80, 20
 #: Ranks drawn on the rank-frequency curve (log-spaced; every rank of a small vocabulary).
@@ -71,20 +72,34 @@ def compute_extras(emb: Embeddings, extras: ReportExtras) -> dict[str, Any]:
             "restrict_vocab": extras.restrict_vocab}
 
 
-def import_in_background() -> None:
-    """Import matplotlib on a thread (0.5-0.8 s, RESULTS §16): a run calls this when its
-    workers start training, while the driver only waits, so that :func:`write_report` at the
-    end finds it loaded. A failed import is left to :func:`write_report` to report."""
-    def load() -> None:
+class EarlyFigures:
+    """The report's figures that need only the vocabulary, drawn on a thread while the workers
+    train and the driver only waits: matplotlib's import (0.5-0.9 s, RESULTS §16) and the
+    rank-frequency curve (0.3-0.4 s, §22) leave a run's last seconds. A failure is left to
+    :func:`write_report`, which then draws the figure itself (and says what failed)."""
+
+    def __init__(self, model_dir: Path, counts: np.ndarray) -> None:
+        self._drawn: list[str] = []
+        self._thread = threading.Thread(target=self._draw, args=(Path(model_dir), counts),
+                                        name="dw2v-report-figures", daemon=True)
+        self._thread.start()
+
+    def _draw(self, model_dir: Path, counts: np.ndarray) -> None:
         try:
             import matplotlib
 
             matplotlib.use("Agg")
-            import matplotlib.pyplot  # noqa: F401
-        except Exception as exc:  # noqa: BLE001 - write_report imports it again and says why
-            logger.debug("matplotlib did not import in the background: %s", exc)
+            figures = model_dir / FIGURES
+            figures.mkdir(exist_ok=True)
+            _rank_frequency_figure(counts, figures / RANK_FREQUENCY)
+            self._drawn.append(RANK_FREQUENCY)
+        except Exception as exc:  # noqa: BLE001 - write_report draws it again and says why
+            logger.debug("the report's early figures were not drawn: %s", exc)
 
-    threading.Thread(target=load, name="dw2v-import-matplotlib", daemon=True).start()
+    def drawn(self) -> tuple[str, ...]:
+        """Wait for the thread; the figures it drew (for :func:`write_report`'s ``drawn``)."""
+        self._thread.join()
+        return tuple(self._drawn)
 
 
 def _save(fig: Any, path: Path, *, left: float = 0.8, right: float = 0.2, bottom: float = 0.55,
@@ -232,13 +247,13 @@ def rank_frequency_points(counts: np.ndarray, points: int = RANK_POINTS
     return ranks, ordered[ranks - 1]
 
 
-def _rank_frequency_figure(emb: Embeddings, path: Path) -> None:
+def _rank_frequency_figure(counts: np.ndarray, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    ranks, counts = rank_frequency_points(emb.counts)
+    ranks, at_ranks = rank_frequency_points(counts)
     fig, axis = plt.subplots(figsize=(5, 3.6))
-    axis.loglog(ranks, np.maximum(counts, 1))
-    axis.set(xlabel="rank", ylabel="count", title=f"Rank-frequency ({len(emb.counts):,} words)")
+    axis.loglog(ranks, np.maximum(at_ranks, 1))
+    axis.set(xlabel="rank", ylabel="count", title=f"Rank-frequency ({len(counts):,} words)")
     axis.grid(alpha=0.3, which="both")
     _save(fig, path)
 
@@ -349,11 +364,12 @@ def _figure(file: str, caption: str) -> str:
 
 
 def write_report(model_dir: str | Path, name: str | None = None,
-                 emb: Embeddings | None = None) -> Path:
+                 emb: Embeddings | None = None, drawn: Sequence[str] = ()) -> Path:
     """Write ``report.html`` and its figures for the model in ``model_dir``; return the page.
     ``name``: the model's name on the page (default: the directory's; a run writes the report
     in its staging directory, so it passes the output's); ``emb``: the model, when the caller
-    has it loaded already (else it is read from ``model_dir``)."""
+    has it loaded already (else it is read from ``model_dir``); ``drawn``: the figures already
+    in place for this model (:meth:`EarlyFigures.drawn`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -375,9 +391,10 @@ def write_report(model_dir: str | Path, name: str | None = None,
             _exchange_figure(rounds, figures / "exchange.png")
             run_figures.append(_figure("exchange.png", "Training and exchange time, bytes "
                                                        "sent, per round"))
-    _rank_frequency_figure(emb, figures / "rank_frequency.png")
+    if RANK_FREQUENCY not in drawn:
+        _rank_frequency_figure(emb.counts, figures / RANK_FREQUENCY)
     _map_figure(emb, figures / "map.png")
-    vocabulary_figures = [_figure("rank_frequency.png", "The vocabulary's rank-frequency curve"),
+    vocabulary_figures = [_figure(RANK_FREQUENCY, "The vocabulary's rank-frequency curve"),
                           _figure("map.png", "A 2-D PCA map of frequent words")]
     words = sum(r["words"] for r in rounds)
     seconds = sum(r["seconds"] for r in rounds)

@@ -17,6 +17,7 @@ import shutil
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
@@ -36,7 +37,7 @@ from dw2v.errors import (ConfigError, Dw2vError, Interrupted, NumericalError, Ou
                          Terminated, TrainError)
 from dw2v.plan import TrainPlan, hot_rows, plan_shards, sync_period
 from dw2v.preflight import check_run
-from dw2v.report import ReportExtras, compute_extras, import_in_background, write_report
+from dw2v.report import EarlyFigures, ReportExtras, compute_extras, write_report
 from dw2v.ingest import MemoryCorpus, as_inputs, paths_of
 from dw2v.prepare import MANIFEST, WORK_DIR, build_into
 from dw2v.vocab import Vocabulary
@@ -326,7 +327,10 @@ def _train_staged(inputs: Sequence[str] | MemoryCorpus, target: Path, out: Path,
     cc = config.cluster
     stages: dict[str, float] = {}  # seconds of each stage this run went through
     clock = time.perf_counter()
-    with client_for(cc, client, device=tc.device) as c:
+    # the model's last files are written on a thread while the cluster closes (0.4-0.6 s of
+    # waiting for the worker processes to end): the pool waits for it, also on an error
+    with ThreadPoolExecutor(1, thread_name_prefix="dw2v-finish") as pool, \
+            client_for(cc, client, device=tc.device) as c:
         stages["cluster start"] = time.perf_counter() - clock
         if tc.device != "cpu":  # before the corpus is read: a worker without the GPU asked for
             probe(c, tc.device, sorted(c.nthreads()), tc.vector_size, tc.negative)
@@ -383,9 +387,9 @@ def _train_staged(inputs: Sequence[str] | MemoryCorpus, target: Path, out: Path,
         checkpoints: list[int] = list(state["checkpoints"]) if resumed is not None else []
         dropped: set[str] = set()  # workers found hung: not asked to write the vectors
         devices: dict[str, str] = {}
+        early = EarlyFigures(out, vocab.counts)  # for the report, while the workers train
         if start is None or plan.round_offset + start_round < finished:
             engine = Engine(c, setup, records, restarts, checkpoints, bar)
-            import_in_background()  # for the report: the driver only waits while they train
             engine.run()
             dropped, devices = engine.excluded, engine.devices
         bar.close()
@@ -399,16 +403,30 @@ def _train_staged(inputs: Sequence[str] | MemoryCorpus, target: Path, out: Path,
                  workers=sorted(set(c.nthreads()) - dropped) or None).result()
         seconds_total = time.perf_counter() - run_started
         stages["writing vectors"] = time.perf_counter() - clock
-    final_plan = TrainPlan.from_dict(final_state["plan"])
-    slot_words = [sum(sizes) * tc.epochs for sizes in slot_sizes]
-    _write_meta(out, config, len(vocab), records,
-                {"engine": 2, "slots": len(slots), "workers": final_plan.size,
-                 "sync_every": final_plan.period, "slot_words": slot_words,
-                 "total_words": final_plan.total_words, "seconds": seconds_total,
-                 "checkpoint_every": cc.checkpoint_every, "init_from": init_from,
-                 "restarts": [asdict(r) for r in restarts], "checkpoints": checkpoints,
-                 "words_trained_again": sum(r.words_trained_again for r in restarts),
-                 "devices": devices, "stages": stages, "command": command})
+        final_plan = TrainPlan.from_dict(final_state["plan"])
+        slot_words = [sum(sizes) * tc.epochs for sizes in slot_sizes]
+        meta = {"engine": 2, "slots": len(slots), "workers": final_plan.size,
+                "sync_every": final_plan.period, "slot_words": slot_words,
+                "total_words": final_plan.total_words, "seconds": seconds_total,
+                "checkpoint_every": cc.checkpoint_every, "init_from": init_from,
+                "restarts": [asdict(r) for r in restarts], "checkpoints": checkpoints,
+                "words_trained_again": sum(r.words_trained_again for r in restarts),
+                "devices": devices, "stages": stages, "command": command}
+        finishing = pool.submit(_finish, out, target, config, len(vocab), records, meta,
+                                report=report, keep_work=keep_work, early=early)
+    finishing.result()
+    swap_into_place(out, target)
+    return load_embeddings(target)
+
+
+def _finish(out: Path, target: Path, config: RunConfig, size: int,
+            records: list[RoundRecord], meta: dict[str, Any], *, report: ReportExtras,
+            keep_work: bool, early: EarlyFigures) -> None:
+    """The trained model's last files in the staging directory ``out``: ``model.json`` (its
+    extras too), ``report.html``; the work files removed. No cluster is needed."""
+    from dw2v.merge import CHECKPOINTS
+
+    _write_meta(out, config, size, records, meta)
     emb = load_embeddings(out)  # read once: for the extras and the report
     extras = compute_extras(emb, report)
     _add_meta(out, extras=extras)
@@ -417,12 +435,11 @@ def _train_staged(inputs: Sequence[str] | MemoryCorpus, target: Path, out: Path,
         shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
     try:
         write_report(out, name=target.name,
-                     emb=dataclasses.replace(emb, meta={**emb.meta, "extras": extras}))
+                     emb=dataclasses.replace(emb, meta={**emb.meta, "extras": extras}),
+                     drawn=early.drawn())
     except Exception as exc:  # noqa: BLE001 - the model is written; the report is extra
         logger.warning("the model is written, but its report.html could not be: %s", exc)
     try:  # the run was allowed to replace the output; it must still hold only dw2v's files
         check_output_dir(target, overwrite=True)
     except Dw2vError as exc:
         raise TrainError(f"the model is complete, but {exc}") from None
-    swap_into_place(out, target)
-    return load_embeddings(target)

@@ -15,8 +15,8 @@ from distributed import Client
 
 import dw2v
 from dw2v.cli import main
-from dw2v.report import (ReportExtras, pca_2d, rank_frequency_points, worker_table,
-                         write_report)
+from dw2v.report import (FIGURES, RANK_FREQUENCY, EarlyFigures, ReportExtras, pca_2d,
+                         rank_frequency_points, worker_table, write_report)
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +108,33 @@ def test_dw2v_report_regenerates_it(model: Path, capsys: pytest.CaptureFixture[s
     assert main(["report", str(model)]) == 0
     assert "report written to" in capsys.readouterr().out
     assert all(p.exists() for p in _images(model / "report.html"))
+
+
+def test_the_vocabulary_figure_drawn_during_training_is_the_one_the_page_shows(
+        model: Path, tmp_path: Path) -> None:
+    """EarlyFigures draws the rank-frequency curve from the counts alone (a run starts it
+    when its workers start training); write_report keeps that file and draws the rest. If
+    the early drawing fails, the report draws the figure itself."""
+    copy = tmp_path / "m"
+    shutil.copytree(model, copy)
+    shutil.rmtree(copy / FIGURES)
+    emb = dw2v.load(copy)
+    early = EarlyFigures(copy, emb.counts)
+    assert early.drawn() == (RANK_FREQUENCY,)
+    figure = copy / FIGURES / RANK_FREQUENCY
+    drawn = figure.read_bytes()
+    assert drawn[:8] == b"\x89PNG\r\n\x1a\n" and len(drawn) > 5_000
+    write_report(copy, drawn=early.drawn())
+    assert figure.read_bytes() == drawn
+    assert [p.name for p in _images(copy / "report.html")][-2:] == [RANK_FREQUENCY, "map.png"]
+    blocked = tmp_path / "blocked"
+    shutil.copytree(model, blocked)
+    shutil.rmtree(blocked / FIGURES)
+    (blocked / FIGURES).write_text("a file where the figures' folder goes")
+    assert EarlyFigures(blocked, emb.counts).drawn() == ()
+    (blocked / FIGURES).unlink()
+    write_report(blocked, drawn=())
+    assert (blocked / FIGURES / RANK_FREQUENCY).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_pca_projects_onto_the_directions_of_largest_variance() -> None:

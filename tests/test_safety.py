@@ -277,6 +277,26 @@ def test_a_killed_driver_leaves_the_old_model_and_resume_replaces_it(
     only(tmp_path, {"m", "run.log"})
 
 
+def test_a_failure_while_the_cluster_closes_leaves_the_old_model(model: Path, corpus: Path,
+                                                                  tmp_path: Path) -> None:
+    """The model's last files (model.json's scores, the report) are written while the
+    embedded LocalCluster closes: a benchmark file whose pairs are all unknown fails there,
+    after training. The run says so and keeps the finished model aside; the old model is as
+    it was until ``--resume`` swaps the finished one in."""
+    before, inputs = tree_digest(model), tree_digest(corpus)
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("zzqx\tqqzx\t3.0\n")
+    done = dw2v_cli("train", str(corpus), "-o", str(model), "--overwrite", "--workers", "1",
+                    *SMALL, "--similarity", str(pairs))
+    refused(done, 1, rf"{re.escape(str(pairs))}: fewer than two word pairs in the vocabulary")
+    assert f"the finished model is kept in {staging_dir(model)}" in done.stderr, done.stderr
+    assert tree_digest(model) == before and tree_digest(corpus) == inputs
+    done = dw2v_cli("train", "-o", str(model), "--resume", "--workers", "1", "--no-dashboard")
+    assert done.returncode == 0, done.stderr
+    assert tree_digest(model) != before and dw2v.load(model).vectors.shape[1] == 16
+    only(tmp_path, {"m", "pairs.tsv"})
+
+
 def test_init_from_the_output_itself_is_safe(model: Path, corpus: Path, sample_dir: Path,
                                              tmp_path: Path, cluster: list[str]) -> None:
     """``--init-from M -o M --overwrite``: a failing run leaves M as it was; a good one
