@@ -11,10 +11,12 @@ fails, diverges or is interrupted leaves an existing model exactly as it was.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import logging
 import shutil
 import sys
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -320,18 +322,26 @@ def _train_staged(inputs: Sequence[str] | MemoryCorpus, target: Path, out: Path,
                   command: list[str] | None) -> Embeddings:
     """The run itself, in the staging directory ``out``; swaps it into ``target`` at the end."""
     from dw2v.dask_cluster import client_for, show_progress
-    from dw2v.engine import Engine, RunSetup, records_of, restarts_of
-    from dw2v.merge import CHECKPOINTS, latest_checkpoint, read_state
 
     tc = config.train
     cc = config.cluster
     stages: dict[str, float] = {}  # seconds of each stage this run went through
     clock = time.perf_counter()
+    # Numba and the trainers' modules (0.4-0.5 s, RESULTS.md §22) import while the cluster
+    # starts, which is mostly waiting for the worker processes; a failed import is raised
+    # by the import below
+    engine_import = threading.Thread(target=_import_quietly, args=("dw2v.engine",),
+                                     name="dw2v-import-engine", daemon=True)
+    engine_import.start()
     # the model's last files are written on a thread while the cluster closes (0.4-0.6 s of
     # waiting for the worker processes to end): the pool waits for it, also on an error
     with ThreadPoolExecutor(1, thread_name_prefix="dw2v-finish") as pool, \
             client_for(cc, client, device=tc.device) as c:
         stages["cluster start"] = time.perf_counter() - clock
+        engine_import.join()
+        from dw2v.engine import Engine, RunSetup, records_of, restarts_of
+        from dw2v.merge import CHECKPOINTS, latest_checkpoint, read_state
+
         if tc.device != "cpu":  # before the corpus is read: a worker without the GPU asked for
             probe(c, tc.device, sorted(c.nthreads()), tc.vector_size, tc.negative)
         if resumed is not None:
@@ -417,6 +427,15 @@ def _train_staged(inputs: Sequence[str] | MemoryCorpus, target: Path, out: Path,
     finishing.result()
     swap_into_place(out, target)
     return load_embeddings(target)
+
+
+def _import_quietly(module: str) -> None:
+    """Import ``module`` ahead of its use (on a thread); its error, if any, is left to the
+    import that uses it."""
+    try:
+        importlib.import_module(module)
+    except Exception as exc:  # noqa: BLE001 - raised again, where the module is used
+        logger.debug("importing %s ahead failed: %s", module, exc)
 
 
 def _finish(out: Path, target: Path, config: RunConfig, size: int,
