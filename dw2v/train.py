@@ -398,10 +398,14 @@ def _train_staged(inputs: Sequence[str] | MemoryCorpus, target: Path, out: Path,
         dropped: set[str] = set()  # workers found hung: not asked to write the vectors
         devices: dict[str, str] = {}
         early = EarlyFigures(out, vocab.counts)  # for the report, while the workers train
-        if start is None or plan.round_offset + start_round < finished:
-            engine = Engine(c, setup, records, restarts, checkpoints, bar)
-            engine.run()
-            dropped, devices = engine.excluded, engine.devices
+        try:
+            if start is None or plan.round_offset + start_round < finished:
+                engine = Engine(c, setup, records, restarts, checkpoints, bar)
+                engine.run()
+                dropped, devices = engine.excluded, engine.devices
+        except BaseException:
+            early.drawn()  # it writes in ``out``, which a failed run may then remove
+            raise
         bar.close()
         stages["training"] = time.perf_counter() - run_started
         clock = time.perf_counter()
