@@ -67,13 +67,21 @@ def quality(path: Path) -> dict[str, float]:
     return out
 
 
-def run_dw2v(corpus: Path, out: Path, model: str, threads: int, epochs: int,
-             kernel_threads: int | None) -> dict[str, Any]:
+def run_dw2v(corpus: Path, out: Path, model: str, threads: int | None, epochs: int,
+             kernel_threads: int | None, *, workers: int | None = 1,
+             seed: int | None = None) -> dict[str, Any]:
+    """The whole ``dw2v train`` command in a fresh process (``workers``/``threads`` None:
+    the cluster's default), timed; its training words/s and quality."""
     command = [sys.executable, "-m", "dw2v.cli", "train", str(corpus), "-o", str(out),
-               "--model", model, "--epochs", str(epochs), "--workers", "1",
-               "--threads-per-worker", str(threads), "--no-dashboard", "--overwrite"]
+               "--model", model, "--epochs", str(epochs), "--no-dashboard", "--overwrite"]
+    if workers is not None:
+        command += ["--workers", str(workers)]
+    if threads is not None:
+        command += ["--threads-per-worker", str(threads)]
     if kernel_threads is not None:
         command += ["--kernel-threads", str(kernel_threads)]
+    if seed is not None:
+        command += ["--seed", str(seed)]
     started = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, text=True)
     wall = time.perf_counter() - started

@@ -88,7 +88,8 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     _setting(where, "cluster.scheduler_file", "--scheduler-file", metavar="FILE",
              help="a scheduler's JSON file")
     _setting(group, "cluster.n_workers", "--workers", type=int,
-             help="LocalCluster worker processes (default: one per core)")
+             help="LocalCluster worker processes (default: one per core; a single one runs "
+                  "in this process)")
     _setting(group, "cluster.threads_per_worker", "--threads-per-worker", type=int,
              help="LocalCluster threads per worker (default: 1)")
     _setting(group, "cluster.dashboard_address", "--dashboard", metavar="ADDR",

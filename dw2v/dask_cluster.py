@@ -1,7 +1,8 @@
 """Getting a Dask client, and the two cluster patterns dw2v uses: reduction and progress.
 
 With no scheduler, dw2v starts an embedded ``LocalCluster`` of worker processes sized to the
-machine and closes it afterwards. A user's own ``Client`` is used as it is and never closed.
+machine (one worker runs in this process: it needs no process of its own) and closes it
+afterwards. A user's own ``Client`` is used as it is and never closed.
 """
 
 from __future__ import annotations
@@ -52,14 +53,17 @@ def dask_environment(settings: dict[str, Any] = QUIET_CLUSTER) -> dict[str, str]
 @contextmanager
 def local_cluster(n_workers: int, threads_per_worker: int = 1,
                   dashboard_address: str | None = ":0",
-                  settings: dict[str, Any] = QUIET_CLUSTER) -> Iterator[Client]:
-    """A LocalCluster of worker processes with Dask ``settings`` (by default the quiet ones
-    ``dw2v train`` uses), and its client. Its workers ignore Ctrl-C (``dw2v.worker_setup``):
-    the driver stops the run and closes them."""
-    preload = [*dask.config.get("distributed.worker.preload", []), "dw2v.worker_setup"]
+                  settings: dict[str, Any] = QUIET_CLUSTER,
+                  processes: bool = True) -> Iterator[Client]:
+    """A LocalCluster with Dask ``settings`` (by default the quiet ones ``dw2v train`` uses),
+    and its client. Its worker processes ignore Ctrl-C (``dw2v.worker_setup``): the driver
+    stops the run and closes them. ``processes=False``: the workers run in this process."""
+    preload = [*dask.config.get("distributed.worker.preload", [])]
+    if processes:
+        preload.append("dw2v.worker_setup")
     with dask.config.set(settings), dask.config.set({"distributed.worker.preload": preload}), \
             LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
-                         processes=True, dashboard_address=dashboard_address) as cluster, \
+                         processes=processes, dashboard_address=dashboard_address) as cluster, \
             Client(cluster) as client:
         yield client
 
@@ -145,8 +149,14 @@ def client_for(config: ClusterConfig, client: Client | None = None,
         return
     n_workers = config.n_workers or _cpu_count()
     threads = config.threads_per_worker or 1
-    with local_cluster(n_workers, threads, config.dashboard_address) as local:
-        logger.info("started a LocalCluster: %d workers x %d threads", n_workers, threads)
+    # One worker trains in this process: a process of its own would add its start (0.5 s:
+    # spawning it, importing Dask and Numba again) and nothing else, since its kernels
+    # release the GIL (benchmarks/RESULTS.md §23). Several workers stay processes, one each.
+    in_process = n_workers == 1
+    with local_cluster(n_workers, threads, config.dashboard_address,
+                       processes=not in_process) as local:
+        logger.info("started a LocalCluster: %d workers x %d threads%s", n_workers, threads,
+                    " (in this process)" if in_process else "")
         if config.dashboard_address:
             print(f"dw2v: Dask dashboard at {local.dashboard_link}", file=sys.stderr)
         yield local

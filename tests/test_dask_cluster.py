@@ -98,3 +98,25 @@ def test_chain_reduce_keeps_the_order_of_its_parts_whatever_their_number(
         assert total.result() == list(range(n))
         # one task per step: the first takes 4 parts, each next one the total and 3 more
         assert total.key == f"chain-{n}-{max(0, -(-(n - 4) // 3))}"
+
+
+def test_one_embedded_worker_runs_in_this_process_and_several_in_processes_of_their_own(
+        ) -> None:
+    """A single worker needs no process of its own (its start is the saving, RESULTS §23);
+    several are one process each, and their worker processes ignore Ctrl-C."""
+    from dw2v.config import ClusterConfig
+    from dw2v.dask_cluster import client_for, workers_in_process
+
+    with client_for(ClusterConfig(n_workers=1, threads_per_worker=2,
+                                  dashboard_address=None)) as client:
+        assert workers_in_process(client)
+        assert list(client.nthreads().values()) == [2]
+        assert client.submit(os.getpid, pure=False).result() == os.getpid()
+        # the preload that makes worker processes ignore SIGINT is not run here
+        assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+    with client_for(ClusterConfig(n_workers=2, dashboard_address=None)) as client:
+        assert not workers_in_process(client)
+        pids = set(client.run(os.getpid).values())
+        assert len(pids) == 2 and os.getpid() not in pids
+        assert set(client.run(lambda: signal.getsignal(signal.SIGINT) is signal.SIG_IGN)
+                   .values()) == {True}
