@@ -88,10 +88,11 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     _setting(where, "cluster.scheduler_file", "--scheduler-file", metavar="FILE",
              help="a scheduler's JSON file")
     _setting(group, "cluster.n_workers", "--workers", type=int,
-             help="LocalCluster worker processes (default: one per core; a single one runs "
-                  "in this process)")
+             help="LocalCluster workers (default: one, with a thread per core, in this "
+                  "process; more are a process each)")
     _setting(group, "cluster.threads_per_worker", "--threads-per-worker", type=int,
-             help="LocalCluster threads per worker (default: 1)")
+             help="LocalCluster threads per worker (default: one per core with one worker, "
+                  "else 1)")
     _setting(group, "cluster.dashboard_address", "--dashboard", metavar="ADDR",
              help="LocalCluster dashboard address (another port is taken if busy)")
     _setting(group, "cluster.dashboard_address", "--no-dashboard", action="store_const",

@@ -1,8 +1,8 @@
 """Getting a Dask client, and the two cluster patterns dw2v uses: reduction and progress.
 
-With no scheduler, dw2v starts an embedded ``LocalCluster`` of worker processes sized to the
-machine (one worker runs in this process: it needs no process of its own) and closes it
-afterwards. A user's own ``Client`` is used as it is and never closed.
+With no scheduler, dw2v starts an embedded ``LocalCluster`` sized to the machine (by default
+one worker with a thread per core, in this process: it needs no process of its own) and closes
+it afterwards. A user's own ``Client`` is used as it is and never closed.
 """
 
 from __future__ import annotations
@@ -147,9 +147,9 @@ def client_for(config: ClusterConfig, client: Client | None = None,
                 print(f"dw2v: Dask dashboard at {local.dashboard_link}", file=sys.stderr)
             yield local
         return
-    n_workers = config.n_workers or _cpu_count()
-    threads = config.threads_per_worker or 1
-    # One worker trains in this process: a process of its own would add its start (0.5 s:
+    n_workers, threads = embedded_layout(config.n_workers, config.threads_per_worker,
+                                         _cpu_count())
+    # One worker trains in this process: a process of its own would add its start (0.6 s:
     # spawning it, importing Dask and Numba again) and nothing else, since its kernels
     # release the GIL (benchmarks/RESULTS.md §23). Several workers stay processes, one each.
     in_process = n_workers == 1
@@ -160,6 +160,19 @@ def client_for(config: ClusterConfig, client: Client | None = None,
         if config.dashboard_address:
             print(f"dw2v: Dask dashboard at {local.dashboard_link}", file=sys.stderr)
         yield local
+
+
+def embedded_layout(n_workers: int | None, threads: int | None, cores: int) -> tuple[int, int]:
+    """The embedded LocalCluster's workers and threads per worker. By default one worker with
+    a thread per core: on one machine, Hogwild threads on one shared model trained faster
+    than one process per core averaging replicas, and at gensim's quality (the whole command
+    1.24-1.53x as fast on 2 cores, benchmarks/RESULTS.md §23). ``--workers N`` alone: N
+    single-threaded workers; ``--threads-per-worker T`` alone: as many workers as fit."""
+    if n_workers is None and threads is None:
+        return 1, cores
+    if n_workers is None:
+        return max(1, cores // threads), threads
+    return n_workers, threads or 1
 
 
 @contextmanager

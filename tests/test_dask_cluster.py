@@ -120,3 +120,13 @@ def test_one_embedded_worker_runs_in_this_process_and_several_in_processes_of_th
         assert len(pids) == 2 and os.getpid() not in pids
         assert set(client.run(lambda: signal.getsignal(signal.SIGINT) is signal.SIG_IGN)
                    .values()) == {True}
+
+
+def test_the_embedded_cluster_is_one_worker_with_a_thread_per_core_unless_told() -> None:
+    from dw2v.dask_cluster import embedded_layout
+
+    assert embedded_layout(None, None, 8) == (1, 8)
+    assert embedded_layout(4, None, 8) == (4, 1)
+    assert embedded_layout(None, 2, 8) == (4, 2)
+    assert embedded_layout(None, 16, 8) == (1, 16)
+    assert embedded_layout(2, 3, 8) == (2, 3)
