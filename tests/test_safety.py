@@ -196,17 +196,20 @@ def test_a_run_that_diverges_leaves_the_old_model_as_it_was(
     only(tmp_path, {"m"})
 
 
-@pytest.mark.parametrize("how,code,said", [(signal.SIGINT, 130, "interrupted"),
-                                           (signal.SIGTERM, 143, r"terminated \(SIGTERM\)")])
+@pytest.mark.parametrize("how,code,said,workers", [
+    (signal.SIGINT, 130, "interrupted", "2"),
+    (signal.SIGTERM, 143, r"terminated \(SIGTERM\)", "2"),
+    (signal.SIGINT, 130, "interrupted", "1")])  # the worker in dw2v's own process
 def test_an_interrupted_run_keeps_the_old_model_and_resumes(
-        how: signal.Signals, code: int, said: str, model: Path, corpus: Path,
+        how: signal.Signals, code: int, said: str, workers: str, model: Path, corpus: Path,
         tmp_path: Path) -> None:
     """Ctrl-C (SIGINT to the whole process group, as a terminal sends it, on the embedded
-    LocalCluster) or SIGTERM mid-training: the old model is untouched, the run names the kept
-    checkpoint, no worker prints a traceback; ``--resume`` then completes and swaps in."""
+    LocalCluster of worker processes or of one worker in the driver's process) or SIGTERM
+    mid-training: the old model is untouched, the run names the kept checkpoint, no worker
+    prints a traceback; ``--resume`` then completes and swaps in."""
     before = tree_digest(model)
     log = tmp_path / "run.log"
-    run = start_cli("train", str(corpus), "-o", str(model), "--overwrite", "--workers", "2",
+    run = start_cli("train", str(corpus), "-o", str(model), "--overwrite", "--workers", workers,
                     *ROUNDS, log=log)
     try:
         wait_for(lambda: checkpointed(model) or run.poll() is not None, 120, "a checkpoint")
