@@ -272,7 +272,7 @@ class TrainConfig:
 @_checked
 @dataclass(frozen=True)
 class ClusterConfig:
-    """Which Dask cluster to use; with no address, an embedded LocalCluster of processes."""
+    """Which Dask cluster to use; with no address, an embedded LocalCluster."""
 
     scheduler: str | None = None
     scheduler_file: str | None = None
