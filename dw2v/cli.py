@@ -185,7 +185,9 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     _setting(group, "train.device", "--device", choices=["cpu", "gpu", "auto"],
              help="where workers train: cpu, gpu (every worker on its GPU) or auto (a GPU "
                   "where a worker has one)")
-    _setting(group, "train.seed", "--seed", type=int, help="random seed")
+    _setting(group, "train.seed", "--seed", type=int,
+             help="random seed (single-threaded workers give the same vectors for a seed; "
+                  "Hogwild threads do not)")
     _setting(group, "train.skip_bad_shards", "--skip-bad-shards", action="store_true",
              help="skip a token-id shard that cannot be read during training, with a "
                   "warning (default: stop with an error naming it)")

@@ -155,7 +155,8 @@ def client_for(config: ClusterConfig, client: Client | None = None,
     in_process = n_workers == 1
     with local_cluster(n_workers, threads, config.dashboard_address,
                        processes=not in_process) as local:
-        logger.info("started a LocalCluster: %d workers x %d threads%s", n_workers, threads,
+        logger.info("started a LocalCluster: %d worker%s x %d thread%s%s", n_workers,
+                    "s" * (n_workers != 1), threads, "s" * (threads != 1),
                     " (in this process)" if in_process else "")
         if config.dashboard_address:
             print(f"dw2v: Dask dashboard at {local.dashboard_link}", file=sys.stderr)
