@@ -5,6 +5,7 @@ Exit codes: 0 success, 1 bad data (the message names the file), 2 bad usage or s
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import functools
 import gc
@@ -12,8 +13,9 @@ import logging
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from dw2v.cli_types import positive_int
 from dw2v.config import ClusterConfig, IngestConfig, TrainConfig, VocabConfig
@@ -496,6 +498,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.verbose)
     previous = {sig: signal.signal(sig, functools.partial(_stop, verbose=args.verbose))
                 for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = functools.partial(_unraisable, fallback=previous_hook)
     try:
         if args.command == "train":
             return _run_train(args, _subparser(parser, "train"), argv[argv.index("train") + 1:])
@@ -514,8 +518,25 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
     finally:
+        sys.unraisablehook = previous_hook
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _unraisable(unraisable: Any, fallback: Callable[[Any], None]) -> None:
+    """``sys.unraisablehook``: a Ctrl-C or SIGTERM whose handler ran where Python cannot
+    raise (a garbage collector's callback, such as Dask's GC diagnosis, or a ``__del__``) was
+    swallowed there, and the run went on to completion; deliver it again to the main thread,
+    so that it stops the run. From another thread, a moment later: delivered now, its handler
+    would run inside this hook, which swallows it too. Anything else goes to ``fallback``."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        signum = (signal.SIGTERM if isinstance(unraisable.exc_value, Terminated)
+                  else signal.SIGINT)
+        again = threading.Timer(0.01, _thread.interrupt_main, (signum,))
+        again.daemon = True
+        again.start()
+        return
+    fallback(unraisable)
 
 
 def _stop(signum: int, frame: Any, verbose: int = 0) -> None:

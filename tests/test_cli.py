@@ -6,11 +6,15 @@ no output directory (nor a staging directory) left behind.
 
 from __future__ import annotations
 
+import functools
+import gc
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,7 +22,8 @@ import pyarrow.parquet as pq
 import pytest
 from distributed import Client
 
-from dw2v.cli import _sync_every, main
+from dw2v.cli import _stop, _sync_every, _unraisable, main
+from dw2v.errors import Terminated
 from dw2v.testing import tree_digest, write_parquet
 from dw2v.vocab import load
 from tests.test_ingest import write_invalid_utf8
@@ -315,6 +320,39 @@ def test_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> None:
     text = " ".join(capsys.readouterr().out.split())
     for shown in ("--window WINDOW, --ws WINDOW maximum context window (default: 5)",
                   "--model {skipgram,cbow} (default: skipgram)", "(default: 0.0001)",
-                  "--seed SEED random seed (default: 1)",
+                  "--seed SEED random seed (single-threaded workers give the same vectors "
+                  "for a seed; Hogwild threads do not) (default: 1)",
                       "one is always written at the end) (default: 120.0)"):
         assert shown in text, shown
+
+
+@pytest.mark.parametrize("how,raised", [("SIGINT", KeyboardInterrupt), ("SIGTERM", Terminated)])
+def test_a_ctrl_c_whose_handler_runs_in_a_gc_callback_still_stops_the_run(
+        how: str, raised: type[BaseException]) -> None:
+    """A signal handled while the main thread runs a garbage collector's callback (Dask's GC
+    diagnosis is one) raised where Python swallows exceptions, and the run went on to
+    completion (seen in test_safety's Ctrl-C test with the worker in the driver's process).
+    ``main`` hooks ``sys.unraisablehook`` so that it is delivered again."""
+    signum = getattr(signal, how)
+    fired: list[int] = []
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and not fired:
+            fired.append(1)
+            signal.raise_signal(signum)  # its handler runs here, inside the callback
+
+    previous = signal.signal(signum, functools.partial(_stop, verbose=2))
+    hook = sys.unraisablehook
+    sys.unraisablehook = functools.partial(_unraisable, fallback=hook)
+    gc.callbacks.append(callback)
+    try:
+        with pytest.raises(raised):
+            gc.collect()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # the interrupt delivered again lands here
+                pass
+    finally:
+        gc.callbacks.remove(callback)
+        sys.unraisablehook = hook
+        signal.signal(signum, previous)
+    assert fired == [1]
