@@ -16,6 +16,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,6 +36,20 @@ def joined_ids(work: Path) -> tuple[np.ndarray, np.ndarray]:
     return ids, np.concatenate(offsets).astype(np.int64)
 
 
+def prepared(corpus: Path, work: Path) -> tuple[Any, Any, np.ndarray, np.ndarray]:
+    """The corpus's vocabulary, sampling tables, joined token ids and sentence offsets, from
+    bench_train.py's vocabulary stage in ``work`` (run first if absent)."""
+    from dw2v.shard_train import SamplingTables
+    from dw2v.vocab import load
+
+    if not (work / "vocab" / "work").is_dir():
+        work.mkdir(parents=True, exist_ok=True)
+        prepare(corpus, work)
+    vocab = load(work / "vocab")
+    ids, offsets = joined_ids(work)
+    return vocab, SamplingTables.from_vocab(vocab), ids, offsets
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=SHARED / "devcorpus")
@@ -47,15 +62,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from dw2v.kernels import cpu_train
-    from dw2v.shard_train import LOSS_EVERY, SamplingTables, init_params
-    from dw2v.vocab import load
+    from dw2v.shard_train import LOSS_EVERY, init_params
 
-    if not (args.work / "vocab" / "work").is_dir():
-        args.work.mkdir(parents=True, exist_ok=True)
-        prepare(args.corpus, args.work)
-    vocab = load(args.work / "vocab")
-    tables = SamplingTables.from_vocab(vocab)
-    ids, offsets = joined_ids(args.work)
+    vocab, tables, ids, offsets = prepared(args.corpus, args.work)
     params = init_params(len(vocab), args.dim, 1)
     W_in, W_out = np.array(params.W_in), np.array(params.W_out)
     sg = args.model == "skipgram"

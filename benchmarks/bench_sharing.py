@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_kernel import joined_ids  # noqa: E402
-from bench_train import SETTINGS, SHARED, prepare  # noqa: E402
+from bench_kernel import prepared  # noqa: E402
+from bench_train import SETTINGS, SHARED  # noqa: E402
 
 
 def main() -> None:
@@ -32,15 +32,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from dw2v.kernels import cpu, cpu_train
-    from dw2v.shard_train import LOSS_EVERY, SamplingTables, init_params
-    from dw2v.vocab import load
+    from dw2v.shard_train import LOSS_EVERY, init_params
 
-    if not (args.work / "vocab" / "work").is_dir():
-        args.work.mkdir(parents=True, exist_ok=True)
-        prepare(args.corpus, args.work)
-    vocab = load(args.work / "vocab")
-    tables = SamplingTables.from_vocab(vocab)
-    ids, offsets = joined_ids(args.work)
+    vocab, tables, ids, offsets = prepared(args.corpus, args.work)
     kernel = cpu.train_sg_batch if args.model == "skipgram" else cpu.train_cbow
     halves = cpu_train.split_sentences(offsets, 2)
     start = init_params(len(vocab), SETTINGS["vector_size"], 1)
