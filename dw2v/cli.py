@@ -14,8 +14,9 @@ import os
 import signal
 import sys
 import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from dw2v.cli_types import positive_int
 from dw2v.config import ClusterConfig, IngestConfig, TrainConfig, VocabConfig
@@ -496,27 +497,38 @@ def main(argv: Sequence[str] | None = None) -> int:
             and not args.print_config):
         parser.error("train: give at least one INPUT (or --resume)")
     _setup_logging(args.verbose)
-    previous = {sig: signal.signal(sig, functools.partial(_stop, verbose=args.verbose))
+    with _signals_stop_the_run(args.verbose):
+        try:
+            if args.command == "train":
+                return _run_train(args, _subparser(parser, "train"),
+                                  argv[argv.index("train") + 1:])
+            if args.command == "vocab":
+                return _run_vocab(args, _subparser(parser, "vocab"),
+                                  argv[argv.index("vocab") + 1:])
+            from dw2v.cli_vectors import run
+            return run(args)
+        except Dw2vError as exc:
+            print(f"dw2v: error: {exc}", file=sys.stderr)
+            for note in getattr(exc, "__notes__", []):
+                print(f"dw2v: {note}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt as exc:  # not from training, which says what it kept
+            how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+            print(f"dw2v: {how}; nothing was written (an existing output is unchanged)",
+                  file=sys.stderr)
+            return 143 if isinstance(exc, Terminated) else 130
+
+
+@contextmanager
+def _signals_stop_the_run(verbose: int) -> Iterator[None]:
+    """While inside: Ctrl-C and SIGTERM raise in the main thread (:func:`_stop`), and one
+    that Python swallowed is delivered again (:func:`_unraisable`); restored after."""
+    previous = {sig: signal.signal(sig, functools.partial(_stop, verbose=verbose))
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     previous_hook = sys.unraisablehook
     sys.unraisablehook = functools.partial(_unraisable, fallback=previous_hook)
     try:
-        if args.command == "train":
-            return _run_train(args, _subparser(parser, "train"), argv[argv.index("train") + 1:])
-        if args.command == "vocab":
-            return _run_vocab(args, _subparser(parser, "vocab"), argv[argv.index("vocab") + 1:])
-        from dw2v.cli_vectors import run
-        return run(args)
-    except Dw2vError as exc:
-        print(f"dw2v: error: {exc}", file=sys.stderr)
-        for note in getattr(exc, "__notes__", []):
-            print(f"dw2v: {note}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt as exc:  # not from training, which says what it kept
-        how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
-        print(f"dw2v: {how}; nothing was written (an existing output is unchanged)",
-              file=sys.stderr)
-        return 143 if isinstance(exc, Terminated) else 130
+        yield
     finally:
         sys.unraisablehook = previous_hook
         for sig, handler in previous.items():

@@ -6,7 +6,6 @@ no output directory (nor a staging directory) left behind.
 
 from __future__ import annotations
 
-import functools
 import gc
 import json
 import os
@@ -22,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 from distributed import Client
 
-from dw2v.cli import _stop, _sync_every, _unraisable, main
+from dw2v.cli import _signals_stop_the_run, _sync_every, main
 from dw2v.errors import Terminated
 from dw2v.testing import tree_digest, write_parquet
 from dw2v.vocab import load
@@ -341,19 +340,14 @@ def test_a_ctrl_c_whose_handler_runs_in_a_gc_callback_still_stops_the_run(
             fired.append(1)
             signal.raise_signal(signum)  # its handler runs here, inside the callback
 
-    previous = signal.signal(signum, functools.partial(_stop, verbose=2))
-    hook = sys.unraisablehook
-    sys.unraisablehook = functools.partial(_unraisable, fallback=hook)
     others = gc.callbacks[:]  # Dask's, of this process's clusters: not disturbed here
     gc.callbacks[:] = [callback]
     try:
-        with pytest.raises(raised):
+        with _signals_stop_the_run(verbose=2), pytest.raises(raised):  # 2: loggers kept
             gc.collect()
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:  # the interrupt delivered again lands here
                 pass
     finally:
         gc.callbacks[:] = others
-        sys.unraisablehook = hook
-        signal.signal(signum, previous)
     assert fired == [1]
