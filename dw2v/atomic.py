@@ -42,7 +42,7 @@ DW2V_NAMES = frozenset({
 INSIDE = {
     "work": ("manifest.json", "shard-[0-9][0-9][0-9][0-9][0-9]"),
     "checkpoints": ("latest.json", "round-[0-9][0-9][0-9][0-9][0-9]"),
-    "report": ("*.png",),
+    "report": ("*.svg", "*.png"),  # PNG: the figures of models written by earlier dw2v
     "index": tuple(DW2V_NAMES),
 }
 #: The files that mark a directory as dw2v's own (one of them must be there).

@@ -565,7 +565,7 @@ def _stop(signum: int, frame: Any, verbose: int = 0) -> None:
 
 def console() -> None:
     """The ``dw2v`` command: :func:`main`, then exit. The interpreter's last garbage collection
-    walked every object the run imported (Dask, pandas, matplotlib, Numba): 0.6-0.9 s after the
+    walked every object the run imported (Dask, pandas, Numba): 0.6-0.9 s after the
     output was complete (RESULTS.md §22). Frozen objects are left to the exit to free."""
     code = main()
     gc.freeze()

@@ -1,11 +1,12 @@
-"""``report.html``: a static page about one trained model, with PNG figures beside it.
+"""``report.html``: a static page about one trained model, with SVG figures beside it.
 
 Sections: the run in figures (words, rounds, exchange, the command line), the vocabulary (from
 ``vocab_report.json``), the time of each stage, per round the loss, throughput, time outside
-training and learning rate, each worker (lines up to 8 workers, a heat map beyond, and a
-table), the neighbours of chosen words and benchmark scores when the run was given them, the
-vocabulary's rank-frequency curve and a 2-D PCA map, and the settings as a table. Figures are
-drawn with matplotlib's Agg backend (no display needed); the page and its figures go to
+training and learning rate, each worker (lines up to 8 workers; beyond, the slowest, median
+and fastest of each round; and a table), the neighbours of chosen words and benchmark scores
+when the run was given them, the vocabulary's rank-frequency curve and a 2-D PCA map, and the
+settings as a table. Figures are SVG files drawn by pygal without JavaScript (the page is
+static and works offline; the browser draws their text); the page and its figures go to
 ``MODEL_DIR`` and ``MODEL_DIR/report/``, written to temporary names and renamed.
 """
 
@@ -15,7 +16,6 @@ import html
 import json
 import logging
 import shlex
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -30,12 +30,13 @@ logger = logging.getLogger(__name__)
 
 REPORT = "report.html"
 FIGURES = "report"
-RANK_FREQUENCY = "rank_frequency.png"
+RANK_FREQUENCY, WORKERS, MAP = "rank_frequency.svg", "workers.svg", "map.svg"
 #: Words shown in the PCA map (after skipping the most frequent ones, mostly function words).
 MAP_WORDS, MAP_SKIP = 80, 20
 #: Ranks drawn on the rank-frequency curve (log-spaced; every rank of a small vocabulary).
 RANK_POINTS = 2000
-#: Up to this many workers the per-worker figure draws a line each; beyond, a heat map.
+#: Up to this many workers the per-worker figure draws a line each; beyond, three lines
+#: (the slowest, the median and the fastest worker of each round).
 WORKER_LINES = 8
 #: The ranks whose words stand in for ``--neighbours`` when none are given.
 SAMPLE_RANKS = (50, 100, 200, 400, 800)
@@ -72,106 +73,91 @@ def compute_extras(emb: Embeddings, extras: ReportExtras) -> dict[str, Any]:
             "restrict_vocab": extras.restrict_vocab}
 
 
-class EarlyFigures:
-    """The report's figures that need only the vocabulary, drawn on a thread while the workers
-    train and the driver only waits: matplotlib's import (0.5-0.9 s, RESULTS §16) and the
-    rank-frequency curve (0.3-0.4 s, §22) leave a run's last seconds. A failure is left to
-    :func:`write_report`, which then draws the figure itself (and says what failed)."""
+def _style() -> Any:
+    """The figures' look: white, a light grid, matplotlib's first colours, a sans-serif font
+    (the SVG names it; the browser draws the text)."""
+    from pygal.style import Style
 
-    def __init__(self, model_dir: Path, counts: np.ndarray) -> None:
-        self._drawn: list[str] = []
-        self._thread = threading.Thread(target=self._draw, args=(Path(model_dir), counts),
-                                        name="dw2v-report-figures", daemon=True)
-        self._thread.start()
-
-    def _draw(self, model_dir: Path, counts: np.ndarray) -> None:
-        try:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            figures = model_dir / FIGURES
-            figures.mkdir(exist_ok=True)
-            _rank_frequency_figure(counts, figures / RANK_FREQUENCY)
-            self._drawn.append(RANK_FREQUENCY)
-        except Exception as exc:  # noqa: BLE001 - write_report draws it again and says why
-            logger.debug("the report's early figures were not drawn: %s", exc)
-
-    def drawn(self) -> tuple[str, ...]:
-        """Wait for the thread; the figures it drew (for :func:`write_report`'s ``drawn``)."""
-        self._thread.join()
-        return tuple(self._drawn)
+    return Style(background="white", plot_background="white", foreground="#333",
+                 foreground_strong="#222", foreground_subtle="#999",
+                 font_family="DejaVu Sans, Helvetica, Arial, sans-serif",
+                 colors=("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+                         "#e377c2", "#7f7f7f"),
+                 guide_stroke_color="#ddd", major_guide_stroke_color="#ddd",
+                 guide_stroke_dasharray="2,2", major_guide_stroke_dasharray="2,2",
+                 title_font_size=14, label_font_size=10, major_label_font_size=10,
+                 legend_font_size=10, stroke_width=1.5)
 
 
-def _save(fig: Any, path: Path, *, left: float = 0.8, right: float = 0.2, bottom: float = 0.55,
-          top: float = 0.35) -> None:
-    """Write ``fig`` as a PNG with fixed margins (inches). Fixed margins draw the figure once:
-    ``bbox_inches="tight"`` and ``tight_layout`` each draw it once more to measure its text,
-    which doubled the report's time, most of a run's last seconds."""
-    import matplotlib.pyplot as plt
+def _engineering(value: float, unit: str = "") -> str:
+    """A tick's value in k, M and G (500k words/s, not 500000)."""
+    for scale, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{prefix}{unit}"
+    return f"{value:.3g}{unit}"
 
-    width, height = fig.get_size_inches()
-    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height,
-                        top=1 - top / height)
+
+def _xy(title: str, x_title: str, y_title: str, *, width: int = 480, height: int = 300,
+        legend: bool = False, **config: Any) -> Any:
+    """An empty pygal XY chart of the report's style: a fixed size, no JavaScript (the page
+    stays static and offline), whole rounds on the x axis by default."""
+    import pygal
+
+    config.setdefault("x_value_formatter", lambda v: f"{v:g}")
+    return pygal.XY(title=title, x_title=x_title, y_title=y_title, width=width, height=height,
+                    explicit_size=True, js=[], style=_style(), show_legend=legend,
+                    legend_at_bottom=True, dots_size=2, max_scale=8, **config)
+
+
+def _save(chart: Any, path: Path) -> None:
+    """Write ``chart`` as an SVG file, under a temporary name, then renamed."""
     with replaced(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+        tmp.write_bytes(chart.render())
 
 
-def _readable(axis: Any, unit: str = "") -> None:
-    """The y axis in k and M (500k words/s, not 500000)."""
-    from matplotlib.ticker import EngFormatter
-
-    axis.yaxis.set_major_formatter(EngFormatter(unit=unit, sep=""))
+def _by_round(rounds: list[dict[str, Any]], values: Sequence[float]) -> list[tuple[int, float]]:
+    return [(r["round"] + 1, float(v)) for r, v in zip(rounds, values)]
 
 
-def _by_round(*axes: Any) -> None:
-    """Whole rounds on the x axis, and a light grid."""
-    from matplotlib.ticker import MaxNLocator
-
-    for axis in axes:
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axis.grid(alpha=0.3)
-
-
-def _rounds_figure(rounds: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    x = [r["round"] + 1 for r in rounds]
-    fig, ((a, b), (c, d)) = plt.subplots(2, 2, figsize=(10, 6.4))
-    a.plot(x, [r["loss"] for r in rounds], marker=".")
-    a.set(xlabel="round", ylabel="mean loss per term", title="Loss")
-    b.plot(x, [r["words"] / max(r["seconds"], 1e-9) for r in rounds], marker=".")
-    b.set(xlabel="round", ylabel="words/s", title="Throughput (all workers)")
-    _readable(b)
-    c.plot(x, [1e3 * max(r["seconds"] - r["seconds_training"], 0.0) for r in rounds],
-           marker=".")
-    c.set(xlabel="round", ylabel="ms", title="Time outside training per round")
-    c.set_ylim(bottom=0)
-    d.plot(x, [r["lr_start"] * r.get("lr_scale", 1) for r in rounds], marker=".")
-    d.set(xlabel="round", ylabel="learning rate at the round's start",
-          title="Learning rate (each worker's)")
-    d.set_ylim(bottom=0)
-    _by_round(a, b, c, d)
-    fig.subplots_adjust(wspace=0.25, hspace=0.45)
-    _save(fig, path)
+def _rounds_figures(rounds: list[dict[str, Any]], figures: Path) -> list[str]:
+    """Per round: the loss, the throughput of all workers, the time outside training and the
+    learning rate, a small chart each; returns their file names."""
+    charts = {
+        "loss.svg": (_xy("Loss", "round", "mean loss per term",
+                         value_formatter=lambda v: f"{v:.3g}"),
+                     [r["loss"] for r in rounds]),
+        "throughput.svg": (_xy("Throughput (all workers)", "round", "words/s",
+                               value_formatter=_engineering, include_x_axis=False),
+                           [r["words"] / max(r["seconds"], 1e-9) for r in rounds]),
+        "outside.svg": (_xy("Time outside training per round", "round", "ms",
+                            value_formatter=lambda v: f"{v:.3g}", include_x_axis=True),
+                        [1e3 * max(r["seconds"] - r["seconds_training"], 0.0) for r in rounds]),
+        "learning_rate.svg": (_xy("Learning rate (each worker's)", "round",
+                                  "at the round's start", value_formatter=lambda v: f"{v:.3g}",
+                                  include_x_axis=True),
+                              [r["lr_start"] * r.get("lr_scale", 1) for r in rounds]),
+    }
+    for name, (chart, values) in charts.items():
+        chart.add(name[:-4], _by_round(rounds, values))
+        _save(chart, figures / name)
+    return list(charts)
 
 
-def _exchange_figure(rounds: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    x = [r["round"] + 1 for r in rounds]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4))
-    a.plot(x, [1e3 * r["seconds_training"] for r in rounds], marker=".", label="training")
-    a.plot(x, [1e3 * r.get("seconds_exchange", 0.0) for r in rounds], marker=".",
-           label="exchange")
-    a.set(xlabel="round", ylabel="ms (slowest worker)", title="Time per round")
-    a.legend(fontsize=8)
-    b.plot(x, [max(r.get("worker_bytes_sent") or [0]) for r in rounds], marker=".")
-    b.set(xlabel="round", ylabel="bytes", title="Bytes a worker sent per round (most)")
-    _readable(b, "B")
-    _by_round(a, b)
-    fig.subplots_adjust(wspace=0.3)
-    _save(fig, path)
+def _exchange_figures(rounds: list[dict[str, Any]], figures: Path) -> list[str]:
+    """Per round: the slowest worker's training and exchange milliseconds, and the most bytes
+    a worker sent."""
+    times = _xy("Time per round (slowest worker)", "round", "ms", legend=True,
+                value_formatter=lambda v: f"{v:.3g}", include_x_axis=True)
+    times.add("training", _by_round(rounds, [1e3 * r["seconds_training"] for r in rounds]))
+    times.add("exchange", _by_round(rounds, [1e3 * r.get("seconds_exchange", 0.0)
+                                             for r in rounds]))
+    _save(times, figures / "exchange_time.svg")
+    sent = _xy("Bytes a worker sent per round (most)", "round", "bytes",
+               value_formatter=lambda v: _engineering(v, "B"), include_x_axis=True)
+    sent.add("sent", _by_round(rounds, [max(r.get("worker_bytes_sent") or [0])
+                                        for r in rounds]))
+    _save(sent, figures / "exchange_bytes.svg")
+    return ["exchange_time.svg", "exchange_bytes.svg"]
 
 
 def worker_table(rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -196,43 +182,33 @@ def worker_table(rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _workers_figure(rounds: list[dict[str, Any]], path: Path) -> None:
-    """Words/s of each worker per round: a line each for a few workers, a heat map (one row a
-    worker) for many, so that 64 workers still read."""
-    import matplotlib.pyplot as plt
-
+    """Words/s of each worker per round: a line each for a few workers; for many, the
+    slowest, the median and the fastest worker of each round (the table names them all), so
+    that 64 workers still read."""
     names = [row["worker"] for row in worker_table(rounds)]
     rate = np.full((len(names), len(rounds)), np.nan)
     for j, r in enumerate(rounds):
         for worker, words, seconds in zip(r.get("workers", []), r.get("worker_words", []),
                                           r.get("worker_seconds", [])):
             rate[names.index(worker or "(local)"), j] = words / max(seconds, 1e-9)
-    x = [r["round"] + 1 for r in rounds]
-    left, right = 0.8, 0.2  # inches: room for the axis labels (more for the heat map's names)
-    if len(names) <= WORKER_LINES:
-        fig, axis = plt.subplots(figsize=(10, 3.4))
-        for name, row in zip(names, rate):
-            axis.plot(x, row, marker=".", label=name)
-        axis.set(xlabel="round", ylabel="words/s while training", title="Per-worker throughput")
-        _readable(axis)
-        _by_round(axis)
-        if names:
-            axis.legend(fontsize=7, loc="best")
+    many = len(names) > WORKER_LINES
+    title = ("Per-worker throughput" if not many
+             else f"Per-worker throughput: slowest, median, fastest of {len(names)} workers")
+    chart = _xy(title, "round", "words/s while training", width=960, height=340,
+                legend=bool(names), value_formatter=_engineering, include_x_axis=False)
+    if many:
+        known = ~np.isnan(rate).all(axis=0)  # a round no worker reported has no point
+        rows = {"slowest": np.nanmin, "median": np.nanmedian, "fastest": np.nanmax}
+        series = {label: np.full(len(rounds), np.nan) for label in rows}
+        for label, reduce in rows.items():
+            series[label][known] = reduce(rate[:, known], axis=0)
+        lines = list(series.items())
     else:
-        from matplotlib.ticker import EngFormatter
-
-        fig, axis = plt.subplots(figsize=(10, min(2 + 0.12 * len(names), 12)))
-        image = axis.imshow(rate, aspect="auto", interpolation="nearest", cmap="viridis",
-                            extent=(x[0] - 0.5, x[-1] + 0.5, len(names) - 0.5, -0.5))
-        step = max(1, len(names) // 16)
-        axis.set_yticks(range(0, len(names), step))
-        axis.set_yticklabels([names[i] for i in range(0, len(names), step)], fontsize=6)
-        axis.set(xlabel="round", title=f"Per-worker throughput, words/s while training "
-                                       f"({len(names)} workers)")
-        fig.colorbar(image, ax=axis, format=EngFormatter(sep=""), label="words/s")
-        _by_round(axis)
-        axis.grid(False)
-        left, right = 1.3, 0.1
-    _save(fig, path, left=left, right=right)
+        lines = list(zip(names, rate))
+    for name, row in lines:
+        chart.add(name, [(r["round"] + 1, float(v)) for r, v in zip(rounds, row)
+                         if not np.isnan(v)])
+    _save(chart, path)
 
 
 def rank_frequency_points(counts: np.ndarray, points: int = RANK_POINTS
@@ -248,14 +224,20 @@ def rank_frequency_points(counts: np.ndarray, points: int = RANK_POINTS
 
 
 def _rank_frequency_figure(counts: np.ndarray, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
+    """Count against rank on log axes, ticks at the powers of ten."""
     ranks, at_ranks = rank_frequency_points(counts)
-    fig, axis = plt.subplots(figsize=(5, 3.6))
-    axis.loglog(ranks, np.maximum(at_ranks, 1))
-    axis.set(xlabel="rank", ylabel="count", title=f"Rank-frequency ({len(counts):,} words)")
-    axis.grid(alpha=0.3, which="both")
-    _save(fig, path)
+    at_ranks = np.maximum(at_ranks, 1)
+    top = int(np.ceil(np.log10(max(float(at_ranks.max(initial=1)), 10))))
+    right = int(np.ceil(np.log10(max(float(ranks[-1]) if len(ranks) else 1.0, 10))))
+    chart = _xy(f"Rank-frequency ({len(counts):,} words)", "rank", "count", width=500,
+                height=360, logarithmic=True, show_dots=False,
+                x_labels=[10 ** k for k in range(right + 1)],
+                y_labels=[10 ** k for k in range(top + 1)],
+                x_labels_major=[10 ** k for k in range(right + 1)],
+                y_labels_major=[10 ** k for k in range(top + 1)],
+                value_formatter=lambda v: f"{v:,.0f}", x_value_formatter=lambda v: f"{v:,.0f}")
+    chart.add("count", [(int(r), float(c)) for r, c in zip(ranks, at_ranks)])
+    _save(chart, path)
 
 
 def pca_2d(vectors: np.ndarray) -> np.ndarray:
@@ -266,18 +248,18 @@ def pca_2d(vectors: np.ndarray) -> np.ndarray:
 
 
 def _map_figure(emb: Embeddings, path: Path) -> list[str]:
-    import matplotlib.pyplot as plt
-
+    """The frequent words (after the most frequent, mostly function words) on the first two
+    principal components of their unit vectors, each point labelled."""
     skip = MAP_SKIP if len(emb) > MAP_SKIP + MAP_WORDS else 0
     words = emb.words[skip:skip + MAP_WORDS]
     points = pca_2d(emb.unit[skip:skip + len(words)])
-    fig, axis = plt.subplots(figsize=(9, 7))
-    axis.scatter(points[:, 0], points[:, 1], s=6, alpha=0.6)
-    for word, (x, y) in zip(words, points):
-        axis.annotate(word, (x, y), fontsize=7, alpha=0.85)
-    axis.set(title=f"PCA of the unit vectors: words {skip + 1}-{skip + len(words)} by frequency",
-             xticks=[], yticks=[])
-    _save(fig, path, left=0.2, bottom=0.2)
+    chart = _xy(f"PCA of the unit vectors: words {skip + 1}-{skip + len(words)} by frequency",
+                "", "", width=820, height=640, stroke=False, print_labels=True,
+                show_x_labels=False, show_y_labels=False, show_x_guides=False,
+                show_y_guides=False, include_x_axis=False)
+    chart.add("words", [{"value": (float(x), float(y)), "label": word}
+                        for word, (x, y) in zip(words, points)])
+    _save(chart, path)
     return words
 
 
@@ -358,21 +340,21 @@ def _extras_html(extras: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def _figure(file: str, caption: str) -> str:
-    return (f'<figure><img src="{FIGURES}/{file}" alt="{html.escape(caption)}">'
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+def _figure(files: Sequence[str], caption: str) -> str:
+    """One figure of the page: its charts side by side (wrapping), one caption."""
+    images = "".join(f'<img src="{FIGURES}/{file}" alt="{html.escape(caption)}">'
+                     for file in files)
+    return f"<figure>{images}<figcaption>{html.escape(caption)}</figcaption></figure>"
 
 
 def write_report(model_dir: str | Path, name: str | None = None,
-                 emb: Embeddings | None = None, drawn: Sequence[str] = ()) -> Path:
+                 emb: Embeddings | None = None) -> Path:
     """Write ``report.html`` and its figures for the model in ``model_dir``; return the page.
     ``name``: the model's name on the page (default: the directory's; a run writes the report
     in its staging directory, so it passes the output's); ``emb``: the model, when the caller
-    has it loaded already (else it is read from ``model_dir``); ``drawn``: the figures already
-    in place for this model (:meth:`EarlyFigures.drawn`)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    has it loaded already (else it is read from ``model_dir``). The figures are SVG files
+    drawn with pygal (RESULTS.md §24: a tenth of matplotlib's time, which was most of a
+    short run's last second)."""
     model_dir = Path(model_dir)
     name = html.escape(name or model_dir.name)
     emb = emb if emb is not None else load_embeddings(model_dir)
@@ -382,20 +364,18 @@ def write_report(model_dir: str | Path, name: str | None = None,
     figures.mkdir(exist_ok=True)
     run_figures = []  # the rounds' figures, before the workers' table; the vocabulary's after
     if rounds:
-        _rounds_figure(rounds, figures / "rounds.png")
-        _workers_figure(rounds, figures / "workers.png")
-        run_figures += [_figure("rounds.png", "Loss, throughput, time outside training and "
-                                              "learning rate per round"),
-                        _figure("workers.png", "Throughput of each worker per round")]
+        run_figures.append(_figure(_rounds_figures(rounds, figures),
+                                   "Loss, throughput, time outside training and learning "
+                                   "rate per round"))
+        _workers_figure(rounds, figures / WORKERS)
+        run_figures.append(_figure([WORKERS], "Throughput of each worker per round"))
         if len(rounds[0].get("workers", [])) > 1:
-            _exchange_figure(rounds, figures / "exchange.png")
-            run_figures.append(_figure("exchange.png", "Training and exchange time, bytes "
-                                                       "sent, per round"))
-    if RANK_FREQUENCY not in drawn:
-        _rank_frequency_figure(emb.counts, figures / RANK_FREQUENCY)
-    _map_figure(emb, figures / "map.png")
-    vocabulary_figures = [_figure(RANK_FREQUENCY, "The vocabulary's rank-frequency curve"),
-                          _figure("map.png", "A 2-D PCA map of frequent words")]
+            run_figures.append(_figure(_exchange_figures(rounds, figures),
+                                       "Training and exchange time, bytes sent, per round"))
+    _rank_frequency_figure(emb.counts, figures / RANK_FREQUENCY)
+    _map_figure(emb, figures / MAP)
+    vocabulary_figures = [_figure([RANK_FREQUENCY], "The vocabulary's rank-frequency curve"),
+                          _figure([MAP], "A 2-D PCA map of frequent words")]
     words = sum(r["words"] for r in rounds)
     seconds = sum(r["seconds"] for r in rounds)
     exchanged = sum(r.get("seconds_exchange", 0.0) for r in rounds)
@@ -448,7 +428,8 @@ def write_report(model_dir: str | Path, name: str | None = None,
 <title>dw2v model report: {name}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
 th{{text-align:left;padding-right:1em}}td{{padding-right:1em}}img{{max-width:100%}}
-figure{{margin:1.5em 0}}table{{border-collapse:collapse;margin:0.5em 0}}
+figure{{margin:1.5em 0}}figure img{{margin:0 0.5em 0.5em 0}}
+table{{border-collapse:collapse;margin:0.5em 0}}
 tr:nth-child(even){{background:#f6f6f6}}</style></head>
 <body><h1>dw2v model: {name}</h1>
 {body}

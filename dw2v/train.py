@@ -39,7 +39,7 @@ from dw2v.errors import (ConfigError, Dw2vError, Interrupted, NumericalError, Ou
                          Terminated, TrainError)
 from dw2v.plan import TrainPlan, hot_rows, plan_shards, sync_period
 from dw2v.preflight import check_run
-from dw2v.report import EarlyFigures, ReportExtras, compute_extras, write_report
+from dw2v.report import ReportExtras, compute_extras, write_report
 from dw2v.ingest import MemoryCorpus, as_inputs, paths_of
 from dw2v.prepare import MANIFEST, WORK_DIR, build_into
 from dw2v.vocab import Vocabulary
@@ -397,15 +397,10 @@ def _train_staged(inputs: Sequence[str] | MemoryCorpus, target: Path, out: Path,
         checkpoints: list[int] = list(state["checkpoints"]) if resumed is not None else []
         dropped: set[str] = set()  # workers found hung: not asked to write the vectors
         devices: dict[str, str] = {}
-        early = EarlyFigures(out, vocab.counts)  # for the report, while the workers train
-        try:
-            if start is None or plan.round_offset + start_round < finished:
-                engine = Engine(c, setup, records, restarts, checkpoints, bar)
-                engine.run()
-                dropped, devices = engine.excluded, engine.devices
-        except BaseException:
-            early.drawn()  # it writes in ``out``, which a failed run may then remove
-            raise
+        if start is None or plan.round_offset + start_round < finished:
+            engine = Engine(c, setup, records, restarts, checkpoints, bar)
+            engine.run()
+            dropped, devices = engine.excluded, engine.devices
         bar.close()
         stages["training"] = time.perf_counter() - run_started
         clock = time.perf_counter()
@@ -427,7 +422,7 @@ def _train_staged(inputs: Sequence[str] | MemoryCorpus, target: Path, out: Path,
                 "words_trained_again": sum(r.words_trained_again for r in restarts),
                 "devices": devices, "stages": stages, "command": command}
         finishing = pool.submit(_finish, out, target, config, len(vocab), records, meta,
-                                report=report, keep_work=keep_work, early=early)
+                                report=report, keep_work=keep_work)
     finishing.result()
     swap_into_place(out, target)
     return load_embeddings(target)
@@ -444,7 +439,7 @@ def _import_quietly(module: str) -> None:
 
 def _finish(out: Path, target: Path, config: RunConfig, size: int,
             records: list[RoundRecord], meta: dict[str, Any], *, report: ReportExtras,
-            keep_work: bool, early: EarlyFigures) -> None:
+            keep_work: bool) -> None:
     """The trained model's last files in the staging directory ``out``: ``model.json`` (its
     extras too), ``report.html``; the work files removed. No cluster is needed."""
     from dw2v.merge import CHECKPOINTS
@@ -458,8 +453,7 @@ def _finish(out: Path, target: Path, config: RunConfig, size: int,
         shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
     try:
         write_report(out, name=target.name,
-                     emb=dataclasses.replace(emb, meta={**emb.meta, "extras": extras}),
-                     drawn=early.drawn())
+                     emb=dataclasses.replace(emb, meta={**emb.meta, "extras": extras}))
     except Exception as exc:  # noqa: BLE001 - the model is written; the report is extra
         logger.warning("the model is written, but its report.html could not be: %s", exc)
     try:  # the run was allowed to replace the output; it must still hold only dw2v's files
