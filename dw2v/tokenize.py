@@ -152,7 +152,7 @@ def tokenize(text: pa.Array, config: TokenizerConfig) -> TokenBatch:
     rows = np.asarray(pc.list_parent_indices(lists), dtype=np.int64)
     if maybe_special and len(tokens):
         odd = pc.or_(pc.invert(pc.string_is_ascii(tokens)), pc.match_substring(tokens, "'"))
-        special = pc.indices_nonzero(odd).to_numpy().astype(np.int64)
+        special = np.flatnonzero(odd.to_numpy(zero_copy_only=False))
         if len(special):
             pieces = _findall(tokens.take(pa.array(special)), config.pattern)
             tokens, rows = _splice(tokens, rows, special, pieces)
@@ -195,7 +195,7 @@ def tokenize_ids(text: pa.Array, config: TokenizerConfig) -> IdBatch:
     if maybe_special and n:
         odd = pc.or_(pc.invert(pc.string_is_ascii(dictionary)),
                      pc.match_substring(dictionary, "'"))
-        special = pc.indices_nonzero(odd).to_numpy().astype(np.int64)
+        special = np.flatnonzero(odd.to_numpy(zero_copy_only=False))
     if not len(special):  # each token stays itself or goes (empty, or over the limit)
         sizes = pc.binary_length(dictionary).to_numpy(zero_copy_only=False)
         too_long = sizes > config.max_token_bytes
