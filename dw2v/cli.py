@@ -181,7 +181,8 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     _setting(group, "train.shared_negatives", "--shared-negatives",
              action=argparse.BooleanOptionalAction,
              help="skip-gram: the HogBatch kernel, negatives shared by a centre word's "
-                  "window (default; --no-shared-negatives: word2vec's per-pair negatives)")
+                  "window; CBOW on the CPU: by 4 consecutive centre words (default; "
+                  "--no-shared-negatives: word2vec's negatives per pair or per centre)")
     _setting(group, "train.threads", "--kernel-threads", type=int,
              help="Hogwild threads inside each worker's kernel (default: the threads the "
                   "worker has: --threads-per-worker, or a cluster worker's --nthreads)")

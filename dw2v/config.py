@@ -206,7 +206,9 @@ class TrainConfig:
     compute_loss: bool = True
     #: Skip-gram: HogBatch (one set of negatives per centre word, shared by its window), the
     #: default because it measured 1.26x faster than per-pair negatives at the same quality
-    #: (benchmarks/RESULTS.md). CBOW always shares its negatives; this has no effect there.
+    #: (benchmarks/RESULTS.md). CBOW on the CPU: one set per 4 consecutive centre words (at up
+    #: to 16 negatives), their rows moved once per 4 (RESULTS.md §24: 1.19-1.36x words/s);
+    #: the GPU's CBOW kernel draws a set per centre word either way.
     shared_negatives: bool = True
     #: Words each worker trains between two parameter averagings (a round); None (or "auto")
     #: chooses them from the run's size (``dw2v.plan.sync_period``): about 128 averagings

@@ -8,7 +8,8 @@ and the rows the next example will read are prefetched (RESULTS §19: CBOW 1.54x
 skip-gram 1.18x words/s at one thread, from waiting less for rows scattered over memory).
 Rows are indexed in the 2-D matrices, never taken as views (a view's reference count is
 atomic); HogBatch scores its pairs in 2x2 tiles and CBOW its targets two at a time (RESULTS
-§21: 1.35-1.39x and 1.06-1.25x).
+§21: 1.35-1.39x and 1.06-1.25x). :func:`train_cbow_batch` shares one draw of negatives among
+``CBOW_BLOCK`` consecutive CBOW examples (RESULTS §24).
 Several Python threads may run these ``nogil`` kernels on disjoint sentence ranges over shared
 matrices (Hogwild); one thread is deterministic for a seed. An optional trace records every
 example so tests can replay it through the reference.
@@ -467,6 +468,168 @@ def train_cbow(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in:
             examples += 1
             n_trace = _record(trace_words, trace_targets, trace_lr, n_trace, sentence, j_lo,
                               j_hi, i, targets, lr)
+    _add_counts(counters, offsets, s_lo, s_hi, kept, examples, loss_sum, terms)
+
+
+#: CBOW with shared negatives: this many consecutive examples (centre words with a context)
+#: share one draw of negatives (RESULTS.md §24).
+CBOW_BLOCK = 4
+#: Above this many negatives CBOW draws them per example even when asked to share: a block's
+#: summed steps on a frequent word drawn many times would overshoot (issue 16's lesson).
+CBOW_BLOCK_MAX_NEGATIVE = 16
+
+
+@njit(inline="always")
+def _score_shared(h: np.ndarray, W_out: np.ndarray, negs: np.ndarray, live: np.ndarray,
+                  n_live: int, neu1e: np.ndarray, grad: np.ndarray, lr: float,
+                  compute_loss: bool) -> float:
+    """The live shared negatives (``negs[live[q]]``) against ``h``, two at a time:
+    ``neu1e += g * out`` from each row as it stands, and ``g * h`` added to the negative's
+    slot of ``grad`` (its row moves when the block ends). Returns the loss sum."""
+    loss = 0.0
+    q = 0
+    while q < n_live:
+        ka = live[q]
+        ta = negs[ka]
+        if q + 1 == n_live:
+            f = np.float32(0.0)
+            for d in range(h.shape[0]):
+                f += h[d] * W_out[ta, d]
+            g, la = _pair_gradient(f, False, lr, compute_loss)
+            for d in range(h.shape[0]):
+                neu1e[d] += g * W_out[ta, d]
+                grad[ka, d] += g * h[d]
+            return loss + la
+        kb = live[q + 1]
+        tb = negs[kb]
+        fa = np.float32(0.0)
+        fb = np.float32(0.0)
+        for d in range(h.shape[0]):
+            hd = h[d]
+            fa += hd * W_out[ta, d]
+            fb += hd * W_out[tb, d]
+        ga, la = _pair_gradient(fa, False, lr, compute_loss)
+        gb, lb = _pair_gradient(fb, False, lr, compute_loss)
+        for d in range(h.shape[0]):
+            hd = h[d]
+            neu1e[d] += ga * W_out[ta, d] + gb * W_out[tb, d]
+            grad[ka, d] += ga * hd
+            grad[kb, d] += gb * hd
+        loss += la + lb
+        q += 2
+    return loss
+
+
+@njit(inline="always")
+def _apply_shared(W_out: np.ndarray, negs: np.ndarray, grad: np.ndarray) -> None:
+    """The block's end: each shared negative's row moves by its summed change."""
+    for k in range(negs.shape[0]):
+        t = negs[k]
+        for d in range(W_out.shape[1]):
+            W_out[t, d] += grad[k, d]
+            grad[k, d] = 0.0
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def train_cbow_batch(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int,
+                     W_in: np.ndarray, W_out: np.ndarray, keep_prob: np.ndarray,
+                     alias_prob: np.ndarray, alias_idx: np.ndarray, window: int, negative: int,
+                     lr_start: float, lr_end: float, seed: np.uint64, loss_every: int,
+                     counters: np.ndarray, touches_in: np.ndarray, touches_out: np.ndarray,
+                     trace_words: np.ndarray, trace_targets: np.ndarray,
+                     trace_lr: np.ndarray) -> None:
+    """CBOW with negatives shared by :data:`CBOW_BLOCK` consecutive examples (counted across
+    sentences, within the call): the block's first example draws them, each example scores
+    its centre word (its output row updated at once, as :func:`train_cbow`) and the shared
+    negatives other than its centre against their rows as they stand, and the negatives' rows
+    move by their summed changes after the block's last example (and at the call's end): a
+    minibatch for the negatives, as HogBatch's for skip-gram's window. The negatives' rows are
+    then read from cache and written once per block, not once per example: 1.19-1.36x
+    words/s (RESULTS.md §24). The trace records each example as :func:`train_cbow` does, its
+    targets the centre and the block's negatives; example ``k`` is in block ``k // CBOW_BLOCK``.
+    """
+    dim = W_in.shape[1]
+    state = np.uint64(seed) | np.uint64(1)
+    sentence = _sentence_buffer(offsets, s_lo, s_hi)
+    counting = touches_in.shape[0] > 0
+    neu1e = np.empty(dim, dtype=np.float32)
+    h = np.empty(dim, dtype=np.float32)  # the context mean
+    negs = np.empty(negative, dtype=np.int64)  # the block's negatives
+    targets = np.empty(negative + 1, dtype=np.int64)  # the trace's: the centre, then negs
+    live = np.empty(max(negative, 1), dtype=np.int64)  # the negatives scored (not the centre)
+    pending = np.empty(negative, dtype=np.int64)  # the next block's noise words
+    grad = np.zeros((negative, dim), dtype=np.float32)  # the block's change of each negative
+    state = _draw_pending(state, pending, alias_prob, alias_idx, W_out)
+    in_block = 0
+    n_trace = 0
+    loss_sum = 0.0  # float64, added to counters at the end (not a store per target)
+    terms = 0
+    seen = 0  # examples so far: the loss is scored on every loss_every-th
+    kept = examples = 0  # words kept, examples: added to counters at the end
+    for s in range(s_lo, s_hi):
+        state, n, lr = _start_sentence(ids, offsets, s, s_lo, s_hi, keep_prob, sentence, state,
+                                       lr_start, lr_end)
+        kept += n
+        for i in range(n):
+            state, j_lo, j_hi = _window(state, i, n, window)
+            _prefetch_next(W_in, W_out, sentence, i, n, window)
+            if j_hi - j_lo <= 1:
+                continue
+            if in_block == 0:  # the block's negatives, drawn one block ahead
+                for k in range(negative):
+                    negs[k] = pending[k]
+                state = _draw_pending(state, pending, alias_prob, alias_idx, W_out)
+            for d in range(dim):
+                h[d] = 0.0
+                neu1e[d] = 0.0
+            for j in range(j_lo, j_hi):
+                if j != i:
+                    r = sentence[j]
+                    for d in range(dim):
+                        h[d] += W_in[r, d]
+            inv = np.float32(1.0 / (j_hi - j_lo - 1))
+            for d in range(dim):
+                h[d] *= inv
+            centre = sentence[i]
+            score, seen = _scored(loss_every, seen)
+            f = np.float32(0.0)
+            for d in range(dim):
+                f += h[d] * W_out[centre, d]
+            g, loss = _pair_gradient(f, True, lr, score)
+            loss_sum += loss
+            for d in range(dim):
+                neu1e[d] += g * W_out[centre, d]
+                W_out[centre, d] += g * h[d]
+            n_live = 0
+            for k in range(negative):
+                if negs[k] != centre:
+                    live[n_live] = k
+                    n_live += 1
+            loss_sum += _score_shared(h, W_out, negs, live, n_live, neu1e, grad, lr, score)
+            terms += score * (1 + n_live)
+            if counting:
+                touches_out[centre] += 1
+                for q in range(n_live):
+                    touches_out[negs[live[q]]] += 1
+            for j in range(j_lo, j_hi):
+                if j != i:
+                    r = sentence[j]
+                    for d in range(dim):
+                        W_in[r, d] += neu1e[d]
+                    if counting:
+                        touches_in[r] += 1
+            examples += 1
+            if n_trace < trace_lr.shape[0]:
+                targets[0] = centre
+                targets[1:] = negs
+                n_trace = _record(trace_words, trace_targets, trace_lr, n_trace, sentence, j_lo,
+                                  j_hi, i, targets, lr)
+            in_block += 1
+            if in_block == CBOW_BLOCK:
+                _apply_shared(W_out, negs, grad)
+                in_block = 0
+    if in_block:
+        _apply_shared(W_out, negs, grad)
     _add_counts(counters, offsets, s_lo, s_hi, kept, examples, loss_sum, terms)
 
 

@@ -91,9 +91,10 @@ def train(ids: np.ndarray, offsets: np.ndarray, W_in: np.ndarray, W_out: np.ndar
     ``loss_every``: with ``compute_loss``, the loss is scored on every ``loss_every``-th
     example only (its terms counted alike, so the mean stays an unbiased estimate).
     ``touches``: two int64 (V) arrays that receive how many updates each input and output row
-    got (added to). ``shared_negatives`` (skip-gram only) selects the HogBatch kernel: one set
-    of negatives per centre word, shared by its whole window. The trace then has one row per
-    centre word.
+    got (added to). ``shared_negatives`` selects, for skip-gram, the HogBatch kernel: one set
+    of negatives per centre word, shared by its whole window (the trace then has one row per
+    centre word); for CBOW, one set per :data:`cpu.CBOW_BLOCK` consecutive examples, at up to
+    :data:`cpu.CBOW_BLOCK_MAX_NEGATIVE` negatives (above, one set per example, as without).
     """
     check_arrays(ids, offsets, W_in, W_out, keep_prob, alias_prob, alias_idx)
     if window < 1 or negative < 0 or threads < 1 or loss_every < 1:
@@ -101,9 +102,11 @@ def train(ids: np.ndarray, offsets: np.ndarray, W_in: np.ndarray, W_out: np.ndar
                          f"threads={threads} >= 1, loss_every={loss_every} >= 1")
     if trace_capacity and threads != 1:
         raise ValueError("tracing needs the deterministic single-thread mode (threads=1)")
-    if shared_negatives and not sg:
-        raise ValueError("shared_negatives applies to skip-gram; CBOW already shares them")
-    kernel = (cpu.train_sg_batch if shared_negatives else cpu.train_sg) if sg else cpu.train_cbow
+    if sg:
+        kernel = cpu.train_sg_batch if shared_negatives else cpu.train_sg
+    else:
+        blocked = shared_negatives and negative <= cpu.CBOW_BLOCK_MAX_NEGATIVE
+        kernel = cpu.train_cbow_batch if blocked else cpu.train_cbow
     width = 1 if sg and not shared_negatives else 2 * window
     trace = Trace(words=np.full((trace_capacity, width), -1, np.int64),
                   targets=np.zeros((trace_capacity, negative + 1), np.int64),

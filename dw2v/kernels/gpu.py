@@ -10,7 +10,8 @@ a result does not depend on how blocks are scheduled. Three kernels:
   et al. 2021): a centre's window shares one set of negatives and is one minibatch; the
   window's context rows and their gradients sit in shared memory, each target's output row is
   read once per window;
-- :func:`cbow_kernel`: the mean of the window predicts the centre;
+- :func:`cbow_kernel`: the mean of the window predicts the centre (negatives drawn per centre
+  word, with or without ``shared_negatives``: the CPU's CBOW blocks are not ported here);
 - :func:`sg_kernel`, skip-gram with negatives per pair (``shared_negatives=False``), thread 0
   drawing them.
 

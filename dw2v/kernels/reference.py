@@ -164,6 +164,36 @@ def cbow_step(W_in: np.ndarray, W_out: np.ndarray, context: np.ndarray, targets:
     counters.examples += 1
 
 
+def cbow_shared_block(W_in: np.ndarray, W_out: np.ndarray, contexts: list[np.ndarray],
+                      targets: np.ndarray, lrs: np.ndarray, counters: Counters) -> None:
+    """CBOW examples that share one draw of negatives (``targets[e] = [centre_e, negatives...]``,
+    the same negatives for every ``e``): each example's positive takes its step at once
+    (:class:`NegativeSamplingLoss` on its centre alone); each of its negatives other than its
+    centre is scored against the output row as it stands, and the negatives' changes are summed
+    and added after the block's last example (a minibatch for the negatives). Every context
+    row receives the example's whole gradient (word2vec's ``-cbow 1``)."""
+    change = np.zeros(W_out.shape, dtype=np.float64)
+    for context, row, lr in zip(contexts, targets, lrs):
+        embed = Embedding(W_in)
+        h = embed.forward(np.asarray(context)).mean(axis=0)
+        dh, loss, terms = NegativeSamplingLoss(W_out).step(h, row[:1], lr)
+        for target in row[1:]:
+            if target == row[0]:
+                continue
+            dot, sigmoid_loss = EmbeddingDot(W_out), SigmoidWithLoss()
+            loss += sigmoid_loss.forward(dot.forward(h[None, :], np.array([target])),
+                                         np.array([0.0]))
+            terms += 1
+            dh += dot.backward(sigmoid_loss.backward()).astype(h.dtype)[0]
+            change -= lr * dot.grads[0]  # W_out itself moves when the block ends
+        embed.backward(np.repeat(dh[None, :], len(context), axis=0))
+        W_in -= (lr * embed.grads[0]).astype(W_in.dtype)
+        counters.loss += loss
+        counters.terms += terms
+        counters.examples += 1
+    W_out += change.astype(W_out.dtype)
+
+
 def skipgram_batch_step(W_in: np.ndarray, W_out: np.ndarray, context: np.ndarray,
                         targets: np.ndarray, lr: float, counters: Counters) -> None:
     """HogBatch skip-gram: every context word of one centre against the same targets, as one

@@ -28,6 +28,12 @@ def _replay(problem: dict, trace, sg: bool,  # noqa: ANN001
             batch: bool = False) -> tuple[np.ndarray, np.ndarray, reference.Counters]:
     W_in, W_out = problem["W_in"].copy(), problem["W_out"].copy()
     counters = reference.Counters()
+    if batch and not sg:  # CBOW: every CBOW_BLOCK consecutive examples share their negatives
+        for lo in range(0, len(trace.lr), cpu.CBOW_BLOCK):
+            block = slice(lo, lo + cpu.CBOW_BLOCK)
+            reference.cbow_shared_block(W_in, W_out, [w[w >= 0] for w in trace.words[block]],
+                                        trace.targets[block], trace.lr[block], counters)
+        return W_in, W_out, counters
     for words, targets, lr in zip(trace.words, trace.targets, trace.lr):
         if batch:
             reference.skipgram_batch_step(W_in, W_out, words[words >= 0], targets, lr, counters)
@@ -82,8 +88,55 @@ def test_hogbatch_kernel_equals_the_batched_reference(seed: int, vocab: int, neg
     np.testing.assert_allclose(counters[cpu.LOSS_SUM], ref.loss, rtol=1e-5)
 
 
-@pytest.mark.parametrize("sg,batch", [(True, False), (True, True), (False, False)],
-                         ids=["skipgram", "skipgram-hogbatch", "cbow"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("vocab,negative,lr", [(20, 4, 0.5), (6, 12, 0.1)],
+                         ids=["few-repeats", "repeats"])
+def test_cbow_with_shared_negatives_equals_the_block_reference(seed: int, vocab: int,
+                                                               negative: int, lr: float) -> None:
+    """Every CBOW_BLOCK consecutive examples share one draw of negatives, across sentences;
+    the negatives' rows move once per block (and at the call's end, mid-block)."""
+    problem = _problem(vocab=vocab, sentences=12, seed=seed)
+    before = {k: v.copy() for k, v in problem.items()}
+    counters, trace = train(**problem, sg=False, window=3, negative=negative, lr_start=lr,
+                            lr_end=lr / 10, seed=seed, shared_negatives=True,
+                            trace_capacity=10_000)
+    n = len(trace.lr)
+    assert n == counters[cpu.EXAMPLES] > 20 and n % cpu.CBOW_BLOCK  # a block ends mid-way
+    for lo in range(0, n, cpu.CBOW_BLOCK):  # the block's examples share their negatives
+        block = trace.targets[lo:lo + cpu.CBOW_BLOCK, 1:]
+        assert (block == block[0]).all()
+    assert not (trace.targets[0, 1:] == trace.targets[cpu.CBOW_BLOCK, 1:]).all()
+    ref_in, ref_out, ref = _replay(before, trace, sg=False, batch=True)
+    np.testing.assert_allclose(problem["W_in"], ref_in, atol=1e-5)
+    np.testing.assert_allclose(problem["W_out"], ref_out, atol=1e-5)
+    assert not np.allclose(problem["W_out"], before["W_out"], atol=1e-3)
+    assert counters[cpu.LOSS_TERMS] == ref.terms
+    np.testing.assert_allclose(counters[cpu.LOSS_SUM], ref.loss, rtol=1e-5)
+    # one draw per block, not per example: the draws differ from the per-example kernel's
+    per_example = _problem(vocab=vocab, sentences=12, seed=seed)
+    _, other = train(**per_example, sg=False, window=3, negative=negative, lr_start=lr,
+                     lr_end=lr / 10, seed=seed, trace_capacity=10_000)
+    assert not np.array_equal(other.targets[1:cpu.CBOW_BLOCK, 1:],
+                              trace.targets[1:cpu.CBOW_BLOCK, 1:])
+
+
+def test_cbow_draws_per_example_above_the_block_limit() -> None:
+    """Past CBOW_BLOCK_MAX_NEGATIVE negatives CBOW draws a set per example even when asked
+    to share (a block's summed steps on a word drawn many times would overshoot): the same
+    vectors as without sharing."""
+    negative = cpu.CBOW_BLOCK_MAX_NEGATIVE + 1
+    runs = []
+    for shared in (True, False):
+        problem = _problem(vocab=30, sentences=12, seed=3)
+        train(**problem, sg=False, window=3, negative=negative, lr_start=0.1, lr_end=0.01,
+              seed=3, shared_negatives=shared)
+        runs.append((problem["W_in"], problem["W_out"]))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+
+
+@pytest.mark.parametrize("sg,batch", [(True, False), (True, True), (False, False), (False, True)],
+                         ids=["skipgram", "skipgram-hogbatch", "cbow", "cbow-shared"])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_touch_counters_count_every_update(sg: bool, batch: bool, threads: int) -> None:
     problem = _problem(sentences=30, seed=4)
@@ -100,8 +153,8 @@ def test_touch_counters_count_every_update(sg: bool, batch: bool, threads: int) 
     assert (touches[0] >= 0).all() and touches[0][problem["ids"]].sum() > 0
 
 
-@pytest.mark.parametrize("sg,batch", [(True, False), (True, True), (False, False)],
-                         ids=["skipgram", "skipgram-hogbatch", "cbow"])
+@pytest.mark.parametrize("sg,batch", [(True, False), (True, True), (False, False), (False, True)],
+                         ids=["skipgram", "skipgram-hogbatch", "cbow", "cbow-shared"])
 def test_a_sampled_loss_estimates_the_full_one_and_changes_no_vector(sg: bool,
                                                                       batch: bool) -> None:
     """``loss_every=8`` scores one example in 8: the vectors are the same bit for bit, about
@@ -239,8 +292,8 @@ def _planted_accuracy(*, sg: bool, batch: bool, threads: int) -> float:
     return float(((sims.argmax(axis=1) // size) == (np.arange(vocab) // size)).mean())
 
 
-@pytest.mark.parametrize("sg,batch", [(True, False), (True, True), (False, False)],
-                         ids=["skipgram", "skipgram-hogbatch", "cbow"])
+@pytest.mark.parametrize("sg,batch", [(True, False), (True, True), (False, False), (False, True)],
+                         ids=["skipgram", "skipgram-hogbatch", "cbow", "cbow-shared"])
 def test_words_that_occur_together_become_nearest_neighbours(sg: bool, batch: bool) -> None:
     assert _planted_accuracy(sg=sg, batch=batch, threads=1) >= 0.95
 
