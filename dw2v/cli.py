@@ -97,7 +97,8 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
              help="LocalCluster threads per worker (default: one per core with one worker, "
                   "else 1)")
     _setting(group, "cluster.dashboard_address", "--dashboard", metavar="ADDR",
-             help="LocalCluster dashboard address (another port is taken if busy)")
+             help="LocalCluster dashboard address (another port is taken if busy); its "
+                  "pages start, and their link is printed, once the run has lasted 10 s")
     _setting(group, "cluster.dashboard_address", "--no-dashboard", action="store_const",
              const=None, help="start the LocalCluster without its dashboard")
     _setting(group, "cluster.worker_timeout", "--worker-timeout", type=float, metavar="SECONDS",

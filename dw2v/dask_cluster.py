@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import uuid
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
@@ -50,22 +51,83 @@ def dask_environment(settings: dict[str, Any] = QUIET_CLUSTER) -> dict[str, str]
             for key, value in settings.items()}
 
 
+#: Seconds a run lasts before the embedded cluster's dashboard starts. Bokeh's import holds
+#: the GIL for 0.4-0.5 s and delayed every run by that much (benchmarks/RESULTS.md §24), most
+#: of them too short to watch; a run still going after this long gets its dashboard then.
+DASHBOARD_AFTER = 10.0
+
+
 @contextmanager
 def local_cluster(n_workers: int, threads_per_worker: int = 1,
                   dashboard_address: str | None = ":0",
                   settings: dict[str, Any] = QUIET_CLUSTER,
-                  processes: bool = True) -> Iterator[Client]:
+                  processes: bool = True, dashboard_later: bool = False) -> Iterator[Client]:
     """A LocalCluster with Dask ``settings`` (by default the quiet ones ``dw2v train`` uses),
     and its client. Its worker processes ignore Ctrl-C (``dw2v.worker_setup``): the driver
-    stops the run and closes them. ``processes=False``: the workers run in this process."""
+    stops the run and closes them. ``processes=False``: the workers run in this process.
+    ``dashboard_later``: the scheduler listens at ``dashboard_address`` from the start, but
+    serves its Bokeh pages only once :func:`attach_dashboard` is called."""
     preload = [*dask.config.get("distributed.worker.preload", [])]
     if processes:
         preload.append("dw2v.worker_setup")
+    later = {"dashboard": False} if dashboard_later and dashboard_address is not None else {}
     with dask.config.set(settings), dask.config.set({"distributed.worker.preload": preload}), \
             LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
-                         processes=processes, dashboard_address=dashboard_address) as cluster, \
+                         processes=processes, dashboard_address=dashboard_address,
+                         scheduler_kwargs=later) as cluster, \
             Client(cluster) as client:
         yield client
+
+
+def attach_dashboard(cluster: LocalCluster, announce: bool = True) -> bool:
+    """Add the Bokeh dashboard to a LocalCluster started with ``dashboard_later`` (its pages
+    on the scheduler's HTTP server, on the scheduler's event loop); with ``announce``, print
+    its link. Returns whether it was attached. A failure is logged, never raised: the run does
+    not need the page."""
+    scheduler = getattr(cluster, "scheduler", None)
+    if scheduler is None or getattr(scheduler, "http_server", None) is None:
+        return False
+    try:
+        from distributed.dashboard.scheduler import connect
+    except ImportError as exc:  # no Bokeh: Dask's own start would have said so
+        logger.warning("the Dask dashboard is unavailable: %s", exc)
+        return False
+    done = threading.Event()
+    attached: list[bool] = []
+
+    def on_loop() -> None:
+        try:
+            if scheduler.status.name not in ("closing", "closed", "failed"):
+                connect(scheduler.http_application, scheduler.http_server, scheduler,
+                        prefix="/")
+                attached.append(True)
+        except Exception as exc:  # noqa: BLE001 - the page is a convenience
+            logger.warning("the Dask dashboard could not start: %s", exc)
+        finally:
+            done.set()
+
+    try:
+        cluster.loop.add_callback(on_loop)
+    except RuntimeError:  # the cluster closed meanwhile
+        return False
+    done.wait(30)
+    if attached and announce:
+        tqdm.write(f"dw2v: Dask dashboard at {cluster.dashboard_link}", file=sys.stderr)
+    return bool(attached)
+
+
+@contextmanager
+def _dashboard_after(cluster: LocalCluster, seconds: float) -> Iterator[None]:
+    """:func:`attach_dashboard` once the block has lasted ``seconds`` (on a daemon timer);
+    never for a shorter one."""
+    timer = threading.Timer(seconds, attach_dashboard, (cluster,))
+    timer.daemon = True
+    timer.name = "dw2v-dashboard"
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 @contextmanager
@@ -153,14 +215,17 @@ def client_for(config: ClusterConfig, client: Client | None = None,
     # spawning it, importing Dask and Numba again) and nothing else, since its kernels
     # release the GIL (benchmarks/RESULTS.md §23). Several workers stay processes, one each.
     in_process = n_workers == 1
+    later = config.dashboard_address is not None
     with local_cluster(n_workers, threads, config.dashboard_address,
-                       processes=not in_process) as local:
+                       processes=not in_process, dashboard_later=later) as local:
         logger.info("started a LocalCluster: %d worker%s x %d thread%s%s", n_workers,
                     "s" * (n_workers != 1), threads, "s" * (threads != 1),
                     " (in this process)" if in_process else "")
-        if config.dashboard_address:
-            print(f"dw2v: Dask dashboard at {local.dashboard_link}", file=sys.stderr)
-        yield local
+        if later:
+            with _dashboard_after(local.cluster, DASHBOARD_AFTER):
+                yield local
+        else:
+            yield local
 
 
 def embedded_layout(n_workers: int | None, threads: int | None, cores: int) -> tuple[int, int]:

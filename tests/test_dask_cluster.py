@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-
 import dask
+import pytest
 from distributed import Client
 
 from dw2v.dask_cluster import QUIET_CLUSTER, chain_reduce, dask_environment
@@ -130,3 +130,38 @@ def test_the_embedded_cluster_is_one_worker_with_a_thread_per_core_unless_told()
     assert embedded_layout(None, 2, 8) == (4, 2)
     assert embedded_layout(None, 16, 8) == (1, 16)
     assert embedded_layout(2, 3, 8) == (2, 3)
+
+
+def test_the_dashboard_starts_once_a_run_has_lasted_a_while(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The embedded cluster listens at its dashboard address from the start, but Bokeh's
+    pages (an import that holds the GIL for 0.4-0.5 s, RESULTS §24) come, with their link,
+    only once the run has lasted DASHBOARD_AFTER seconds; a shorter run never starts them."""
+    import urllib.error
+    import urllib.request
+
+    from dw2v import dask_cluster
+    from dw2v.config import ClusterConfig
+
+    monkeypatch.setattr(dask_cluster, "DASHBOARD_AFTER", 1.0)
+    with dask_cluster.client_for(ClusterConfig(n_workers=1, dashboard_address=":0")) as client:
+        link = client.cluster.dashboard_link
+        assert link.endswith("/status")
+        with pytest.raises(urllib.error.HTTPError):  # listening, no pages yet
+            urllib.request.urlopen(link, timeout=10)
+        assert "Dask dashboard" not in capsys.readouterr().err
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(link, timeout=10) as page:
+                    body = page.read().decode()
+                break
+            except urllib.error.HTTPError:
+                assert time.monotonic() < deadline, "the dashboard never started"
+                time.sleep(0.2)
+        assert "Dask" in body
+        assert f"dw2v: Dask dashboard at {link}" in capsys.readouterr().err
+    monkeypatch.setattr(dask_cluster, "DASHBOARD_AFTER", 120.0)
+    with dask_cluster.client_for(ClusterConfig(n_workers=1, dashboard_address=":0")):
+        pass
+    assert "Dask dashboard" not in capsys.readouterr().err
