@@ -85,7 +85,7 @@ def run_gensim(work: Path, model: str, threads: int, seed: int, out: Path) -> di
 
 
 def run_dw2v(work: Path, model: str, threads: int, seed: int, out: Path,
-             shared_negatives: bool = False) -> dict[str, Any]:
+             shared_negatives: bool = False, cbow_block: int = 1) -> dict[str, Any]:
     """Train dw2v on its token-id shards, all epochs in one ``train_shards`` call."""
     from dw2v.config import TrainConfig
     from dw2v.shard_train import SamplingTables, init_params, train_shards
@@ -95,7 +95,8 @@ def run_dw2v(work: Path, model: str, threads: int, seed: int, out: Path,
     tables = SamplingTables.from_vocab(vocab)
     config = TrainConfig(model=model, vector_size=SETTINGS["vector_size"],
                          window=SETTINGS["window"], negative=SETTINGS["negative"],
-                         threads=threads, seed=seed, shared_negatives=shared_negatives)
+                         threads=threads, seed=seed, shared_negatives=shared_negatives,
+                         cbow_block=cbow_block)
     shards = sorted((work / "vocab" / "work").glob("shard-*"))
     params = init_params(len(vocab), config.vector_size, seed)
     train_shards(shards[:1], params, tables, config, lr_start=0.0, lr_end=0.0, seed=0)  # compile
@@ -135,7 +136,8 @@ def child(args: argparse.Namespace) -> None:
         result = run_gensim(work, args.model, args.threads, args.seed, out)
     else:
         result = run_dw2v(work, args.model, args.threads, args.seed, out,
-                          shared_negatives=args.tool != "dw2v-pairs")
+                          shared_negatives=args.tool != "dw2v-pairs",
+                          cbow_block=4 if args.tool == "dw2v-cbow-block4" else 1)
     print(json.dumps(result))
 
 
@@ -195,9 +197,11 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["skipgram", "cbow"])
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--seeds", nargs="+", type=int, default=[1])
-    parser.add_argument("--tools", nargs="+", default=["gensim", "dw2v", "dw2v-pairs"],
+    parser.add_argument("--tools", nargs="+", default=["gensim", "dw2v", "dw2v-pairs",
+                                                       "dw2v-cbow-block4"],
                         help="gensim; dw2v (default kernels: HogBatch for skip-gram); "
-                             "dw2v-pairs (skip-gram with word2vec's per-pair negatives)")
+                             "dw2v-pairs (skip-gram with word2vec's per-pair negatives); "
+                             "dw2v-cbow-block4 (CBOW, --cbow-block 4)")
     parser.add_argument("--work", type=Path, default=None, help="keep intermediate files here")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--_child", dest="tool", default=None, help=argparse.SUPPRESS)
@@ -220,7 +224,8 @@ def main() -> None:
             for threads in args.threads:
                 for seed in args.seeds:
                     for tool in args.tools:
-                        if tool == "dw2v-pairs" and model != "skipgram":
+                        if (tool == "dw2v-pairs" and model != "skipgram") or \
+                                (tool == "dw2v-cbow-block4" and model != "cbow"):
                             continue
                         result = measure(work, tool, model, threads, seed)
                         results.append(result)

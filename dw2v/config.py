@@ -206,10 +206,14 @@ class TrainConfig:
     compute_loss: bool = True
     #: Skip-gram: HogBatch (one set of negatives per centre word, shared by its window), the
     #: default because it measured 1.26x faster than per-pair negatives at the same quality
-    #: (benchmarks/RESULTS.md). CBOW on the CPU: one set per 4 consecutive centre words (at up
-    #: to 16 negatives), their rows moved once per 4 (RESULTS.md §24: 1.19-1.36x words/s);
-    #: the GPU's CBOW kernel draws a set per centre word either way.
+    #: (benchmarks/RESULTS.md). CBOW always shares its negatives; this has no effect there.
     shared_negatives: bool = True
+    #: CBOW on the CPU: this many consecutive centre words share one draw of negatives, whose
+    #: rows then move once per block (at up to 16 negatives; above, a draw per centre). 1 is
+    #: word2vec's draw per centre, the default: 4 trained 1.2x as many words/s but at 85-91 %
+    #: of gensim's analogy accuracy on the same tokens (benchmarks/RESULTS.md §24). The GPU's
+    #: CBOW kernel draws per centre word.
+    cbow_block: int = 1
     #: Words each worker trains between two parameter averagings (a round); None (or "auto")
     #: chooses them from the run's size (``dw2v.plan.sync_period``): about 128 averagings
     #: per run, rounds of 20,000 to 1,000,000 words.
@@ -243,6 +247,7 @@ class TrainConfig:
         _require(self.vector_size >= 1, "vector_size", self.vector_size, "must be at least 1")
         _require(self.window >= 1, "window", self.window, "must be at least 1")
         _require(self.negative >= 1, "negative", self.negative, "must be at least 1")
+        _require(self.cbow_block >= 1, "cbow_block", self.cbow_block, "must be at least 1")
         _require(self.alpha > 0, "alpha", self.alpha, "must be positive")
         _require(0 <= self.min_alpha <= self.alpha, "min_alpha", self.min_alpha,
                  "must be in [0, alpha]")

@@ -215,7 +215,7 @@ def client_for(config: ClusterConfig, client: Client | None = None,
     # spawning it, importing Dask and Numba again) and nothing else, since its kernels
     # release the GIL (benchmarks/RESULTS.md §23). Several workers stay processes, one each.
     in_process = n_workers == 1
-    later = config.dashboard_address is not None
+    later = bool(config.dashboard_address)
     with local_cluster(n_workers, threads, config.dashboard_address,
                        processes=not in_process, dashboard_later=later) as local:
         logger.info("started a LocalCluster: %d worker%s x %d thread%s%s", n_workers,

@@ -64,6 +64,9 @@ class DeviceReplica:
         # the CPU's default skip-gram (HogBatch) where the batched kernel's shared memory holds
         # the window; the per-pair kernel beyond it
         self.batched = config.sg and config.shared_negatives
+        if not config.sg and config.cbow_block > 1:
+            logger.info("GPU: --cbow-block %d is the CPU kernel's; the GPU's CBOW draws its "
+                        "negatives per centre word", config.cbow_block)
         if self.batched and not gpu.fits_batch(config.vector_size, config.window):
             self.batched = False
             logger.info("GPU: --dim %d / --window %d exceed the batched skip-gram kernel "

@@ -164,7 +164,8 @@ def cpu_kernel(params: Params, tables: SamplingTables, config: TrainConfig,
             window=config.window, negative=config.negative, lr_start=lr_start, lr_end=lr_end,
             seed=seed, threads=config.threads or 1, compute_loss=config.compute_loss,
             loss_every=LOSS_EVERY,
-            shared_negatives=config.shared_negatives, touches=touches)
+            shared_negatives=config.shared_negatives and config.sg,
+            cbow_block=config.cbow_block, touches=touches)
         return counts
 
     return run

@@ -9,7 +9,7 @@ skip-gram 1.18x words/s at one thread, from waiting less for rows scattered over
 Rows are indexed in the 2-D matrices, never taken as views (a view's reference count is
 atomic); HogBatch scores its pairs in 2x2 tiles and CBOW its targets two at a time (RESULTS
 §21: 1.35-1.39x and 1.06-1.25x). :func:`train_cbow_batch` shares one draw of negatives among
-``CBOW_BLOCK`` consecutive CBOW examples (RESULTS §24).
+a block of consecutive CBOW examples (``--cbow-block``, RESULTS §24).
 Several Python threads may run these ``nogil`` kernels on disjoint sentence ranges over shared
 matrices (Hogwild); one thread is deterministic for a seed. An optional trace records every
 example so tests can replay it through the reference.
@@ -471,9 +471,6 @@ def train_cbow(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in:
     _add_counts(counters, offsets, s_lo, s_hi, kept, examples, loss_sum, terms)
 
 
-#: CBOW with shared negatives: this many consecutive examples (centre words with a context)
-#: share one draw of negatives (RESULTS.md §24).
-CBOW_BLOCK = 4
 #: Above this many negatives CBOW draws them per example even when asked to share: a block's
 #: summed steps on a frequent word drawn many times would overshoot (issue 16's lesson).
 CBOW_BLOCK_MAX_NEGATIVE = 16
@@ -535,19 +532,19 @@ def train_cbow_batch(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int,
                      W_in: np.ndarray, W_out: np.ndarray, keep_prob: np.ndarray,
                      alias_prob: np.ndarray, alias_idx: np.ndarray, window: int, negative: int,
                      lr_start: float, lr_end: float, seed: np.uint64, loss_every: int,
-                     counters: np.ndarray, touches_in: np.ndarray, touches_out: np.ndarray,
-                     trace_words: np.ndarray, trace_targets: np.ndarray,
-                     trace_lr: np.ndarray) -> None:
-    """CBOW with negatives shared by :data:`CBOW_BLOCK` consecutive examples (counted across
+                     block: int, counters: np.ndarray, touches_in: np.ndarray,
+                     touches_out: np.ndarray, trace_words: np.ndarray,
+                     trace_targets: np.ndarray, trace_lr: np.ndarray) -> None:
+    """CBOW with negatives shared by ``block`` consecutive examples (counted across
     sentences, within the call): the block's first example draws them, each example scores
     its centre word (its output row updated at once, as :func:`train_cbow`) and the shared
     negatives other than its centre against their rows as they stand, and the negatives' rows
     move by their summed changes after the block's last example (and at the call's end): a
     minibatch for the negatives, as HogBatch's for skip-gram's window. The negatives' rows are
-    then read from cache and written once per block, not once per example: 1.19-1.36x
-    words/s (RESULTS.md §24). The trace records each example as :func:`train_cbow` does, its
-    targets the centre and the block's negatives; example ``k`` is in block ``k // CBOW_BLOCK``.
-    """
+    then read from cache and written once per block, not once per example: at ``block=4``
+    1.12-1.15x words/s, at lower analogy accuracy (RESULTS.md §24). The trace records each
+    example as :func:`train_cbow` does, its targets the centre and the block's negatives;
+    example ``k`` is in block ``k // block``."""
     dim = W_in.shape[1]
     state = np.uint64(seed) | np.uint64(1)
     sentence = _sentence_buffer(offsets, s_lo, s_hi)
@@ -625,7 +622,7 @@ def train_cbow_batch(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int,
                 n_trace = _record(trace_words, trace_targets, trace_lr, n_trace, sentence, j_lo,
                                   j_hi, i, targets, lr)
             in_block += 1
-            if in_block == CBOW_BLOCK:
+            if in_block == block:
                 _apply_shared(W_out, negs, grad)
                 in_block = 0
     if in_block:

@@ -82,7 +82,7 @@ def train(ids: np.ndarray, offsets: np.ndarray, W_in: np.ndarray, W_out: np.ndar
           keep_prob: np.ndarray, alias_prob: np.ndarray, alias_idx: np.ndarray, *, sg: bool,
           window: int, negative: int, lr_start: float, lr_end: float, seed: int,
           threads: int = 1, compute_loss: bool = True, loss_every: int = 1,
-          shared_negatives: bool = False,
+          shared_negatives: bool = False, cbow_block: int = 1,
           touches: tuple[np.ndarray, np.ndarray] | None = None,
           trace_capacity: int = 0) -> tuple[np.ndarray, Trace | None]:
     """Train one pass over the sentences; return counters (float64, 5) and the trace if asked.
@@ -91,10 +91,10 @@ def train(ids: np.ndarray, offsets: np.ndarray, W_in: np.ndarray, W_out: np.ndar
     ``loss_every``: with ``compute_loss``, the loss is scored on every ``loss_every``-th
     example only (its terms counted alike, so the mean stays an unbiased estimate).
     ``touches``: two int64 (V) arrays that receive how many updates each input and output row
-    got (added to). ``shared_negatives`` selects, for skip-gram, the HogBatch kernel: one set
-    of negatives per centre word, shared by its whole window (the trace then has one row per
-    centre word); for CBOW, one set per :data:`cpu.CBOW_BLOCK` consecutive examples, at up to
-    :data:`cpu.CBOW_BLOCK_MAX_NEGATIVE` negatives (above, one set per example, as without).
+    got (added to). ``shared_negatives`` (skip-gram only) selects the HogBatch kernel: one set
+    of negatives per centre word, shared by its whole window. The trace then has one row per
+    centre word. ``cbow_block`` (CBOW): that many consecutive examples share one set, at up
+    to :data:`cpu.CBOW_BLOCK_MAX_NEGATIVE` negatives (above, and at 1, a set per example).
     """
     check_arrays(ids, offsets, W_in, W_out, keep_prob, alias_prob, alias_idx)
     if window < 1 or negative < 0 or threads < 1 or loss_every < 1:
@@ -102,10 +102,14 @@ def train(ids: np.ndarray, offsets: np.ndarray, W_in: np.ndarray, W_out: np.ndar
                          f"threads={threads} >= 1, loss_every={loss_every} >= 1")
     if trace_capacity and threads != 1:
         raise ValueError("tracing needs the deterministic single-thread mode (threads=1)")
+    if shared_negatives and not sg:
+        raise ValueError("shared_negatives applies to skip-gram; CBOW shares by cbow_block")
+    if cbow_block < 1:
+        raise ValueError(f"cbow_block={cbow_block} must be >= 1")
+    blocked = not sg and cbow_block > 1 and negative <= cpu.CBOW_BLOCK_MAX_NEGATIVE
     if sg:
         kernel = cpu.train_sg_batch if shared_negatives else cpu.train_sg
     else:
-        blocked = shared_negatives and negative <= cpu.CBOW_BLOCK_MAX_NEGATIVE
         kernel = cpu.train_cbow_batch if blocked else cpu.train_cbow
     width = 1 if sg and not shared_negatives else 2 * window
     trace = Trace(words=np.full((trace_capacity, width), -1, np.int64),
@@ -128,6 +132,13 @@ def train(ids: np.ndarray, offsets: np.ndarray, W_in: np.ndarray, W_out: np.ndar
 
     def run(part: int) -> None:
         lo, hi = ranges[part]
+        if blocked:
+            cpu.train_cbow_batch(ids, offsets, lo, hi, W_in, W_out, keep_prob, alias_prob,
+                                 alias_idx, window, negative, lr_start, lr_end,
+                                 np.uint64(seeds[part]), loss_every if compute_loss else 0,
+                                 cbow_block, counters[part], own[part][0], own[part][1],
+                                 trace.words, trace.targets, trace.lr)
+            return
         kernel(ids, offsets, lo, hi, W_in, W_out, keep_prob, alias_prob, alias_idx, window,
                negative, lr_start, lr_end, np.uint64(seeds[part]),
                loss_every if compute_loss else 0,

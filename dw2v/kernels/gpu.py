@@ -11,7 +11,7 @@ a result does not depend on how blocks are scheduled. Three kernels:
   window's context rows and their gradients sit in shared memory, each target's output row is
   read once per window;
 - :func:`cbow_kernel`: the mean of the window predicts the centre (negatives drawn per centre
-  word, with or without ``shared_negatives``: the CPU's CBOW blocks are not ported here);
+  word: the CPU's ``cbow_block`` is not ported here);
 - :func:`sg_kernel`, skip-gram with negatives per pair (``shared_negatives=False``), thread 0
   drawing them.
 

@@ -24,15 +24,26 @@ def _problem(vocab: int = 20, dim: int = 8, sentences: int = 6, seed: int = 0,
                 alias_prob=alias_prob, alias_idx=alias_idx)
 
 
+#: The CBOW block the parametrized tests use for their shared-negatives case.
+BLOCK = 4
+
+
+def _sharing(sg: bool, batch: bool) -> dict:
+    """``train``'s keywords for a test case's shared negatives: HogBatch for skip-gram, blocks
+    of BLOCK examples for CBOW."""
+    return {"shared_negatives": batch and sg, "cbow_block": BLOCK if batch and not sg else 1}
+
+
 def _replay(problem: dict, trace, sg: bool,  # noqa: ANN001
-            batch: bool = False) -> tuple[np.ndarray, np.ndarray, reference.Counters]:
+            batch: bool = False, block: int = BLOCK
+            ) -> tuple[np.ndarray, np.ndarray, reference.Counters]:
     W_in, W_out = problem["W_in"].copy(), problem["W_out"].copy()
     counters = reference.Counters()
-    if batch and not sg:  # CBOW: every CBOW_BLOCK consecutive examples share their negatives
-        for lo in range(0, len(trace.lr), cpu.CBOW_BLOCK):
-            block = slice(lo, lo + cpu.CBOW_BLOCK)
-            reference.cbow_shared_block(W_in, W_out, [w[w >= 0] for w in trace.words[block]],
-                                        trace.targets[block], trace.lr[block], counters)
+    if batch and not sg:  # CBOW: every ``block`` consecutive examples share their negatives
+        for lo in range(0, len(trace.lr), block):
+            rows = slice(lo, lo + block)
+            reference.cbow_shared_block(W_in, W_out, [w[w >= 0] for w in trace.words[rows]],
+                                        trace.targets[rows], trace.lr[rows], counters)
         return W_in, W_out, counters
     for words, targets, lr in zip(trace.words, trace.targets, trace.lr):
         if batch:
@@ -89,24 +100,26 @@ def test_hogbatch_kernel_equals_the_batched_reference(seed: int, vocab: int, neg
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("vocab,negative,lr", [(20, 4, 0.5), (6, 12, 0.1)],
-                         ids=["few-repeats", "repeats"])
+@pytest.mark.parametrize("vocab,negative,lr,block", [(20, 4, 0.5, 4), (6, 12, 0.1, 4),
+                                                     (20, 4, 0.5, 3)],
+                         ids=["few-repeats", "repeats", "block-3"])
 def test_cbow_with_shared_negatives_equals_the_block_reference(seed: int, vocab: int,
-                                                               negative: int, lr: float) -> None:
-    """Every CBOW_BLOCK consecutive examples share one draw of negatives, across sentences;
-    the negatives' rows move once per block (and at the call's end, mid-block)."""
+                                                               negative: int, lr: float,
+                                                               block: int) -> None:
+    """Every ``cbow_block`` consecutive examples share one draw of negatives, across
+    sentences; the negatives' rows move once per block (and at the call's end, mid-block)."""
     problem = _problem(vocab=vocab, sentences=12, seed=seed)
     before = {k: v.copy() for k, v in problem.items()}
     counters, trace = train(**problem, sg=False, window=3, negative=negative, lr_start=lr,
-                            lr_end=lr / 10, seed=seed, shared_negatives=True,
+                            lr_end=lr / 10, seed=seed, cbow_block=block,
                             trace_capacity=10_000)
     n = len(trace.lr)
-    assert n == counters[cpu.EXAMPLES] > 20 and n % cpu.CBOW_BLOCK  # a block ends mid-way
-    for lo in range(0, n, cpu.CBOW_BLOCK):  # the block's examples share their negatives
-        block = trace.targets[lo:lo + cpu.CBOW_BLOCK, 1:]
-        assert (block == block[0]).all()
-    assert not (trace.targets[0, 1:] == trace.targets[cpu.CBOW_BLOCK, 1:]).all()
-    ref_in, ref_out, ref = _replay(before, trace, sg=False, batch=True)
+    assert n == counters[cpu.EXAMPLES] > 20
+    for lo in range(0, n, block):  # the block's examples share their negatives
+        rows = trace.targets[lo:lo + block, 1:]
+        assert (rows == rows[0]).all()
+    assert not (trace.targets[0, 1:] == trace.targets[block, 1:]).all()
+    ref_in, ref_out, ref = _replay(before, trace, sg=False, batch=True, block=block)
     np.testing.assert_allclose(problem["W_in"], ref_in, atol=1e-5)
     np.testing.assert_allclose(problem["W_out"], ref_out, atol=1e-5)
     assert not np.allclose(problem["W_out"], before["W_out"], atol=1e-3)
@@ -116,20 +129,34 @@ def test_cbow_with_shared_negatives_equals_the_block_reference(seed: int, vocab:
     per_example = _problem(vocab=vocab, sentences=12, seed=seed)
     _, other = train(**per_example, sg=False, window=3, negative=negative, lr_start=lr,
                      lr_end=lr / 10, seed=seed, trace_capacity=10_000)
-    assert not np.array_equal(other.targets[1:cpu.CBOW_BLOCK, 1:],
-                              trace.targets[1:cpu.CBOW_BLOCK, 1:])
+    assert not np.array_equal(other.targets[1:block, 1:], trace.targets[1:block, 1:])
+
+
+def test_a_cbow_block_ends_mid_way_at_the_call_s_end() -> None:
+    """A call whose examples are not a whole number of blocks still moves the last block's
+    negatives (the reference does the same, the block cut short)."""
+    for seed in range(20):
+        problem = _problem(sentences=12, seed=seed)
+        before = {k: v.copy() for k, v in problem.items()}
+        counters, trace = train(**problem, sg=False, window=3, negative=4, lr_start=0.5,
+                                lr_end=0.05, seed=seed, cbow_block=BLOCK, trace_capacity=10_000)
+        if len(trace.lr) % BLOCK:
+            break
+    assert len(trace.lr) % BLOCK
+    ref_in, ref_out, _ = _replay(before, trace, sg=False, batch=True)
+    np.testing.assert_allclose(problem["W_out"], ref_out, atol=1e-5)
 
 
 def test_cbow_draws_per_example_above_the_block_limit() -> None:
     """Past CBOW_BLOCK_MAX_NEGATIVE negatives CBOW draws a set per example even when asked
     to share (a block's summed steps on a word drawn many times would overshoot): the same
-    vectors as without sharing."""
+    vectors as with ``cbow_block=1``."""
     negative = cpu.CBOW_BLOCK_MAX_NEGATIVE + 1
     runs = []
-    for shared in (True, False):
+    for block in (BLOCK, 1):
         problem = _problem(vocab=30, sentences=12, seed=3)
         train(**problem, sg=False, window=3, negative=negative, lr_start=0.1, lr_end=0.01,
-              seed=3, shared_negatives=shared)
+              seed=3, cbow_block=block)
         runs.append((problem["W_in"], problem["W_out"]))
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
     np.testing.assert_array_equal(runs[0][1], runs[1][1])
@@ -143,7 +170,7 @@ def test_touch_counters_count_every_update(sg: bool, batch: bool, threads: int) 
     vocab = len(problem["keep_prob"])
     touches = (np.zeros(vocab, np.int64), np.zeros(vocab, np.int64))
     counters, _ = train(**problem, sg=sg, window=3, negative=4, lr_start=0.1, lr_end=0.01,
-                        seed=2, threads=threads, shared_negatives=batch, touches=touches)
+                        seed=2, threads=threads, **_sharing(sg, batch), touches=touches)
     # every loss term updates one output row; every input row update is counted once
     assert touches[1].sum() == counters[cpu.LOSS_TERMS]
     if sg:
@@ -163,7 +190,7 @@ def test_a_sampled_loss_estimates_the_full_one_and_changes_no_vector(sg: bool,
     for every in (1, 8):
         problem = _problem(vocab=60, sentences=400, seed=5)
         counters, _ = train(**problem, sg=sg, window=3, negative=4, lr_start=0.1,
-                            lr_end=0.01, seed=2, shared_negatives=batch, loss_every=every)
+                            lr_end=0.01, seed=2, **_sharing(sg, batch), loss_every=every)
         runs[every] = (counters, problem["W_in"], problem["W_out"])
     (full, in_1, out_1), (sampled, in_8, out_8) = runs[1], runs[8]
     np.testing.assert_array_equal(in_1, in_8)
@@ -173,7 +200,7 @@ def test_a_sampled_loss_estimates_the_full_one_and_changes_no_vector(sg: bool,
     mean_full = full[cpu.LOSS_SUM] / full[cpu.LOSS_TERMS]
     assert sampled[cpu.LOSS_SUM] / sampled[cpu.LOSS_TERMS] == pytest.approx(mean_full, rel=0.03)
     off, _ = train(**_problem(vocab=60, sentences=400, seed=5), sg=sg, window=3, negative=4,
-                   lr_start=0.1, lr_end=0.01, seed=2, shared_negatives=batch,
+                   lr_start=0.1, lr_end=0.01, seed=2, **_sharing(sg, batch),
                    compute_loss=False)
     assert off[cpu.LOSS_TERMS] == off[cpu.LOSS_SUM] == 0  # no loss: nothing counted
 
@@ -285,7 +312,7 @@ def _planted_accuracy(*, sg: bool, batch: bool, threads: int) -> float:
         lr = [0.025 - 0.025 * e / epochs for e in (epoch, epoch + 1)]
         train(ids, offsets, W_in, W_out, np.ones(vocab, np.float32), prob, idx, sg=sg,
               window=3, negative=5, lr_start=lr[0], lr_end=max(lr[1], 1e-4), seed=epoch,
-              threads=threads, shared_negatives=batch)
+              threads=threads, **_sharing(sg, batch))
     unit = W_in / np.linalg.norm(W_in, axis=1, keepdims=True)
     sims = unit @ unit.T
     np.fill_diagonal(sims, -np.inf)
