@@ -404,6 +404,36 @@ def train_sg(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in: n
     _add_counts(counters, offsets, s_lo, s_hi, kept, examples, loss_sum, terms)
 
 
+@njit(inline="always")
+def _context_mean(W_in: np.ndarray, sentence: np.ndarray, i: int, j_lo: int, j_hi: int,
+                  h: np.ndarray) -> None:
+    """``h``: the mean of the input rows of ``sentence[j_lo:j_hi]`` but position ``i``."""
+    for d in range(h.shape[0]):
+        h[d] = 0.0
+    for j in range(j_lo, j_hi):
+        if j != i:
+            r = sentence[j]
+            for d in range(h.shape[0]):
+                h[d] += W_in[r, d]
+    inv = np.float32(1.0 / (j_hi - j_lo - 1))
+    for d in range(h.shape[0]):
+        h[d] *= inv
+
+
+@njit(inline="always")
+def _add_to_context(W_in: np.ndarray, sentence: np.ndarray, i: int, j_lo: int, j_hi: int,
+                    neu1e: np.ndarray, touches_in: np.ndarray, counting: bool) -> None:
+    """Every context row of a CBOW example receives its whole gradient ``neu1e`` (word2vec's
+    ``-cbow 1``), counted in ``touches_in`` when ``counting``."""
+    for j in range(j_lo, j_hi):
+        if j != i:
+            r = sentence[j]
+            for d in range(neu1e.shape[0]):
+                W_in[r, d] += neu1e[d]
+            if counting:
+                touches_in[r] += 1
+
+
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
 def train_cbow(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in: np.ndarray,
                W_out: np.ndarray, keep_prob: np.ndarray, alias_prob: np.ndarray,
@@ -420,6 +450,7 @@ def train_cbow(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in:
     counting = touches_in.shape[0] > 0
     neu1e = np.empty(dim, dtype=np.float32)
     H = np.empty((1, dim), dtype=np.float32)  # the context mean, as a 1-row matrix
+    h = H[0]  # the same row (one view, made once)
     targets = np.empty(negative + 1, dtype=np.int64)
     live = np.empty(negative + 1, dtype=np.int64)  # the slots scored (not equal to the centre)
     pending = np.empty(negative, dtype=np.int64)  # the next example's noise words
@@ -438,17 +469,9 @@ def train_cbow(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in:
             _prefetch_next(W_in, W_out, sentence, i, n, window)
             if j_hi - j_lo <= 1:
                 continue
+            _context_mean(W_in, sentence, i, j_lo, j_hi, h)
             for d in range(dim):
-                H[0, d] = 0.0
                 neu1e[d] = 0.0
-            for j in range(j_lo, j_hi):
-                if j != i:
-                    r = sentence[j]
-                    for d in range(dim):
-                        H[0, d] += W_in[r, d]
-            inv = np.float32(1.0 / (j_hi - j_lo - 1))
-            for d in range(dim):
-                H[0, d] *= inv
             centre = sentence[i]
             state = _take_targets(state, centre, targets, pending, alias_prob, alias_idx, W_out)
             score, seen = _scored(loss_every, seen)
@@ -458,13 +481,7 @@ def train_cbow(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int, W_in:
             if counting:
                 for q in range(n_live):
                     touches_out[targets[live[q]]] += 1
-            for j in range(j_lo, j_hi):
-                if j != i:
-                    r = sentence[j]
-                    for d in range(dim):
-                        W_in[r, d] += neu1e[d]
-                    if counting:
-                        touches_in[sentence[j]] += 1
+            _add_to_context(W_in, sentence, i, j_lo, j_hi, neu1e, touches_in, counting)
             examples += 1
             n_trace = _record(trace_words, trace_targets, trace_lr, n_trace, sentence, j_lo,
                               j_hi, i, targets, lr)
@@ -576,17 +593,9 @@ def train_cbow_batch(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int,
                 for k in range(negative):
                     negs[k] = pending[k]
                 state = _draw_pending(state, pending, alias_prob, alias_idx, W_out)
+            _context_mean(W_in, sentence, i, j_lo, j_hi, h)
             for d in range(dim):
-                h[d] = 0.0
                 neu1e[d] = 0.0
-            for j in range(j_lo, j_hi):
-                if j != i:
-                    r = sentence[j]
-                    for d in range(dim):
-                        h[d] += W_in[r, d]
-            inv = np.float32(1.0 / (j_hi - j_lo - 1))
-            for d in range(dim):
-                h[d] *= inv
             centre = sentence[i]
             score, seen = _scored(loss_every, seen)
             f = np.float32(0.0)
@@ -608,13 +617,7 @@ def train_cbow_batch(ids: np.ndarray, offsets: np.ndarray, s_lo: int, s_hi: int,
                 touches_out[centre] += 1
                 for q in range(n_live):
                     touches_out[negs[live[q]]] += 1
-            for j in range(j_lo, j_hi):
-                if j != i:
-                    r = sentence[j]
-                    for d in range(dim):
-                        W_in[r, d] += neu1e[d]
-                    if counting:
-                        touches_in[r] += 1
+            _add_to_context(W_in, sentence, i, j_lo, j_hi, neu1e, touches_in, counting)
             examples += 1
             if n_trace < trace_lr.shape[0]:
                 targets[0] = centre
