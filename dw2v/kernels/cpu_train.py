@@ -107,10 +107,7 @@ def train(ids: np.ndarray, offsets: np.ndarray, W_in: np.ndarray, W_out: np.ndar
     if cbow_block < 1:
         raise ValueError(f"cbow_block={cbow_block} must be >= 1")
     blocked = not sg and cbow_block > 1 and negative <= cpu.CBOW_BLOCK_MAX_NEGATIVE
-    if sg:
-        kernel = cpu.train_sg_batch if shared_negatives else cpu.train_sg
-    else:
-        kernel = cpu.train_cbow_batch if blocked else cpu.train_cbow
+    kernel = (cpu.train_sg_batch if shared_negatives else cpu.train_sg) if sg else cpu.train_cbow
     width = 1 if sg and not shared_negatives else 2 * window
     trace = Trace(words=np.full((trace_capacity, width), -1, np.int64),
                   targets=np.zeros((trace_capacity, negative + 1), np.int64),
@@ -132,7 +129,7 @@ def train(ids: np.ndarray, offsets: np.ndarray, W_in: np.ndarray, W_out: np.ndar
 
     def run(part: int) -> None:
         lo, hi = ranges[part]
-        if blocked:
+        if blocked:  # the blocked CBOW kernel takes the block size besides the others' arguments
             cpu.train_cbow_batch(ids, offsets, lo, hi, W_in, W_out, keep_prob, alias_prob,
                                  alias_idx, window, negative, lr_start, lr_end,
                                  np.uint64(seeds[part]), loss_every if compute_loss else 0,
