@@ -12,7 +12,7 @@ import os
 import sys
 import threading
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, Callable, Iterator, Sequence
 
 import dask
@@ -79,11 +79,11 @@ def local_cluster(n_workers: int, threads_per_worker: int = 1,
         yield client
 
 
-def attach_dashboard(cluster: LocalCluster, announce: bool = True) -> bool:
+def attach_dashboard(cluster: LocalCluster) -> bool:
     """Add the Bokeh dashboard to a LocalCluster started with ``dashboard_later`` (its pages
-    on the scheduler's HTTP server, on the scheduler's event loop); with ``announce``, print
-    its link. Returns whether it was attached. A failure is logged, never raised: the run does
-    not need the page."""
+    on the scheduler's HTTP server, on the scheduler's event loop) and print its link.
+    Returns whether it was attached. A failure is logged, never raised: the run does not need
+    the page."""
     scheduler = getattr(cluster, "scheduler", None)
     if scheduler is None or getattr(scheduler, "http_server", None) is None:
         return False
@@ -111,7 +111,7 @@ def attach_dashboard(cluster: LocalCluster, announce: bool = True) -> bool:
     except RuntimeError:  # the cluster closed meanwhile
         return False
     done.wait(30)
-    if attached and announce:
+    if attached:
         tqdm.write(f"dw2v: Dask dashboard at {cluster.dashboard_link}", file=sys.stderr)
     return bool(attached)
 
@@ -221,10 +221,7 @@ def client_for(config: ClusterConfig, client: Client | None = None,
         logger.info("started a LocalCluster: %d worker%s x %d thread%s%s", n_workers,
                     "s" * (n_workers != 1), threads, "s" * (threads != 1),
                     " (in this process)" if in_process else "")
-        if later:
-            with _dashboard_after(local.cluster, DASHBOARD_AFTER):
-                yield local
-        else:
+        with _dashboard_after(local.cluster, DASHBOARD_AFTER) if later else nullcontext():
             yield local
 
 

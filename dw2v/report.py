@@ -97,6 +97,16 @@ def _engineering(value: float, unit: str = "") -> str:
     return f"{value:.3g}{unit}"
 
 
+def _short(value: float) -> str:
+    """A tick's value to 3 significant digits."""
+    return f"{value:.3g}"
+
+
+def _whole(value: float) -> str:
+    """A tick's value as a whole number with thousands separators."""
+    return f"{value:,.0f}"
+
+
 def _xy(title: str, x_title: str, y_title: str, *, width: int = 480, height: int = 300,
         legend: bool = False, **config: Any) -> Any:
     """An empty pygal XY chart of the report's style: a fixed size, no JavaScript (the page
@@ -124,16 +134,16 @@ def _rounds_figures(rounds: list[dict[str, Any]], figures: Path) -> list[str]:
     learning rate, a small chart each; returns their file names."""
     charts = {
         "loss.svg": (_xy("Loss", "round", "mean loss per term",
-                         value_formatter=lambda v: f"{v:.3g}"),
+                         value_formatter=_short),
                      [r["loss"] for r in rounds]),
         "throughput.svg": (_xy("Throughput (all workers)", "round", "words/s",
                                value_formatter=_engineering, include_x_axis=False),
                            [r["words"] / max(r["seconds"], 1e-9) for r in rounds]),
         "outside.svg": (_xy("Time outside training per round", "round", "ms",
-                            value_formatter=lambda v: f"{v:.3g}", include_x_axis=True),
+                            value_formatter=_short, include_x_axis=True),
                         [1e3 * max(r["seconds"] - r["seconds_training"], 0.0) for r in rounds]),
         "learning_rate.svg": (_xy("Learning rate (each worker's)", "round",
-                                  "at the round's start", value_formatter=lambda v: f"{v:.3g}",
+                                  "at the round's start", value_formatter=_short,
                                   include_x_axis=True),
                               [r["lr_start"] * r.get("lr_scale", 1) for r in rounds]),
     }
@@ -147,7 +157,7 @@ def _exchange_figures(rounds: list[dict[str, Any]], figures: Path) -> list[str]:
     """Per round: the slowest worker's training and exchange milliseconds, and the most bytes
     a worker sent."""
     times = _xy("Time per round (slowest worker)", "round", "ms", legend=True,
-                value_formatter=lambda v: f"{v:.3g}", include_x_axis=True)
+                value_formatter=_short, include_x_axis=True)
     times.add("training", _by_round(rounds, [1e3 * r["seconds_training"] for r in rounds]))
     times.add("exchange", _by_round(rounds, [1e3 * r.get("seconds_exchange", 0.0)
                                              for r in rounds]))
@@ -229,13 +239,12 @@ def _rank_frequency_figure(counts: np.ndarray, path: Path) -> None:
     at_ranks = np.maximum(at_ranks, 1)
     top = int(np.ceil(np.log10(max(float(at_ranks.max(initial=1)), 10))))
     right = int(np.ceil(np.log10(max(float(ranks[-1]) if len(ranks) else 1.0, 10))))
+    x_ticks = [10 ** k for k in range(right + 1)]
+    y_ticks = [10 ** k for k in range(top + 1)]
     chart = _xy(f"Rank-frequency ({len(counts):,} words)", "rank", "count", width=500,
-                height=360, logarithmic=True, show_dots=False,
-                x_labels=[10 ** k for k in range(right + 1)],
-                y_labels=[10 ** k for k in range(top + 1)],
-                x_labels_major=[10 ** k for k in range(right + 1)],
-                y_labels_major=[10 ** k for k in range(top + 1)],
-                value_formatter=lambda v: f"{v:,.0f}", x_value_formatter=lambda v: f"{v:,.0f}")
+                height=360, logarithmic=True, show_dots=False, x_labels=x_ticks,
+                y_labels=y_ticks, x_labels_major=x_ticks, y_labels_major=y_ticks,
+                value_formatter=_whole, x_value_formatter=_whole)
     chart.add("count", [(int(r), float(c)) for r, c in zip(ranks, at_ranks)])
     _save(chart, path)
 
